@@ -1,0 +1,70 @@
+import { z } from 'zod';
+import { envelopeSchema, signedCommonShape, type Envelope } from './signed-envelope.js';
+
+/** What a device needs to know to feed frames to a model and read its output. */
+export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'model name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit');
+export const modelVersionSchema = z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/, 'version: 1-64 of 0-9 A-Z a-z . + _ -');
+export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'sha256: 64 lowercase hex digits');
+
+const rgbTriple = z.tuple([z.number().finite(), z.number().finite(), z.number().finite()]);
+
+export const modelMetadataSchema = z.object({
+  labels: z.array(z.string().min(1).max(64)).min(2).max(1000)
+    .refine((l) => new Set(l).size === l.length, 'labels must be unique'),
+  input: z.object({
+    name: z.string().min(1).max(128),
+    width: z.number().int().min(8).max(4096),
+    height: z.number().int().min(8).max(4096),
+    layout: z.enum(['NCHW', 'NHWC']),
+    channelOrder: z.enum(['RGB', 'BGR']),
+    /** how a camera frame is fitted to width x height; ffmpeg does it */
+    resize: z.enum(['stretch']).default('stretch'),
+  }),
+  /** x = (pixel * scale - mean[c]) / std[c], pixel in 0..255, c in channelOrder */
+  normalization: z.object({
+    scale: z.number().positive().finite(),
+    mean: rgbTriple,
+    std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+  }),
+  output: z.object({
+    name: z.string().min(1).max(128),
+    /** probabilities are used as they are; logits get a softmax on the device */
+    kind: z.enum(['probabilities', 'logits']),
+  }),
+});
+export type ModelMetadata = z.infer<typeof modelMetadataSchema>;
+export type ModelMetadataInput = z.input<typeof modelMetadataSchema>;
+
+export const modelRefSchema = z.object({ name: modelNameSchema, version: modelVersionSchema, sha256: sha256Schema });
+export type ModelRef = z.infer<typeof modelRefSchema>;
+
+/**
+ * A model artifact as TUF describes a target file: length and hashes, plus
+ * Perch's description in `custom`. Signed on registration by the registry.
+ */
+export const modelTargetSchema = z.object({
+  _type: z.literal('model-target'),
+  ...signedCommonShape,
+  /** target path in the registry, content-addressed */
+  path: z.string().regex(/^models\/[a-z0-9._-]+\/[0-9A-Za-z.+_-]+\.onnx$/),
+  length: z.number().int().positive(),
+  hashes: z.object({ sha256: sha256Schema }),
+  custom: z.object({
+    name: modelNameSchema,
+    version: modelVersionSchema,
+    format: z.literal('onnx'),
+    metadata: modelMetadataSchema,
+    createdAt: z.string().datetime({ offset: true }),
+  }),
+});
+export type ModelTarget = z.infer<typeof modelTargetSchema>;
+export const signedModelTargetSchema = envelopeSchema(modelTargetSchema);
+export type SignedModelTarget = Envelope<ModelTarget>;
+
+export function modelTargetPath(name: string, version: string): string {
+  return `models/${name}/${version}.onnx`;
+}
+
+export function modelRefOf(target: ModelTarget): ModelRef {
+  return { name: target.custom.name, version: target.custom.version, sha256: target.hashes.sha256 };
+}
