@@ -1,0 +1,29 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { Logger } from 'pino';
+import { UnknownModelVersionError } from '../desired-state/desired-state-service.js';
+import { ModelCheckError } from '../registry/onnx-model-check.js';
+import { VersionExistsError } from '../registry/model-registry.js';
+import { ApiError } from './api-error.js';
+
+/** Maps domain errors to ApiError in one place; anything unexpected is a logged 500 with no internals leaked. */
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ModelCheckError) return new ApiError(422, 'invalid_model', err.message, err.field);
+  if (err instanceof VersionExistsError) return new ApiError(409, 'version_exists', err.message, 'version');
+  if (err instanceof UnknownModelVersionError) return new ApiError(404, 'unknown_model_version', err.message, 'version');
+  if (err instanceof HTTPException) {
+    const status = err.status === 413 ? 413 : err.status === 404 ? 404 : 400;
+    return new ApiError(status, status === 413 ? 'payload_too_large' : 'bad_request', err.message || 'bad request');
+  }
+  return new ApiError(500, 'internal', 'internal error');
+}
+
+export function errorHandler(log: Logger) {
+  return (err: Error, c: Context) => {
+    const api = toApiError(err);
+    if (api.status >= 500) log.error({ err, path: c.req.path }, 'API request failed');
+    else log.info({ path: c.req.path, status: api.status, code: api.code, message: api.message }, 'API request refused');
+    return c.json(api.toJSON(), api.status);
+  };
+}

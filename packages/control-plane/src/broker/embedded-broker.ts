@@ -1,0 +1,90 @@
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { Aedes, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import { BrokerAccess, type BrokerAccessOptions, type Principal } from './broker-access.js';
+
+export interface EmbeddedBrokerOptions extends BrokerAccessOptions {
+  host: string;
+  port: number;
+}
+
+const principals = new WeakMap<Client, Principal>();
+
+function authError(message: string): Error & { returnCode: number } {
+  // 4 = bad username or password (MQTT 3.1.1 CONNACK).
+  return Object.assign(new Error(message), { returnCode: 4 });
+}
+
+/** The aedes broker inside the control plane process, on a TCP port. */
+export class EmbeddedBroker {
+  private broker: Aedes | null = null;
+  private server: Server | null = null;
+  private readonly access: BrokerAccess;
+
+  constructor(
+    private readonly opts: EmbeddedBrokerOptions,
+    private readonly log: Logger,
+  ) {
+    this.access = new BrokerAccess(opts);
+  }
+
+  get port(): number {
+    const addr = this.server?.address() as AddressInfo | null;
+    if (!addr) throw new Error('broker not started');
+    return addr.port;
+  }
+
+  get connectedClients(): number {
+    return this.broker?.connectedClients ?? 0;
+  }
+
+  async start(): Promise<void> {
+    const access = this.access;
+    const log = this.log;
+    const broker = await Aedes.createBroker({
+      authenticate(client, username, password, done) {
+        const who = access.authenticate(client.id, username, password);
+        if (!who) {
+          log.warn({ clientId: client.id, username }, 'mqtt connection refused: bad credentials');
+          done(authError('bad username or password'), false);
+          return;
+        }
+        principals.set(client, who);
+        done(null, true);
+      },
+      authorizePublish(client, packet, callback) {
+        // client is null for messages the broker itself publishes.
+        const who = client ? principals.get(client) : ({ kind: 'control-plane' } as const);
+        if (who && access.mayPublish(who, packet.topic)) return callback(null);
+        log.warn({ clientId: client?.id, topic: packet.topic }, 'mqtt publish refused by ACL');
+        callback(new Error('publish not authorised'));
+      },
+      authorizeSubscribe(client, sub, callback) {
+        const who = principals.get(client);
+        if (who && access.maySubscribe(who, sub.topic)) return callback(null, sub);
+        log.warn({ clientId: client.id, topic: sub.topic }, 'mqtt subscribe refused by ACL');
+        callback(new Error('subscribe not authorised'));
+      },
+    });
+    this.broker = broker;
+    const server = createServer(broker.handle);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.log.info({ host: this.opts.host, port: this.port }, 'embedded MQTT broker listening');
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    const broker = this.broker;
+    this.server = null;
+    this.broker = null;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,76 @@
+import { decodeJson, parseDeviceTopic, type DeviceTopicKind } from '@perch/shared';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+
+/** One small handler per device-to-cloud message kind. */
+export interface DeviceMessageHandler<S extends z.ZodType = z.ZodType> {
+  readonly kind: DeviceTopicKind;
+  readonly schema: S;
+  handle(deviceId: string, value: z.infer<S>): void | Promise<void>;
+}
+
+export function defineHandler<S extends z.ZodType>(h: DeviceMessageHandler<S>): DeviceMessageHandler<S> {
+  return h;
+}
+
+export interface DispatchStats {
+  handled: number;
+  dropped: number;
+}
+
+/**
+ * Routes every message on a device topic to its handler after decoding it
+ * with the handler's schema. A message that does not parse, does not match
+ * its topic's device or makes a handler throw is logged and dropped; the
+ * control plane keeps serving.
+ */
+export class DeviceMessageDispatcher {
+  private readonly handlers = new Map<DeviceTopicKind, DeviceMessageHandler>();
+  readonly stats: DispatchStats = { handled: 0, dropped: 0 };
+
+  constructor(private readonly log: Logger) {}
+
+  register(handler: DeviceMessageHandler<z.ZodType>): this {
+    if (this.handlers.has(handler.kind)) throw new Error(`two handlers for ${handler.kind}`);
+    this.handlers.set(handler.kind, handler);
+    return this;
+  }
+
+  kinds(): DeviceTopicKind[] {
+    return [...this.handlers.keys()];
+  }
+
+  dispatch(topic: string, payload: Buffer): void {
+    const t = parseDeviceTopic(topic);
+    const handler = t ? this.handlers.get(t.kind) : undefined;
+    if (!t || !handler) return this.drop(topic, 'no handler for this topic');
+    if (payload.length === 0) {
+      // An empty retained publish clears a topic; nothing to ingest.
+      return;
+    }
+    const decoded = decodeJson(handler.schema, payload);
+    if (!decoded.ok) return this.drop(topic, decoded.error);
+    const value = decoded.value as unknown;
+    if (typeof value === 'object' && value !== null && 'deviceId' in value && value.deviceId !== t.deviceId) {
+      return this.drop(topic, `payload deviceId ${String(value.deviceId)} does not match the topic's device ${t.deviceId}`);
+    }
+    try {
+      const result = handler.handle(t.deviceId, decoded.value);
+      if (result instanceof Promise) {
+        result.then(
+          () => this.stats.handled++,
+          (err: unknown) => this.drop(topic, `handler failed: ${(err as Error).message}`),
+        );
+      } else {
+        this.stats.handled++;
+      }
+    } catch (err) {
+      this.drop(topic, `handler failed: ${(err as Error).message}`);
+    }
+  }
+
+  private drop(topic: string, reason: string): void {
+    this.stats.dropped++;
+    this.log.warn({ topic, reason }, 'dropped device message');
+  }
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { loadControlPlaneConfig } from './config/control-plane-config.js';
+import { ControlPlane } from './control-plane.js';
+import { createLogger } from './logger.js';
+import { trustedKeysDocument } from './registry/signing-keys.js';
+
+const program = new Command('perch-control-plane').description('Perch control plane: registry, broker, fleet state and telemetry');
+
+program
+  .command('serve')
+  .description('run the control plane (embedded MQTT broker, SQLite, REST API)')
+  .option('-c, --config <file>', 'YAML config file (defaults apply without one)')
+  .action(async (opts: { config?: string }) => {
+    const config = loadControlPlaneConfig({ file: opts.config });
+    const log = createLogger(config.log.level);
+    const cp = new ControlPlane(config, log);
+    await cp.start();
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      cp.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+
+program
+  .command('trusted-keys')
+  .description("print the public keys devices must trust (the agent's trust.keysFile)")
+  .option('-c, --config <file>', 'YAML config file')
+  .action((opts: { config?: string }) => {
+    const config = loadControlPlaneConfig({ file: opts.config });
+    const cp = new ControlPlane(config, createLogger('silent'));
+    process.stdout.write(`${JSON.stringify(trustedKeysDocument([cp.signingKey]), null, 2)}\n`);
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`perch-control-plane: ${(err as Error).message}\n`);
+  process.exit(1);
+});

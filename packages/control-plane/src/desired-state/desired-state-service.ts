@@ -1,0 +1,72 @@
+import { deviceTopic, encodeJson, signEnvelope, type DesiredState, type SigningKey } from '@perch/shared';
+import type { Logger } from 'pino';
+import type { ControlPlaneBus } from '../bus/control-plane-bus.js';
+import type { DesiredStateRecord, DesiredStateStore } from '../store/desired-state-store.js';
+import type { DeviceStore } from '../store/device-store.js';
+import type { ModelVersionStore } from '../store/model-version-store.js';
+
+export class UnknownModelVersionError extends Error {
+  constructor(name: string, version: string) {
+    super(`model ${name} version ${version} is not registered`);
+    this.name = 'UnknownModelVersionError';
+  }
+}
+
+/** How long a desired state may be trusted by a device that hears nothing newer. */
+const DESIRED_STATE_VALIDITY_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * Owns each device's desired state: every change is a new generation, signed,
+ * stored, then published retained so a device that connects later gets it.
+ */
+export class DesiredStateService {
+  constructor(
+    private readonly store: DesiredStateStore,
+    private readonly devices: DeviceStore,
+    private readonly versions: ModelVersionStore,
+    private readonly bus: ControlPlaneBus,
+    private readonly signingKey: SigningKey,
+    private readonly log: Logger,
+  ) {}
+
+  get(deviceId: string): DesiredStateRecord | null {
+    return this.store.get(deviceId);
+  }
+
+  async setActiveModel(deviceId: string, model: { name: string; version: string } | null, now = new Date()): Promise<DesiredStateRecord> {
+    const version = model ? this.versions.get(model.name, model.version) : null;
+    if (model && !version) throw new UnknownModelVersionError(model.name, model.version);
+    this.devices.ensure(deviceId, now.getTime());
+    const generation = (this.store.get(deviceId)?.generation ?? 0) + 1;
+    const signed: DesiredState = {
+      _type: 'desired-state',
+      spec_version: '1.0',
+      version: generation,
+      expires: new Date(now.getTime() + DESIRED_STATE_VALIDITY_MS).toISOString(),
+      deviceId,
+      generation,
+      issuedAt: now.toISOString(),
+      active: version ? version.target : null,
+    };
+    const rec: DesiredStateRecord = {
+      deviceId,
+      generation,
+      modelVersionId: version?.id ?? null,
+      envelope: signEnvelope(signed, [this.signingKey]),
+      updatedAt: now.getTime(),
+    };
+    this.store.put(rec);
+    await this.publish(rec);
+    this.log.info({ deviceId, generation, model: model ?? null }, 'desired state set');
+    return rec;
+  }
+
+  /** Republishes every stored desired state: the broker's retained copies may be gone after a restart. */
+  async republishAll(): Promise<void> {
+    for (const rec of this.store.all()) await this.publish(rec);
+  }
+
+  private publish(rec: DesiredStateRecord): Promise<void> {
+    return this.bus.publish(deviceTopic(rec.deviceId, 'desired'), encodeJson(rec.envelope), { qos: 1, retain: true });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Versioned schema migrations, applied in order inside one transaction each.
+ * Append only: a released migration is never edited, a change is a new entry.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'registry, devices, desired states, telemetry, events',
+    sql: `
+      CREATE TABLE model_versions (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        length        INTEGER NOT NULL,
+        metadata_json TEXT NOT NULL,
+        target_json   TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        UNIQUE (name, version)
+      );
+      CREATE INDEX model_versions_sha256 ON model_versions (sha256);
+
+      CREATE TABLE devices (
+        id             TEXT PRIMARY KEY,
+        status         TEXT NOT NULL DEFAULT 'unknown',
+        status_reason  TEXT,
+        agent_version  TEXT,
+        first_seen     INTEGER,
+        last_seen      INTEGER,
+        reported_json  TEXT,
+        created_at     INTEGER NOT NULL
+      );
+
+      CREATE TABLE desired_states (
+        device_id        TEXT PRIMARY KEY REFERENCES devices (id),
+        generation       INTEGER NOT NULL,
+        model_version_id INTEGER REFERENCES model_versions (id),
+        envelope_json    TEXT NOT NULL,
+        updated_at       INTEGER NOT NULL
+      );
+
+      CREATE TABLE telemetry_windows (
+        device_id     TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        window_start  INTEGER NOT NULL,
+        window_end    INTEGER NOT NULL,
+        model_sha256  TEXT,
+        frames_inferred INTEGER NOT NULL,
+        payload_json  TEXT NOT NULL,
+        received_at   INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_windows_end ON telemetry_windows (device_id, window_end);
+
+      CREATE TABLE telemetry_class_counts (
+        device_id  TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        camera_id  TEXT NOT NULL,
+        label      TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        window_end INTEGER NOT NULL,
+        PRIMARY KEY (device_id, seq, camera_id, label)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE detection_events (
+        device_id  TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        event_id   TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        camera_id  TEXT NOT NULL,
+        label      TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        payload_json TEXT NOT NULL,
+        PRIMARY KEY (device_id, seq)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
