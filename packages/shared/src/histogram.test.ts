@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { binIndex, emptyHistogram, HISTOGRAM_SPECS, histogramCount, histogramQuantile, histogramSchema, mergeHistograms, observe } from './histogram.js';
+
+describe('fixed-bin histograms', () => {
+  it('puts values in half-open bins with open-ended first and last bins', () => {
+    expect(binIndex('confidence.v1', 0)).toBe(0);
+    expect(binIndex('confidence.v1', 0.05)).toBe(1);
+    expect(binIndex('confidence.v1', 0.0499)).toBe(0);
+    expect(binIndex('confidence.v1', 1)).toBe(19);
+    expect(binIndex('latency-ms.v1', 0.2)).toBe(0);
+    expect(binIndex('latency-ms.v1', 1e9)).toBe(HISTOGRAM_SPECS['latency-ms.v1'].edges.length);
+  });
+
+  it('merges exactly: the merge of two windows equals one window of all values', () => {
+    const values = Array.from({ length: 500 }, (_, i) => (i * 37) % 997 / 3.7);
+    const a = emptyHistogram('latency-ms.v1');
+    const b = emptyHistogram('latency-ms.v1');
+    const all = emptyHistogram('latency-ms.v1');
+    values.forEach((v, i) => {
+      observe(i % 2 ? a : b, v);
+      observe(all, v);
+    });
+    const merged = mergeHistograms(a, b);
+    expect(merged.counts).toEqual(all.counts);
+    expect(merged.sum).toBeCloseTo(all.sum, 6);
+    expect(histogramCount(merged)).toBe(500);
+    expect(() => mergeHistograms(a, emptyHistogram('confidence.v1'))).toThrow(/cannot merge/);
+  });
+
+  it('estimates quantiles inside the right bin', () => {
+    const h = emptyHistogram('latency-ms.v1');
+    for (let i = 0; i < 90; i++) observe(h, 4);
+    for (let i = 0; i < 10; i++) observe(h, 120);
+    const p50 = histogramQuantile(h, 0.5);
+    expect(p50).toBeGreaterThanOrEqual(3);
+    expect(p50).toBeLessThan(5);
+    const p99 = histogramQuantile(h, 0.99);
+    expect(p99).toBeGreaterThanOrEqual(100);
+    expect(p99).toBeLessThan(150);
+    expect(Number.isNaN(histogramQuantile(emptyHistogram('confidence.v1'), 0.5))).toBe(true);
+  });
+
+  it('validates the bin count against the spec named on the wire', () => {
+    expect(histogramSchema.safeParse(emptyHistogram('confidence.v1')).success).toBe(true);
+    const wrong = { spec: 'confidence.v1', counts: [1, 2, 3], sum: 0 };
+    const r = histogramSchema.safeParse(wrong);
+    expect(r.success).toBe(false);
+    expect(histogramSchema.safeParse({ spec: 'made-up.v9', counts: [], sum: 0 }).success).toBe(false);
+    expect(() => observe(emptyHistogram('confidence.v1'), Number.NaN)).toThrow(/finite/);
+  });
+});
