@@ -91,7 +91,7 @@ export class ControlPlane {
 
   get services() {
     const r = this.r;
-    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api };
+    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus };
   }
 
   async start(): Promise<void> {
