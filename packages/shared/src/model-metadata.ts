@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { envelopeSchema, signedCommonShape, type Envelope } from './signed-envelope.js';
 
 /** What a device needs to know to feed frames to a model and read its output. */
-export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'model name: 1-64 of a-z 0-9 . _ -, starting with a letter or digit');
-export const modelVersionSchema = z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/, 'version: 1-64 of 0-9 A-Z a-z . + _ -');
-export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'sha256: 64 lowercase hex digits');
+export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, '1-64 of a-z 0-9 . _ -, starting with a letter or digit');
+export const modelVersionSchema = z.string().regex(/^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/, '1-64 of 0-9 A-Z a-z . + _ -');
+export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits');
 
 const rgbTriple = z.tuple([z.number().finite(), z.number().finite(), z.number().finite()]);
 

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { canonicalize } from '@tufjs/canonical-json';
+import { canonicalJson } from './canonical-json.js';
 import { z } from 'zod';
 
 /**
@@ -46,7 +46,7 @@ export interface SigningKey {
 }
 
 export function keyIdOf(key: PublicKey): string {
-  return createHash('sha256').update(canonicalize(key)).digest('hex');
+  return createHash('sha256').update(canonicalJson(key)).digest('hex');
 }
 
 function publicKeyOf(object: KeyObject): PublicKey {
@@ -81,7 +81,7 @@ function nodePublicKey(key: PublicKey): KeyObject {
 
 export function signEnvelope<T>(signed: T, keys: SigningKey[]): Envelope<T> {
   if (keys.length === 0) throw new Error('signEnvelope needs at least one key');
-  const bytes = Buffer.from(canonicalize(signed), 'utf8');
+  const bytes = Buffer.from(canonicalJson(signed), 'utf8');
   return {
     signed,
     signatures: keys.map((k) => ({ keyid: k.keyid, sig: sign(null, bytes, k.privateKey).toString('hex') })),
@@ -97,7 +97,7 @@ export type VerifyResult = { ok: true; keyids: string[] } | { ok: false; error: 
  */
 export function verifyEnvelope(envelope: Envelope<unknown>, trusted: readonly PublicKey[], threshold = 1): VerifyResult {
   const byId = new Map(trusted.map((k) => [keyIdOf(k), k]));
-  const bytes = Buffer.from(canonicalize(envelope.signed), 'utf8');
+  const bytes = Buffer.from(canonicalJson(envelope.signed), 'utf8');
   const good = new Set<string>();
   let unknown = 0;
   let bad = 0;

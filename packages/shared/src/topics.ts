@@ -9,7 +9,7 @@ export const TOPIC_PREFIX = 'perch/v1';
 /** Device ids end up in topic levels and file names: no wildcards, separators or dots at the start. */
 export const deviceIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'device id: 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit');
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, '1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit');
 
 /** Per-device topic kinds, with the direction each flows in. */
 export const DEVICE_TOPIC_KINDS = {

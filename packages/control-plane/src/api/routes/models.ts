@@ -41,7 +41,7 @@ export function modelRoutes(deps: ApiDeps) {
     if (!(file instanceof File)) throw new ValidationError('file: an ONNX file part is required', 'file');
     const bytes = new Uint8Array(await file.arrayBuffer());
     const rec = await deps.registry.register(name, version, metadata, bytes);
-    deps.log.info({ name, version, sha256: rec.sha256, length: rec.length }, 'model version registered');
+    deps.log.info({ model: name, version, sha256: rec.sha256, length: rec.length }, 'model version registered');
     return c.json(versionView(rec), 201);
   });
 

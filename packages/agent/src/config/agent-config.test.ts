@@ -1,0 +1,132 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { generateSigningKey } from '@perch/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../test-support/harness.js';
+import { ConfigError, loadAgentConfig } from './agent-config.js';
+
+describe('agent config', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  const key = generateSigningKey().publicKey;
+
+  beforeEach(async () => {
+    dir = await tempDir();
+  });
+  afterEach(() => dir.remove());
+
+  async function write(name: string, text: string): Promise<string> {
+    const path = join(dir.path, name);
+    await writeFile(path, text);
+    return path;
+  }
+
+  it('fills defaults, reads secrets from files and resolves paths against the config folder', async () => {
+    await mkdir(join(dir.path, 'secrets'));
+    await write('secrets/password', 's3cret\n');
+    await write('keys.json', JSON.stringify([key]));
+    const file = await write(
+      'agent.yaml',
+      [
+        'deviceId: gate-7',
+        'dataDir: ./data',
+        'broker: { passwordFile: secrets/password }',
+        'trust: { keysFile: keys.json }',
+        'ffmpegPath: /usr/bin/ffmpeg',
+        'cameras:',
+        '  - id: front',
+        '    source: { kind: file, path: videos/front.mp4 }',
+        '  - id: test',
+        '    fps: 2',
+        '    source: { kind: synthetic }',
+      ].join('\n'),
+    );
+    const cfg = await loadAgentConfig(file);
+    expect(cfg.deviceId).toBe('gate-7');
+    expect(cfg.dataDir).toBe(join(dir.path, 'data'));
+    expect(cfg.broker).toMatchObject({ url: 'mqtt://127.0.0.1:1883', username: 'gate-7', password: 's3cret', reconnect: { minMs: 500, maxMs: 30000 } });
+    expect(cfg.trust.keys).toEqual([key]);
+    expect(cfg.ffmpegPath).toBe('/usr/bin/ffmpeg');
+    expect(cfg.telemetry.windowSeconds).toBe(10);
+    expect(cfg.inference.intraOpThreads).toBe(1);
+    expect(cfg.download).toEqual({ chunkBytes: 262144, window: 4, requestTimeoutMs: 10000, maxRetries: 5 });
+    expect(cfg.log.level).toBe('info');
+    expect(cfg.cameras).toEqual([
+      { id: 'front', fps: 5, source: { kind: 'file', path: join(dir.path, 'videos/front.mp4'), loop: true } },
+      { id: 'test', fps: 2, source: { kind: 'synthetic', pattern: 'testsrc2' } },
+    ]);
+  });
+
+  it('defaults ffmpegPath to PERCH_FFMPEG_PATH, else the bundled binary', async () => {
+    const file = await write('agent.yaml', `deviceId: d1\ndataDir: data\ntrust:\n  keys: [${JSON.stringify(key)}]\n`);
+    const before = process.env.PERCH_FFMPEG_PATH;
+    try {
+      process.env.PERCH_FFMPEG_PATH = '/opt/ffmpeg';
+      expect((await loadAgentConfig(file)).ffmpegPath).toBe('/opt/ffmpeg');
+      delete process.env.PERCH_FFMPEG_PATH;
+      expect((await loadAgentConfig(file)).ffmpegPath).toMatch(/ffmpeg$/);
+    } finally {
+      if (before === undefined) delete process.env.PERCH_FFMPEG_PATH;
+      else process.env.PERCH_FFMPEG_PATH = before;
+    }
+  });
+
+  it('lists every problem at once, each with its path', async () => {
+    const file = await write(
+      'agent.yaml',
+      [
+        'deviceId: "bad id!"',
+        'broker: { url: http://x, password: a, passwordFile: b, reconnect: { minMs: 100, maxMs: 50 } }',
+        'trust: { keys: [{ keytype: rsa, scheme: ed25519, keyval: { public: zz } }] }',
+        'telemetry: { windowSeconds: 0 }',
+        'cameras:',
+        '  - id: front',
+        '    source: { kind: file }',
+        '  - id: front',
+        '    fps: -1',
+        '    source: { kind: rtsp, url: x }',
+        'download: { chunkBytes: 99999999 }',
+        'colour: blue',
+      ].join('\n'),
+    );
+    const err = await loadAgentConfig(file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems;
+    const paths = problems.map((p) => p.slice(0, p.indexOf(':')));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'deviceId',
+        'dataDir',
+        'broker.url',
+        'broker.reconnect.maxMs',
+        'broker.passwordFile',
+        'trust.keys.0.keytype',
+        'trust.keys.0.keyval.public',
+        'telemetry.windowSeconds',
+        'cameras.0.source.path',
+        'cameras.1.fps',
+        'cameras.1.source.kind',
+        'download.chunkBytes',
+        '(root)',
+      ]),
+    );
+    expect(problems).toContain('cameras.0.source.path: Required');
+    expect(problems).toContain('dataDir: Required');
+    expect((err as ConfigError).message).toContain(file);
+  });
+
+  it('reports unreadable secret and key files, and malformed keys files', async () => {
+    await write('keys.json', '[{"keytype": "ed25519"');
+    const file = await write('agent.yaml', 'deviceId: d1\ndataDir: data\nbroker: { passwordFile: missing }\ntrust: { keysFile: keys.json }\n');
+    const err = (await loadAgentConfig(file).catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.problems).toHaveLength(2);
+    expect(err.problems[0]).toMatch(/^broker\.passwordFile: cannot read .*missing/);
+    expect(err.problems[1]).toMatch(/^trust\.keysFile: .*malformed JSON/);
+  });
+
+  it('reports YAML syntax errors and a missing file', async () => {
+    const bad = await write('agent.yaml', 'deviceId: [unclosed\n');
+    await expect(loadAgentConfig(bad)).rejects.toThrow(/YAML/);
+    await expect(loadAgentConfig(join(dir.path, 'nope.yaml'))).rejects.toThrow(/cannot read/);
+  });
+});

@@ -1,0 +1,233 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema, publicKeySchema, type PublicKey } from '@perch/shared';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+
+/** Every problem of a config file at once, one `path: message` line each. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid agent config ${file}:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+const cameraIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'camera id: 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit');
+
+const cameraSourceSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('file'), path: z.string().min(1), loop: z.boolean().default(true) }).strict(),
+  /** a lavfi test pattern: a camera that needs no hardware, for tests and bring-up */
+  z.object({ kind: z.literal('synthetic'), pattern: z.enum(['testsrc2', 'testsrc', 'smptebars']).default('testsrc2') }).strict(),
+]);
+
+const cameraSchema = z
+  .object({
+    id: cameraIdSchema,
+    fps: z.number().positive().max(60).default(5),
+    source: cameraSourceSchema,
+  })
+  .strict();
+
+const brokerSchema = z
+  .object({
+    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\/.+/, 'broker url: mqtt://, mqtts://, tcp://, ssl://, ws:// or wss://').default('mqtt://127.0.0.1:1883'),
+    username: z.string().min(1).optional(),
+    password: z.string().optional(),
+    passwordFile: z.string().min(1).optional(),
+    connectTimeoutMs: z.number().int().positive().default(10_000),
+    keepaliveSeconds: z.number().int().positive().max(65535).default(30),
+    reconnect: z
+      .object({
+        minMs: z.number().int().positive().default(500),
+        maxMs: z.number().int().positive().default(30_000),
+      })
+      .strict()
+      .refine((r) => r.maxMs >= r.minMs, { message: 'maxMs must be >= minMs', path: ['maxMs'] })
+      .default({ minMs: 500, maxMs: 30_000 }),
+  })
+  .strict()
+  .refine((b) => !(b.password !== undefined && b.passwordFile !== undefined), {
+    message: 'give password or passwordFile, not both',
+    path: ['passwordFile'],
+  });
+
+/** One object rather than a union, so a bad key is reported at its own path. */
+const trustSchema = z
+  .object({
+    keys: z.array(publicKeySchema).min(1).optional(),
+    /** a JSON array of public keys, as the control plane exposes them */
+    keysFile: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((t) => (t.keys === undefined) !== (t.keysFile === undefined), 'give exactly one of keys or keysFile');
+
+const fileSchema = z
+  .object({
+    deviceId: deviceIdSchema,
+    dataDir: z.string().min(1),
+    broker: brokerSchema.default({ url: 'mqtt://127.0.0.1:1883', connectTimeoutMs: 10_000, keepaliveSeconds: 30, reconnect: { minMs: 500, maxMs: 30_000 } }),
+    trust: trustSchema,
+    ffmpegPath: z.string().min(1).optional(),
+    telemetry: z
+      .object({ windowSeconds: z.number().min(0.1).max(3600).default(10) })
+      .strict()
+      .default({ windowSeconds: 10 }),
+    inference: z
+      .object({ intraOpThreads: z.number().int().min(1).max(64).default(1) })
+      .strict()
+      .default({ intraOpThreads: 1 }),
+    cameras: z
+      .array(cameraSchema)
+      .max(64)
+      .default([])
+      .refine((cams) => new Set(cams.map((c) => c.id)).size === cams.length, 'camera ids must be unique'),
+    download: z
+      .object({
+        chunkBytes: z.number().int().min(1024).max(MAX_CHUNK_BYTES).default(DEFAULT_CHUNK_BYTES),
+        window: z.number().int().min(1).max(64).default(4),
+        requestTimeoutMs: z.number().int().positive().default(10_000),
+        maxRetries: z.number().int().nonnegative().default(5),
+      })
+      .strict()
+      .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: 4, requestTimeoutMs: 10_000, maxRetries: 5 }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict();
+
+type FileConfig = z.infer<typeof fileSchema>;
+export type CameraConfig = z.infer<typeof cameraSchema>;
+export type CameraSource = z.infer<typeof cameraSourceSchema>;
+export type LogLevel = FileConfig['log']['level'];
+
+/** The config with secrets read and every path absolute. */
+export interface AgentConfig {
+  deviceId: string;
+  dataDir: string;
+  broker: {
+    url: string;
+    username: string;
+    password: string | undefined;
+    connectTimeoutMs: number;
+    keepaliveSeconds: number;
+    reconnect: { minMs: number; maxMs: number };
+  };
+  trust: { keys: PublicKey[] };
+  ffmpegPath: string;
+  telemetry: { windowSeconds: number };
+  inference: { intraOpThreads: number };
+  cameras: CameraConfig[];
+  download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
+  log: { level: LogLevel };
+}
+
+/** Zod's default for a missing field names types; an installer wants "Required". */
+const errorMap: z.core.$ZodErrorMap = (issue) => (issue.code === 'invalid_type' && issue.input === undefined ? 'Required' : undefined);
+
+function issuesToProblems(error: z.ZodError, prefix = ''): string[] {
+  return error.issues.map((issue) => {
+    const path = [prefix, ...issue.path.map(String)].filter((p) => p !== '').join('.');
+    return `${path === '' ? '(root)' : path}: ${issue.message}`;
+  });
+}
+
+function defaultFfmpegPath(): string {
+  const fromEnv = process.env.PERCH_FFMPEG_PATH;
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  // Loaded lazily: the package resolves a platform binary at import time.
+  const installer: unknown = createRequire(import.meta.url)('@ffmpeg-installer/ffmpeg');
+  const parsed = z.object({ path: z.string().min(1) }).safeParse(installer);
+  if (!parsed.success) throw new Error('@ffmpeg-installer/ffmpeg gave no ffmpeg path; set ffmpegPath or PERCH_FFMPEG_PATH');
+  return parsed.data.path;
+}
+
+/** Validates an already parsed document; `baseDir` anchors relative paths. */
+export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '(inline)'): Promise<AgentConfig> {
+  const parsed = fileSchema.safeParse(raw ?? {}, { error: errorMap });
+  if (!parsed.success) throw new ConfigError(file, issuesToProblems(parsed.error));
+  const cfg = parsed.data;
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const problems: string[] = [];
+
+  let password = cfg.broker.password;
+  if (cfg.broker.passwordFile !== undefined) {
+    try {
+      // A trailing newline is how editors save files, never part of a secret.
+      password = (await readFile(at(cfg.broker.passwordFile), 'utf8')).replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(`broker.passwordFile: cannot read ${at(cfg.broker.passwordFile)}: ${(err as Error).message}`);
+    }
+  }
+
+  let keys: PublicKey[] = cfg.trust.keys ?? [];
+  if (cfg.trust.keysFile !== undefined) {
+    const keysFile = at(cfg.trust.keysFile);
+    try {
+      const text = await readFile(keysFile, 'utf8');
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (err) {
+        throw new Error(`malformed JSON: ${(err as Error).message}`);
+      }
+      const r = z.array(publicKeySchema).min(1).safeParse(json, { error: errorMap });
+      if (r.success) keys = r.data;
+      else problems.push(...issuesToProblems(r.error, `trust.keysFile(${keysFile})`));
+    } catch (err) {
+      problems.push(`trust.keysFile: cannot use ${keysFile}: ${(err as Error).message}`);
+    }
+  }
+
+  let ffmpegPath = '';
+  try {
+    ffmpegPath = cfg.ffmpegPath !== undefined ? at(cfg.ffmpegPath) : defaultFfmpegPath();
+  } catch (err) {
+    problems.push(`ffmpegPath: ${(err as Error).message}`);
+  }
+
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return {
+    deviceId: cfg.deviceId,
+    dataDir: at(cfg.dataDir),
+    broker: {
+      url: cfg.broker.url,
+      username: cfg.broker.username ?? cfg.deviceId,
+      password,
+      connectTimeoutMs: cfg.broker.connectTimeoutMs,
+      keepaliveSeconds: cfg.broker.keepaliveSeconds,
+      reconnect: cfg.broker.reconnect,
+    },
+    trust: { keys },
+    ffmpegPath,
+    telemetry: cfg.telemetry,
+    inference: cfg.inference,
+    cameras: cfg.cameras.map((c) => (c.source.kind === 'file' ? { ...c, source: { ...c.source, path: at(c.source.path) } } : c)),
+    download: cfg.download,
+    log: cfg.log,
+  };
+}
+
+/** Reads a YAML config file; throws ConfigError listing every problem. */
+export async function loadAgentConfig(file: string): Promise<AgentConfig> {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read: ${(err as Error).message}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    if (err instanceof YAMLParseError) throw new ConfigError(path, [`YAML: ${err.message}`]);
+    throw err;
+  }
+  return resolveAgentConfig(raw, dirname(path), path);
+}

@@ -1,0 +1,173 @@
+import { EventEmitter } from 'node:events';
+import { modelRefOf, type CameraState, type ModelTarget } from '@perch/shared';
+import { JitteredBackoff } from '../backoff/jittered-backoff.js';
+import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
+import type { CameraConfig } from '../config/agent-config.js';
+import type { Logger } from '../log/logger.js';
+import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
+import { FrameScheduler } from './frame-scheduler.js';
+import { InferenceRunner } from './inference-runner.js';
+
+export interface PipelineOptions {
+  cameras: CameraConfig[];
+  ffmpegPath: string;
+  intraOpThreads: number;
+  cameraRestart?: { minMs: number; maxMs: number };
+}
+
+export interface ModelToRun {
+  modelPath: string;
+  target: ModelTarget;
+}
+
+type PipelineEvents = {
+  /** a camera's state changed, for the reported state */
+  'camera-state': [];
+};
+
+/**
+ * Cameras -> latest-frame slots -> one inference worker -> window statistics,
+ * for the active model. activate() loads the new model in a fresh worker
+ * first; only if that succeeds does it switch, so a bad model never stops
+ * the good one. Cameras run only while a model is active (ffmpeg scales to
+ * its input size) and restart when that size changes.
+ */
+export class InferencePipeline extends EventEmitter<PipelineEvents> {
+  private runner: InferenceRunner | null = null;
+  private model: ModelToRun | null = null;
+  private cameras: FfmpegCamera[] = [];
+  private readonly scheduler: FrameScheduler;
+  private readonly workerBackoff = new JitteredBackoff(1000, 30_000);
+  private workerRestart: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly opts: PipelineOptions,
+    private readonly telemetry: TelemetryReporter,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.scheduler = new FrameScheduler(telemetry.aggregator, log);
+  }
+
+  get activeModel(): ModelToRun | null {
+    return this.model;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.scheduler.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.clearWorkerRestart();
+    await this.stopCameras();
+    // The loop may be waiting on the worker: stopping the worker first releases it.
+    const loopStopped = this.scheduler.stop();
+    await this.runner?.stop();
+    this.runner = null;
+    await loopStopped;
+  }
+
+  /** Loads `next` in a fresh worker and switches to it; throws ModelLoadError and keeps the old one running. */
+  async activate(next: ModelToRun): Promise<void> {
+    const runner = await this.startRunner(next);
+    this.clearWorkerRestart();
+    const meta = next.target.custom.metadata;
+    const old = this.runner;
+    const sizeChanged = this.cameras.length === 0 || this.cameras.some((c) => c.size.width !== meta.input.width || c.size.height !== meta.input.height);
+    if (sizeChanged) {
+      await this.stopCameras();
+      this.scheduler.clear();
+    }
+    this.telemetry.switchModel(modelRefOf(next.target));
+    this.runner = runner;
+    this.model = next;
+    this.scheduler.setRunner(runner);
+    await old?.stop();
+    if (sizeChanged) this.startCameras(meta.input.width, meta.input.height);
+    this.log.info({ model: modelRefOf(next.target), cameras: this.cameras.length }, 'model active');
+  }
+
+  /** Runs no model: cameras and worker stop. */
+  async deactivate(): Promise<void> {
+    this.clearWorkerRestart();
+    await this.stopCameras();
+    this.scheduler.setRunner(null);
+    this.scheduler.clear();
+    const old = this.runner;
+    this.runner = null;
+    this.model = null;
+    this.telemetry.switchModel(null);
+    await old?.stop();
+    this.log.info('no model active; cameras stopped');
+  }
+
+  cameraStates(): CameraState[] {
+    const running = new Map(this.cameras.map((c) => [c.id, c.state()]));
+    return this.opts.cameras.map(
+      (c) => running.get(c.id) ?? { cameraId: c.id, state: 'offline', framesPerSecond: 0, restarts: 0, lastError: 'no model active' },
+    );
+  }
+
+  private async startRunner(model: ModelToRun): Promise<InferenceRunner> {
+    const runner = new InferenceRunner({ modelPath: model.modelPath, metadata: model.target.custom.metadata, intraOpThreads: this.opts.intraOpThreads });
+    await runner.start();
+    runner.on('exit', (err) => this.onWorkerDeath(runner, err));
+    return runner;
+  }
+
+  /** A crashed worker is replaced by a fresh one on the same model, with backoff. */
+  private onWorkerDeath(runner: InferenceRunner, err: Error): void {
+    if (runner !== this.runner || this.stopped) return;
+    this.log.error({ err: err.message }, 'inference worker died; restarting it');
+    this.scheduleWorkerRestart();
+  }
+
+  private scheduleWorkerRestart(): void {
+    const model = this.model;
+    if (!model || this.workerRestart) return;
+    this.workerRestart = setTimeout(() => {
+      this.workerRestart = null;
+      if (this.model !== model || this.stopped) return;
+      this.startRunner(model).then(
+        (runner) => {
+          if (this.model !== model || this.stopped) return void runner.stop();
+          this.workerBackoff.reset();
+          this.runner = runner;
+          this.scheduler.setRunner(runner);
+          this.log.info('inference worker restarted');
+        },
+        (e: Error) => {
+          this.log.error({ err: e.message }, 'inference worker restart failed');
+          this.scheduleWorkerRestart();
+        },
+      );
+    }, this.workerBackoff.next());
+  }
+
+  private clearWorkerRestart(): void {
+    if (this.workerRestart) clearTimeout(this.workerRestart);
+    this.workerRestart = null;
+  }
+
+  private startCameras(width: number, height: number): void {
+    this.cameras = this.opts.cameras.map((cfg) => {
+      const cam = new FfmpegCamera(cfg, { ffmpegPath: this.opts.ffmpegPath, width, height, restart: this.opts.cameraRestart }, this.log);
+      cam.on('frame', (frame, at) => this.scheduler.offer(cfg.id, frame, at));
+      cam.on('state', (s) => {
+        this.log.info({ camera: s.cameraId, state: s.state, lastError: s.lastError }, 'camera state');
+        this.emit('camera-state');
+      });
+      cam.start();
+      return cam;
+    });
+  }
+
+  private async stopCameras(): Promise<void> {
+    const cams = this.cameras;
+    this.cameras = [];
+    await Promise.all(cams.map((c) => c.stop()));
+  }
+}

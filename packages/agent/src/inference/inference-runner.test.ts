@@ -1,0 +1,100 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../test-support/harness.js';
+import { buildTinyModel } from '../test-support/tiny-model.js';
+import { InferenceRunner, ModelLoadError } from './inference-runner.js';
+import { top1 } from './postprocess.js';
+
+/** An 8x8 rgb24 frame of one colour. */
+function solid(r: number, g: number, b: number): Uint8Array {
+  const f = new Uint8Array(8 * 8 * 3);
+  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
+  return f;
+}
+
+describe('inference runner (onnxruntime in a worker thread)', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+
+  async function modelFile(name: string, bytes: Uint8Array): Promise<string> {
+    const path = join(dir.path, name);
+    await writeFile(path, bytes);
+    return path;
+  }
+
+  it('classifies frames with a real model, and hands the frame over without a copy', async () => {
+    const model = buildTinyModel({ kind: 'probabilities' });
+    const runner = new InferenceRunner({ modelPath: await modelFile('p.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
+    await runner.start();
+    try {
+      const red = solid(255, 0, 0);
+      const r = await runner.run(red);
+      // Transferred: the main thread's view is detached.
+      expect(red.byteLength).toBe(0);
+      expect(model.metadata.labels[top1(r.probabilities).index]).toBe('red');
+      // By hand: logits [4, 0, 0] -> softmax e^4 / (e^4 + 2).
+      expect(r.probabilities[0]).toBeCloseTo(Math.exp(4) / (Math.exp(4) + 2), 5);
+      expect(r.inferenceMs).toBeGreaterThanOrEqual(0);
+      const blue = await runner.run(solid(0, 0, 255));
+      expect(top1(blue.probabilities).index).toBe(2);
+      // A view into a larger buffer is copied, not transferred.
+      const big = new Uint8Array(8 * 8 * 3 * 2);
+      big.fill(255);
+      const view = big.subarray(0, 8 * 8 * 3);
+      await runner.run(view);
+      expect(big.byteLength).toBe(384);
+    } finally {
+      await runner.stop();
+    }
+  });
+
+  it('applies a softmax to a logits model', async () => {
+    const model = buildTinyModel({ kind: 'logits', gain: 2 });
+    const runner = new InferenceRunner({ modelPath: await modelFile('l.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
+    await runner.start();
+    try {
+      const r = await runner.run(solid(0, 255, 0));
+      const sum = r.probabilities.reduce((a, b) => a + b, 0);
+      expect(sum).toBeCloseTo(1, 5);
+      expect(r.probabilities[1]).toBeCloseTo(Math.exp(2) / (Math.exp(2) + 2), 5);
+    } finally {
+      await runner.stop();
+    }
+  });
+
+  it('fails to start, with a clear reason, on a broken file or metadata that does not fit', async () => {
+    const model = buildTinyModel();
+    const garbage = new InferenceRunner({ modelPath: await modelFile('bad.onnx', Buffer.from('not an onnx model')), metadata: model.metadata, intraOpThreads: 1 });
+    await expect(garbage.start()).rejects.toThrow(ModelLoadError);
+    const wrongInput = new InferenceRunner({
+      modelPath: await modelFile('ok.onnx', model.bytes),
+      metadata: { ...model.metadata, input: { ...model.metadata.input, name: 'pixels' } },
+      intraOpThreads: 1,
+    });
+    await expect(wrongInput.start()).rejects.toThrow(/no input named 'pixels'/);
+    const wrongSize = new InferenceRunner({
+      modelPath: await modelFile('ok2.onnx', model.bytes),
+      metadata: { ...model.metadata, input: { ...model.metadata.input, width: 16 } },
+      intraOpThreads: 1,
+    });
+    await expect(wrongSize.start()).rejects.toThrow(ModelLoadError);
+    const wrongLabels = new InferenceRunner({
+      modelPath: await modelFile('ok3.onnx', model.bytes),
+      metadata: { ...model.metadata, labels: ['a', 'b'] },
+      intraOpThreads: 1,
+    });
+    await expect(wrongLabels.start()).rejects.toThrow(/3 values, the metadata names 2 labels/);
+  });
+
+  it('rejects runs after stop', async () => {
+    const model = buildTinyModel();
+    const runner = new InferenceRunner({ modelPath: await modelFile('s.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
+    await runner.start();
+    await runner.stop();
+    await expect(runner.run(solid(1, 2, 3))).rejects.toThrow(/not running/);
+  });
+});

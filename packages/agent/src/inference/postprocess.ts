@@ -1,0 +1,39 @@
+import type { ModelMetadata } from '@perch/shared';
+
+/** Numerically stable softmax: shifting by the maximum keeps exp() finite. */
+export function softmax(logits: ArrayLike<number>): Float32Array {
+  const out = new Float32Array(logits.length);
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i] as number);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const e = Math.exp((logits[i] as number) - max);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) / sum;
+  return out;
+}
+
+/** The model's output as probabilities, per its metadata's `output.kind`. */
+export function toProbabilities(output: Float32Array, kind: ModelMetadata['output']['kind']): Float32Array {
+  return kind === 'logits' ? softmax(output) : output;
+}
+
+export interface Top1 {
+  index: number;
+  confidence: number;
+}
+
+export function top1(probabilities: ArrayLike<number>): Top1 {
+  let index = 0;
+  let confidence = -Infinity;
+  for (let i = 0; i < probabilities.length; i++) {
+    const p = probabilities[i] as number;
+    if (p > confidence) {
+      confidence = p;
+      index = i;
+    }
+  }
+  return { index, confidence };
+}

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../test-support/harness.js';
+import { ModelStore, ModelStoreError } from './model-store.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('model store', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  let store: ModelStore;
+  beforeEach(async () => {
+    dir = await tempDir();
+    store = new ModelStore(dir.path);
+    await store.init();
+  });
+  afterEach(() => dir.remove());
+
+  it('installs a download under its sha256 with its target document, and verifies it', async () => {
+    const bytes = Buffer.from('model bytes');
+    const hash = sha(bytes);
+    await writeFile(store.partPath(hash), bytes);
+    expect(await store.has(hash)).toBe(false);
+    const path = await store.install(store.partPath(hash), hash, { signed: { any: 'thing' }, signatures: [] });
+    expect(path).toBe(join(dir.path, 'models', `${hash}.onnx`));
+    expect(await store.has(hash)).toBe(true);
+    expect(await store.readTarget(hash)).toEqual({ signed: { any: 'thing' }, signatures: [] });
+    expect(await store.verify(hash)).toBe(path);
+    expect(await readdir(store.downloadsDir)).toEqual([]);
+  });
+
+  it('notices a stored model that no longer matches its hash', async () => {
+    const bytes = Buffer.from('model bytes');
+    const hash = sha(bytes);
+    await writeFile(store.partPath(hash), bytes);
+    await store.install(store.partPath(hash), hash, {});
+    await writeFile(store.modelPath(hash), Buffer.from('model bytez'));
+    await expect(store.verify(hash)).rejects.toThrow(ModelStoreError);
+    await expect(store.verify('0'.repeat(64))).rejects.toThrow(/unreadable/);
+  });
+
+  it('keeps the active pointer atomically and refuses a malformed one', async () => {
+    expect(await store.readActive()).toBeUndefined();
+    await store.writeActive({ acceptedGeneration: 3, active: 'a'.repeat(64) });
+    expect(await store.readActive()).toEqual({ acceptedGeneration: 3, active: 'a'.repeat(64) });
+    expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    await writeFile(join(dir.path, 'active.json'), '{"acceptedGeneration": -1, "active": null}');
+    await expect(store.readActive()).rejects.toThrow(/acceptedGeneration/);
+    await expect(store.writeActive({ acceptedGeneration: 1, active: 'nope' })).rejects.toThrow();
+    expect(await readFile(join(dir.path, 'active.json'), 'utf8')).toContain('-1');
+  });
+});

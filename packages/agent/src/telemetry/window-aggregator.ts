@@ -1,0 +1,122 @@
+import { emptyHistogram, histogramQuantile, observe, type CameraWindow, type ModelRef } from '@perch/shared';
+
+/** A telemetry window before it gets its sequence number. */
+export interface ClosedWindow {
+  windowStart: number;
+  windowEnd: number;
+  model: ModelRef | null;
+  cameras: CameraWindow[];
+}
+
+function emptyCamera(cameraId: string): CameraWindow {
+  return {
+    cameraId,
+    framesReceived: 0,
+    framesInferred: 0,
+    framesDropped: 0,
+    inferenceErrors: 0,
+    classCounts: {},
+    confidence: emptyHistogram('confidence.v1'),
+    latencyMs: emptyHistogram('latency-ms.v1'),
+  };
+}
+
+/**
+ * Per-camera statistics of the current window: frames received, inferred,
+ * dropped, errors, top-1 class counts and the contract's fixed-bin
+ * confidence and latency histograms. One window covers one model: a model
+ * switch closes the window early.
+ */
+export class WindowAggregator {
+  private cameras = new Map<string, CameraWindow>();
+  private windowStart: number;
+  private model: ModelRef | null = null;
+  /** whether a model was active at any time in this window */
+  private hadModel = false;
+
+  constructor(
+    private readonly cameraIds: readonly string[],
+    now: number = Date.now(),
+  ) {
+    this.windowStart = now;
+    this.reset();
+  }
+
+  get activeModel(): ModelRef | null {
+    return this.model;
+  }
+
+  received(cameraId: string): void {
+    this.camera(cameraId).framesReceived++;
+  }
+
+  dropped(cameraId: string): void {
+    this.camera(cameraId).framesDropped++;
+  }
+
+  inferred(cameraId: string, label: string, confidence: number, latencyMs: number): void {
+    const c = this.camera(cameraId);
+    c.framesInferred++;
+    c.classCounts[label] = (c.classCounts[label] ?? 0) + 1;
+    // Clamped: float rounding can put a softmax a hair outside [0, 1].
+    observe(c.confidence, Math.min(1, Math.max(0, confidence)));
+    observe(c.latencyMs, Math.max(0, latencyMs));
+  }
+
+  inferenceError(cameraId: string): void {
+    this.camera(cameraId).inferenceErrors++;
+  }
+
+  /**
+   * Closes the current window and opens the next. Null when no model was
+   * active during the whole window: with no cameras running there is
+   * nothing to say, and a stream of empty windows would only cost bandwidth.
+   */
+  close(now: number = Date.now()): ClosedWindow | null {
+    const window: ClosedWindow = {
+      windowStart: this.windowStart,
+      windowEnd: Math.max(now, this.windowStart),
+      model: this.model,
+      cameras: [...this.cameras.values()],
+    };
+    const worth = this.hadModel || window.cameras.some((c) => c.framesReceived > 0 || c.inferenceErrors > 0);
+    this.windowStart = window.windowEnd;
+    this.reset();
+    return worth ? window : null;
+  }
+
+  /** Switches model, closing the current window (returned, as close() does). */
+  switchModel(model: ModelRef | null, now: number = Date.now()): ClosedWindow | null {
+    const closed = this.close(now);
+    this.model = model;
+    this.hadModel = model !== null;
+    return closed;
+  }
+
+  private reset(): void {
+    this.cameras = new Map(this.cameraIds.map((id) => [id, emptyCamera(id)]));
+    this.hadModel = this.model !== null;
+  }
+
+  private camera(cameraId: string): CameraWindow {
+    let c = this.cameras.get(cameraId);
+    if (!c) {
+      c = emptyCamera(cameraId);
+      this.cameras.set(cameraId, c);
+    }
+    return c;
+  }
+}
+
+/** The one-line-per-camera log summary the README promises: predictions visible in the log. */
+export function summarizeCamera(c: CameraWindow): string {
+  const classes = Object.entries(c.classCounts)
+    .sort((a, b) => b[1] - a[1])
+    .map(([label, n]) => `${label} ${n}`);
+  const parts = [`${c.framesInferred} inferred`, ...classes];
+  if (c.framesDropped > 0) parts.push(`${c.framesDropped} dropped`);
+  if (c.inferenceErrors > 0) parts.push(`${c.inferenceErrors} errors`);
+  const p95 = histogramQuantile(c.latencyMs, 0.95);
+  if (!Number.isNaN(p95)) parts.push(`p95 latency ${Math.round(p95)} ms`);
+  return `camera ${c.cameraId}: ${parts.join(', ')}`;
+}

@@ -1,0 +1,77 @@
+import onnxProto from 'onnx-proto';
+import type { ModelMetadata, ModelMetadataInput } from '@perch/shared';
+import { modelMetadataSchema } from '@perch/shared';
+
+const { onnx } = onnxProto;
+
+export interface TinyModel {
+  bytes: Buffer;
+  metadata: ModelMetadata;
+}
+
+export interface TinyModelOptions {
+  width?: number;
+  height?: number;
+  /** the output kind; 'logits' makes the agent apply the softmax */
+  kind?: 'probabilities' | 'logits';
+  labels?: [string, string, string];
+  inputName?: string;
+  /** scales the logits: a larger gain gives sharper (more confident) outputs */
+  gain?: number;
+}
+
+/**
+ * A real ONNX classifier small enough to build from bytes: flatten the NCHW
+ * input, Gemm to 3 logits, optional Softmax. Logit k is `gain` times the mean
+ * of channel k, so its answer is the frame's dominant colour channel: with
+ * labels [red, green, blue] a red frame is 'red'.
+ */
+export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
+  const width = opts.width ?? 8;
+  const height = opts.height ?? 8;
+  const kind = opts.kind ?? 'probabilities';
+  const labels = opts.labels ?? ['red', 'green', 'blue'];
+  const inputName = opts.inputName ?? 'input';
+  const gain = opts.gain ?? 4;
+  const pixels = width * height;
+  const k = 3;
+  const w = new Float32Array(3 * pixels * k);
+  for (let c = 0; c < 3; c++) for (let p = 0; p < pixels; p++) w[(c * pixels + p) * k + c] = gain / pixels;
+  const outputName = kind === 'logits' ? 'logits' : 'probs';
+  const nodes = [
+    { opType: 'Flatten', input: [inputName], output: ['flat'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] },
+    { opType: 'Gemm', input: ['flat', 'W', 'B'], output: ['logits'] },
+  ];
+  if (kind === 'probabilities') {
+    nodes.push({ opType: 'Softmax', input: ['logits'], output: ['probs'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
+  }
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    opsetImport: [{ domain: '', version: 13 }],
+    producerName: 'perch-agent-tests',
+    graph: onnx.GraphProto.create({
+      name: 'tiny',
+      input: [tensorInfo(inputName, [1, 3, height, width])],
+      output: [tensorInfo(outputName, [1, k])],
+      initializer: [
+        { name: 'W', dataType: onnx.TensorProto.DataType.FLOAT, dims: [3 * pixels, k], rawData: new Uint8Array(w.buffer) },
+        { name: 'B', dataType: onnx.TensorProto.DataType.FLOAT, dims: [k], floatData: [0, 0, 0] },
+      ],
+      node: nodes,
+    }),
+  });
+  const metadataInput: ModelMetadataInput = {
+    labels,
+    input: { name: inputName, width, height, layout: 'NCHW', channelOrder: 'RGB' },
+    normalization: { scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] },
+    output: { name: outputName, kind },
+  };
+  return { bytes: Buffer.from(onnx.ModelProto.encode(model).finish()), metadata: modelMetadataSchema.parse(metadataInput) };
+}
+
+function tensorInfo(name: string, dims: number[]) {
+  return {
+    name,
+    type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+  };
+}
