@@ -47,12 +47,18 @@ export class ConfigError extends Error {
   }
 }
 
-/** Environment overrides, so a service unit can move ports and data without a file. */
+/** Environment overrides (PERCH_DATA_DIR, PERCH_{MQTT,HTTP}_{HOST,PORT}, PERCH_LOG_LEVEL), so a service unit can move ports and data without a file. */
 function fromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, Record<string, unknown> | string> = {};
   if (env.PERCH_DATA_DIR) out.dataDir = env.PERCH_DATA_DIR;
-  if (env.PERCH_MQTT_PORT) out.mqtt = { port: env.PERCH_MQTT_PORT };
-  if (env.PERCH_HTTP_PORT) out.http = { port: env.PERCH_HTTP_PORT };
+  const mqtt: Record<string, unknown> = {};
+  const http: Record<string, unknown> = {};
+  if (env.PERCH_MQTT_HOST) mqtt.host = env.PERCH_MQTT_HOST;
+  if (env.PERCH_MQTT_PORT) mqtt.port = env.PERCH_MQTT_PORT;
+  if (env.PERCH_HTTP_HOST) http.host = env.PERCH_HTTP_HOST;
+  if (env.PERCH_HTTP_PORT) http.port = env.PERCH_HTTP_PORT;
+  if (Object.keys(mqtt).length > 0) out.mqtt = mqtt;
+  if (Object.keys(http).length > 0) out.http = http;
   if (env.PERCH_LOG_LEVEL) out.log = { level: env.PERCH_LOG_LEVEL };
   return out;
 }

@@ -30,7 +30,14 @@ async function main(): Promise<void> {
   const model = await buildDemoModel({ outDir: paths.model });
   if (!existsSync(paths.video)) await makePetParkVideo({ outPath: paths.video, seed: 11, scenes: 9, secondsPerScene: 3, fps: 10 });
 
-  const config = loadControlPlaneConfig({ overrides: { dataDir: paths.controlPlaneData } });
+  // The demo serves this machine only, unless the environment says otherwise.
+  const config = loadControlPlaneConfig({
+    overrides: {
+      dataDir: paths.controlPlaneData,
+      mqtt: { host: process.env.PERCH_MQTT_HOST ?? '127.0.0.1' },
+      http: { host: process.env.PERCH_HTTP_HOST ?? '127.0.0.1' },
+    },
+  });
   const cp = new ControlPlane(config, log.child({ name: 'control-plane' }));
   await cp.start();
   const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;

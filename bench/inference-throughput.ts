@@ -1,0 +1,181 @@
+/**
+ * Frames per second through the demo model: bare onnxruntime-node on the
+ * main thread (the ceiling: no worker, no preprocessing, no copies) against
+ * the agent's InferenceRunner (worker thread, raw rgb24 frames preprocessed
+ * in the worker, results posted back). The ratio is the price of keeping the
+ * event loop free; the event-loop lag columns show what that buys.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InferenceSession, Tensor, env as ortEnv } from 'onnxruntime-node';
+import { createPreprocessor, InferenceRunner, inputDims, toProbabilities } from '@perch/agent';
+import { buildDemoModel, DEMO_MODEL_NAME, DEMO_MODEL_VERSION } from '@perch/control-plane';
+import { modelMetadataSchema } from '@perch/shared';
+import type { Benchmark, BenchReport } from './lib/benchmark.js';
+import { EventLoopLag } from './lib/event-loop-lag.js';
+import { syntheticFrames } from './lib/frames.js';
+import { round, summarizeLatencies } from './lib/stats.js';
+import { LoopSample, runFor } from './lib/timed-loop.js';
+
+/**
+ * The session options of the agent's inference worker
+ * (packages/agent/src/inference/inference-worker.ts), so the baseline runs
+ * the same engine configuration and only the path around it differs.
+ */
+const AGENT_SESSION_OPTIONS: InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+  graphOptimizationLevel: 'all',
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+};
+
+const FRAME_COUNT = 8;
+/** Variants alternate in rounds (ABBA order) so drift on a shared machine hits both alike. */
+const ROUNDS = 6;
+/** Probabilities from the two paths must agree to this, or they are not doing the same work. */
+const AGREEMENT_TOLERANCE = 1e-5;
+
+interface VariantFigures {
+  framesPerSecond: number;
+  runs: number;
+  p50Ms: number;
+  p95Ms: number;
+  maxMs: number;
+  eventLoopLagP99Ms: number;
+  eventLoopLagMaxMs: number;
+}
+
+function variantFigures(sample: LoopSample, lag: EventLoopLag): VariantFigures {
+  const lat = summarizeLatencies(sample.latenciesMs);
+  return {
+    framesPerSecond: round(sample.perSecond, 1),
+    runs: sample.runs,
+    p50Ms: round(lat.p50Ms),
+    p95Ms: round(lat.p95Ms),
+    maxMs: round(lat.maxMs),
+    eventLoopLagP99Ms: round(lag.p99Ms),
+    eventLoopLagMaxMs: round(lag.maxMs),
+  };
+}
+
+export const inferenceThroughput: Benchmark = {
+  name: 'inference-throughput',
+  async run(options, log): Promise<BenchReport> {
+    const builtAt = performance.now();
+    const demo = await buildDemoModel({ outDir: options.workDir });
+    log(`demo model ${demo.cached ? 'reused from' : 'built into'} ${demo.modelPath} (${((performance.now() - builtAt) / 1000).toFixed(1)} s)`);
+    // Parsed from the file with the device-side contract, as the agent reads it
+    // (that schema keeps only what inference needs: no name, version or training record).
+    const metadata = modelMetadataSchema.parse(JSON.parse(await readFile(demo.metadataPath, 'utf8')));
+    const { width, height } = metadata.input;
+    const frames = syntheticFrames(width, height, FRAME_COUNT);
+    const preprocess = createPreprocessor(metadata);
+    const dims = inputDims(metadata);
+    const tensors = frames.map((f) => new Tensor('float32', preprocess(f), dims));
+
+    const session = await InferenceSession.create(demo.modelPath, AGENT_SESSION_OPTIONS);
+    const runner = new InferenceRunner({ modelPath: demo.modelPath, metadata, intraOpThreads: 1 });
+    await runner.start();
+    try {
+      let bareIndex = 0;
+      const bare = async (): Promise<unknown> => {
+        const tensor = tensors[bareIndex++ % tensors.length];
+        if (!tensor) throw new Error('no input tensor');
+        return session.run({ [metadata.input.name]: tensor });
+      };
+      let agentIndex = 0;
+      const workerMs: number[] = [];
+      const agent = async (): Promise<unknown> => {
+        const frame = frames[agentIndex++ % frames.length];
+        if (!frame) throw new Error('no frame');
+        // A fresh buffer per run, as from the camera: run() transfers it to the worker.
+        const result = await runner.run(frame.slice());
+        workerMs.push(result.inferenceMs);
+        return result;
+      };
+
+      let maxDifference = 0;
+      for (const [i, frame] of frames.entries()) {
+        const tensor = tensors[i];
+        if (!tensor) throw new Error('no input tensor');
+        const out = (await session.run({ [metadata.input.name]: tensor }))[metadata.output.name];
+        if (!out) throw new Error(`model has no output '${metadata.output.name}'`);
+        const expected = toProbabilities(Float32Array.from(out.data as Float32Array), metadata.output.kind);
+        const got = (await runner.run(frame.slice())).probabilities;
+        for (const [j, p] of expected.entries()) maxDifference = Math.max(maxDifference, Math.abs(p - (got[j] ?? Number.NaN)));
+      }
+      if (!(maxDifference <= AGREEMENT_TOLERANCE)) {
+        throw new Error(`agent and bare session disagree on the same frames (max |dp| = ${maxDifference}): not comparable`);
+      }
+
+      const idleLag = new EventLoopLag();
+      await idleLag.during(() => sleep(300));
+
+      const warmupMs = Math.min(1000, options.seconds * 200);
+      await runFor(warmupMs, bare);
+      await runFor(warmupMs, agent);
+      workerMs.length = 0;
+
+      const roundMs = (options.seconds * 1000) / ROUNDS;
+      const bareSample = new LoopSample();
+      const agentSample = new LoopSample();
+      const bareLag = new EventLoopLag();
+      const agentLag = new EventLoopLag();
+      log(`measuring: ${ROUNDS} alternating rounds of ${(roundMs / 1000).toFixed(2)} s per path, after ${(warmupMs / 1000).toFixed(1)} s warm-up each`);
+      for (let r = 0; r < ROUNDS; r++) {
+        const measureBare = () => bareLag.during(() => runFor(roundMs, bare, bareSample));
+        const measureAgent = () => agentLag.during(() => runFor(roundMs, agent, agentSample));
+        if (r % 2 === 0) {
+          await measureBare();
+          await measureAgent();
+        } else {
+          await measureAgent();
+          await measureBare();
+        }
+      }
+
+      const bareFig = variantFigures(bareSample, bareLag);
+      const agentFig = { ...variantFigures(agentSample, agentLag), workerP50Ms: round(summarizeLatencies(workerMs).p50Ms) };
+      const throughputRatio = round(agentSample.perSecond / bareSample.perSecond);
+      const p50Ratio = round(agentFig.p50Ms / bareFig.p50Ms);
+      const idleLagP99Ms = round(idleLag.p99Ms);
+      const modelBytes = (await stat(demo.modelPath)).size;
+
+      const ms = (v: number): string => v.toFixed(3);
+      return {
+        title: `Inference throughput: ${DEMO_MODEL_NAME} ${DEMO_MODEL_VERSION} (${width}x${height} ${metadata.input.layout}), batch 1, sequential, 1 intra-op thread`,
+        table: {
+          columns: ['path', 'frames/s', 'p50 ms', 'p95 ms', 'loop lag p99 ms', 'vs bare'],
+          rows: [
+            ['bare session.run (main thread)', bareFig.framesPerSecond.toFixed(1), ms(bareFig.p50Ms), ms(bareFig.p95Ms), ms(bareFig.eventLoopLagP99Ms), '1.000'],
+            ['agent InferenceRunner (worker)', agentFig.framesPerSecond.toFixed(1), ms(agentFig.p50Ms), ms(agentFig.p95Ms), ms(agentFig.eventLoopLagP99Ms), throughputRatio.toFixed(3)],
+          ],
+        },
+        notes: [
+          `agent / bare throughput = ${throughputRatio.toFixed(3)}; p50 latency agent / bare = ${p50Ratio.toFixed(3)}`,
+          `in the worker (preprocess + session.run) p50 = ${ms(agentFig.workerP50Ms)} ms; the rest of the agent's p50 is the thread hop and copies`,
+          `main-thread loop lag with nothing running: p99 ${ms(idleLagP99Ms)} ms`,
+          `both paths agree on all ${FRAME_COUNT} frames (max |dp| = ${maxDifference.toExponential(1)})`,
+        ],
+        figures: {
+          model: { name: DEMO_MODEL_NAME, version: DEMO_MODEL_VERSION, width, height, layout: metadata.input.layout, bytes: modelBytes },
+          onnxruntimeNode: ortEnv.versions['node'] ?? 'unknown',
+          sessionOptions: AGENT_SESSION_OPTIONS,
+          frames: FRAME_COUNT,
+          rounds: ROUNDS,
+          warmupSeconds: warmupMs / 1000,
+          secondsPerPath: options.seconds,
+          bare: bareFig,
+          agent: agentFig,
+          ratios: { throughput: throughputRatio, p50Latency: p50Ratio },
+          idleEventLoopLagP99Ms: idleLagP99Ms,
+          maxProbabilityDifference: maxDifference,
+        },
+      };
+    } finally {
+      await runner.stop();
+      await session.release();
+    }
+  },
+};

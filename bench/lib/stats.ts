@@ -1,0 +1,23 @@
+export interface LatencySummary {
+  p50Ms: number;
+  p95Ms: number;
+  maxMs: number;
+}
+
+/** Nearest-rank percentile of ascending-sorted values, p in [0, 100]. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1] ?? Number.NaN;
+}
+
+export function summarizeLatencies(latenciesMs: readonly number[]): LatencySummary {
+  const sorted = [...latenciesMs].sort((a, b) => a - b);
+  return { p50Ms: percentile(sorted, 50), p95Ms: percentile(sorted, 95), maxMs: sorted.at(-1) ?? Number.NaN };
+}
+
+/** Rounds for the JSON file and the table; full float noise helps nobody. */
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

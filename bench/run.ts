@@ -1,0 +1,47 @@
+/**
+ * `npm run bench`: runs every benchmark in order, prints a table per
+ * benchmark and writes all figures to bench/results/latest.json. Speed is
+ * reported as ratios to a baseline measured in the same run, since the
+ * machines are shared and absolute figures drift between runs.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inferenceThroughput } from './inference-throughput.js';
+import type { Benchmark } from './lib/benchmark.js';
+import { machineInfo } from './lib/machine.js';
+import { benchOptionsFromEnv } from './lib/options.js';
+import { formatTable } from './lib/table.js';
+
+/** Add later benchmarks here; each gets its own table and key in the JSON. */
+const BENCHMARKS: Benchmark[] = [inferenceThroughput];
+
+const resultsFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
+
+async function main(): Promise<void> {
+  const options = benchOptionsFromEnv();
+  const machine = machineInfo();
+  const date = new Date().toISOString();
+  console.log(`perch bench ${date}`);
+  console.log(`${machine.cpuModel}, ${machine.cores} cores, ${machine.platform}/${machine.arch}, node ${machine.node}, load ${machine.loadAverage1m}`);
+  console.log(`PERCH_BENCH_SECONDS=${options.seconds}\n`);
+
+  const results: Record<string, unknown> = {};
+  for (const bench of BENCHMARKS) {
+    const log = (line: string): void => console.log(`[${bench.name}] ${line}`);
+    const report = await bench.run(options, log);
+    console.log(`\n${report.title}\n\n${formatTable(report.table)}\n`);
+    for (const note of report.notes) console.log(`  ${note}`);
+    console.log('');
+    results[bench.name] = report.figures;
+  }
+
+  await mkdir(path.dirname(resultsFile), { recursive: true });
+  await writeFile(resultsFile, `${JSON.stringify({ date, machine, options: { seconds: options.seconds }, benchmarks: results }, null, 2)}\n`);
+  console.log(`results written to ${path.relative(process.cwd(), resultsFile)}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exitCode = 1;
+});
