@@ -152,6 +152,7 @@ describe('a model version from registry to camera and back', () => {
       expect(new Set(seqs).size).toBe(seqs.length);
       const totals: Record<string, number> = {};
       let inferred = 0;
+      let received = 0;
       for (const w of windows as TelemetryWindow[]) {
         const cam = w.cameras.find((c) => c.cameraId === 'park');
         expect(cam).toBeDefined();
@@ -159,12 +160,14 @@ describe('a model version from registry to camera and back', () => {
         inferred += cam.framesInferred;
         const counted = Object.values(cam.classCounts).reduce((n, c) => n + c, 0);
         expect(counted).toBe(cam.framesInferred);
-        expect(cam.framesReceived).toBeGreaterThanOrEqual(cam.framesInferred);
+        received += cam.framesReceived;
         for (const [label, n] of Object.entries(cam.classCounts)) {
           expect(labels).toContain(label);
           totals[label] = (totals[label] ?? 0) + n;
         }
       }
+      // A frame may be received in one window and inferred in the next, so compare totals.
+      expect(received).toBeGreaterThanOrEqual(inferred);
       // The clip shows each class a third of the time: no single class may take everything.
       const top = Math.max(...Object.values(totals));
       expect(top / inferred).toBeLessThan(0.9);

@@ -11,6 +11,13 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[rank - 1] ?? Number.NaN;
 }
 
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const lo = sorted[Math.floor((sorted.length - 1) / 2)];
+  const hi = sorted[Math.ceil((sorted.length - 1) / 2)];
+  return lo === undefined || hi === undefined ? Number.NaN : (lo + hi) / 2;
+}
+
 export function summarizeLatencies(latenciesMs: readonly number[]): LatencySummary {
   const sorted = [...latenciesMs].sort((a, b) => a - b);
   return { p50Ms: percentile(sorted, 50), p95Ms: percentile(sorted, 95), maxMs: sorted.at(-1) ?? Number.NaN };

@@ -2,18 +2,11 @@ import { EventEmitter } from 'node:events';
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { deviceStatusSchema, deviceTopic, encodeJson, type DeviceStatus, type DeviceTopicKind } from '@perch/shared';
 import { AGENT_VERSION } from '../agent-version.js';
+import type { AgentConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
 
-export interface ConnectionOptions {
-  deviceId: string;
-  url: string;
-  username: string;
-  password: string | undefined;
-  connectTimeoutMs: number;
-  keepaliveSeconds: number;
-  reconnect: { minMs: number; maxMs: number };
-}
+export type ConnectionOptions = AgentConfig['broker'] & { deviceId: string };
 
 export interface PublishOptions {
   qos: 0 | 1;

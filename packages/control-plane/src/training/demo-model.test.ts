@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBuildDemoModelCli } from './build-demo-model-cli.js';
 import { buildDemoModel, type DemoModel } from './demo-model.js';
 import { argmaxRows, evaluate } from './evaluation.js';
-import { modelMetadataSchema } from './model-metadata.js';
+import { trainedModelFileSchema } from './model-metadata.js';
 import { onnx } from './onnx-graph/onnx-proto.js';
 import { makePetParkVideo } from './pet-park/camera-video.js';
 import { generateDataset } from './pet-park/dataset.js';
@@ -42,7 +42,7 @@ describe('buildDemoModel', () => {
   it('writes the ONNX model and its metadata JSON', () => {
     expect(built.cached).toBe(false);
     const json: unknown = JSON.parse(readFileSync(built.metadataPath, 'utf8'));
-    const m = modelMetadataSchema.parse(json);
+    const m = trainedModelFileSchema.parse(json);
     expect(m).toMatchObject({
       name: 'pet-park-classifier',
       version: '1.0.0',

@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { MODEL_INPUT_NAME, MODEL_OUTPUT_NAME } from './classifier-graph.js';
-import { modelMetadataSchema, type ModelMetadata } from './model-metadata.js';
+import { trainedModelFileSchema, type TrainedModelFile } from './model-metadata.js';
 import { PET_PARK_LABELS } from './pet-park/labels.js';
 import { resolveTrainClassifierOptions, trainClassifier } from './train-classifier.js';
 
@@ -36,16 +36,16 @@ export type BuildDemoModelOptions = z.input<typeof buildDemoModelOptionsSchema>;
 export interface DemoModel {
   modelPath: string;
   metadataPath: string;
-  metadata: ModelMetadata;
+  metadata: TrainedModelFile;
   /** True when existing files were reused. */
   cached: boolean;
 }
 
 const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex');
 
-async function readCached(modelPath: string, metadataPath: string, cacheKey: string): Promise<ModelMetadata | null> {
+async function readCached(modelPath: string, metadataPath: string, cacheKey: string): Promise<TrainedModelFile | null> {
   try {
-    const parsed = modelMetadataSchema.safeParse(JSON.parse(await readFile(metadataPath, 'utf8')));
+    const parsed = trainedModelFileSchema.safeParse(JSON.parse(await readFile(metadataPath, 'utf8')));
     if (!parsed.success || parsed.data.training.cacheKey !== cacheKey) return null;
     const model = await readFile(modelPath);
     return sha256(model) === parsed.data.training.modelSha256 ? parsed.data : null;
@@ -79,7 +79,7 @@ export async function buildDemoModel(options: BuildDemoModelOptions): Promise<De
 
   const started = performance.now();
   const trained = await trainClassifier(training);
-  const metadata: ModelMetadata = {
+  const metadata: TrainedModelFile = {
     name: DEMO_MODEL_NAME,
     version: DEMO_MODEL_VERSION,
     labels: [...PET_PARK_LABELS],

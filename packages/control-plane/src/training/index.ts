@@ -1,6 +1,6 @@
 /** Public surface of the synthetic-data and demo-model training code. */
 export { buildDemoModel, DEMO_MODEL_NAME, DEMO_MODEL_VERSION, TRAINING_RECIPE, type BuildDemoModelOptions, type DemoModel } from './demo-model.js';
-export { modelMetadataSchema, type ModelMetadata } from './model-metadata.js';
+export { trainedModelFileSchema, type TrainedModelFile } from './model-metadata.js';
 export { trainClassifier, type TrainClassifierOptions, type TrainedClassifier } from './train-classifier.js';
 export { scoreVideo, type VideoScore } from './score-video.js';
 export { decodeVideoFrames } from './decode-video-frames.js';

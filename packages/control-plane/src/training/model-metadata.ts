@@ -1,27 +1,14 @@
 /**
- * The JSON written next to the ONNX file: everything a runtime needs to feed the model
- * (input size, layout, channel order, normalisation, labels) plus how it was trained.
- * Preprocessing contract: x = (pixel * scale - mean[c]) / std[c], channels in `channelOrder`.
+ * The JSON written next to the demo ONNX file: the contract's model metadata
+ * (what a runtime needs to feed the model) plus its name, version and how it
+ * was trained. The registry reads the contract's part and ignores the rest.
  */
+import { modelMetadataSchema } from '@perch/shared';
 import { z } from 'zod';
 
-const triple = z.tuple([z.number(), z.number(), z.number()]);
-
-export const modelMetadataSchema = z.object({
+export const trainedModelFileSchema = modelMetadataSchema.extend({
   name: z.string().min(1),
   version: z.string().min(1),
-  labels: z.array(z.string().min(1)).min(2),
-  input: z.object({
-    name: z.string().min(1),
-    width: z.number().int().positive(),
-    height: z.number().int().positive(),
-    layout: z.literal('NCHW'),
-    channelOrder: z.literal('RGB'),
-    /** Frames are stretched to width x height (ffmpeg `scale=W:H`), as the training images were. */
-    resize: z.literal('stretch'),
-  }),
-  normalization: z.object({ scale: z.number().positive(), mean: triple, std: triple }),
-  output: z.object({ name: z.string().min(1), kind: z.literal('probabilities') }),
   training: z.object({
     seed: z.number().int(),
     testSeed: z.number().int(),
@@ -40,4 +27,4 @@ export const modelMetadataSchema = z.object({
   }),
 });
 
-export type ModelMetadata = z.infer<typeof modelMetadataSchema>;
+export type TrainedModelFile = z.infer<typeof trainedModelFileSchema>;

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { createSession, runBatched } from './batched-inference.js';
 import { decodeVideoFrames } from './decode-video-frames.js';
 import { argmaxRows, evaluate, type Evaluation } from './evaluation.js';
-import type { ModelMetadata } from './model-metadata.js';
+import type { TrainedModelFile } from './model-metadata.js';
 import type { ScheduleEntry } from './pet-park/camera-video.js';
 
 export interface VideoScore {
@@ -24,7 +24,7 @@ export async function scoreVideo(options: {
   fps: number;
   schedule: readonly ScheduleEntry[];
   modelPath: string;
-  metadata: ModelMetadata;
+  metadata: TrainedModelFile;
 }): Promise<VideoScore> {
   const { metadata: m } = options;
   const frames = await decodeVideoFrames(options.videoPath, options.ffmpegPath, m.input.width, m.input.height);
