@@ -8,7 +8,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InferenceSession, Tensor, env as ortEnv } from 'onnxruntime-node';
-import { createPreprocessor, InferenceRunner, inputDims, toProbabilities } from '@perch/agent';
+import { agentSessionOptions, createPreprocessor, InferenceRunner, inputDims, toProbabilities } from '@perch/agent';
 import { buildDemoModel, DEMO_MODEL_NAME, DEMO_MODEL_VERSION } from '@perch/control-plane';
 import { modelMetadataSchema, type ModelMetadata } from '@perch/shared';
 import type { Benchmark, BenchReport } from './lib/benchmark.js';
@@ -17,18 +17,8 @@ import { MainThreadProbe } from './lib/main-thread-probe.js';
 import { round, summarizeLatencies } from './lib/stats.js';
 import { LoopSample, runFor } from './lib/timed-loop.js';
 
-/**
- * The session options of the agent's inference worker
- * (packages/agent/src/inference/inference-worker.ts), so the baseline runs
- * the same engine configuration and only the path around it differs.
- */
-const AGENT_SESSION_OPTIONS: InferenceSession.SessionOptions = {
-  intraOpNumThreads: 1,
-  interOpNumThreads: 1,
-  executionMode: 'sequential',
-  graphOptimizationLevel: 'all',
-  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-};
+/** The agent's own session options: the baseline runs the same engine configuration and only the path around it differs. */
+const AGENT_SESSION_OPTIONS = agentSessionOptions(1);
 
 const FRAME_COUNT = 8;
 /** Variants alternate in rounds (ABBA order) so drift on a shared machine hits both alike. */

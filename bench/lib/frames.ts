@@ -1,3 +1,4 @@
+import { mulberry32 } from '@perch/control-plane';
 /**
  * Deterministic rgb24 frames, so every run feeds the same pixels and nothing
  * is downloaded: a coloured gradient (sky over grass), a few discs (the
@@ -6,22 +7,11 @@
  * varied and realistic enough that no path can shortcut on constant frames.
  */
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-function createRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const clampByte = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : Math.round(v));
 
 export function syntheticFrame(width: number, height: number, seed: number): Uint8Array {
-  const rng = createRng(seed);
+  const rng = mulberry32(seed);
   const frame = new Uint8Array(width * height * 3);
   const horizon = height * (0.3 + 0.3 * rng());
   const discs = Array.from({ length: 1 + Math.floor(rng() * 3) }, () => ({

@@ -10,6 +10,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { createPreprocessor, inputDims } from './preprocess.js';
 import { toProbabilities } from './postprocess.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
+import { agentSessionOptions } from './session-options.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker must run in a worker thread');
@@ -21,14 +22,7 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 
 async function load(): Promise<{ session: InferenceSession; run: (frame: Uint8Array) => Promise<Float32Array> }> {
   const meta = init.metadata;
-  const session = await InferenceSession.create(init.modelPath, {
-    intraOpNumThreads: init.intraOpThreads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // Idle ORT threads spin by default and would steal the cores ffmpeg decodes on.
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  });
+  const session = await InferenceSession.create(init.modelPath, agentSessionOptions(init.intraOpThreads));
   if (!session.inputNames.includes(meta.input.name)) {
     throw new Error(`model has no input named '${meta.input.name}' (its inputs: ${session.inputNames.join(', ')})`);
   }
