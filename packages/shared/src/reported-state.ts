@@ -16,11 +16,37 @@ export const deploymentPhaseSchema = z.enum([
 ]);
 export type DeploymentPhase = z.infer<typeof deploymentPhaseSchema>;
 
+/** Why a camera is not delivering, read from ffmpeg's stderr or seen by the supervisor. */
+export const cameraErrorKindSchema = z.enum([
+  'unauthorized',
+  'not-found',
+  'refused',
+  'timeout',
+  'unsupported-codec',
+  'invalid-data',
+  'resolution-changed',
+  'stalled',
+  'exited',
+  'unknown',
+]);
+export type CameraErrorKind = z.infer<typeof cameraErrorKindSchema>;
+
+/**
+ * online: frames arrive at the configured rate; degraded: frames arrive but
+ * with restarts or stalls in the recent past; offline: no frames.
+ */
+export const cameraHealthSchema = z.enum(['starting', 'online', 'degraded', 'offline']);
+export type CameraHealth = z.infer<typeof cameraHealthSchema>;
+
 export const cameraStateSchema = z.object({
   cameraId: z.string().min(1).max(64),
-  state: z.enum(['starting', 'online', 'offline']),
+  state: cameraHealthSchema,
   framesPerSecond: z.number().nonnegative(),
+  /** ffmpeg restarts since the agent started */
   restarts: z.number().int().nonnegative(),
+  /** times no frame arrived within the stall timeout, since the agent started */
+  stalls: z.number().int().nonnegative().optional(),
+  errorKind: cameraErrorKindSchema.optional(),
   lastError: z.string().max(1000).optional(),
 });
 export type CameraState = z.infer<typeof cameraStateSchema>;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { histogramSchema } from './histogram.js';
 import { modelRefSchema } from './model-metadata.js';
+import { cameraErrorKindSchema, cameraHealthSchema } from './reported-state.js';
 import { deviceIdSchema } from './topics.js';
 
 const count = z.number().int().nonnegative();
@@ -16,6 +17,25 @@ export const cameraWindowSchema = z.object({
   classCounts: z.record(z.string().min(1).max(64), count),
   confidence: histogramSchema,
   latencyMs: histogramSchema,
+  /**
+   * How old a frame is (ms, `latency-ms.v1`) at each step: `capture` when the
+   * agent reads it from ffmpeg (live sources with stream timestamps only),
+   * `inference` when inference starts on it, `publish` when an event about it
+   * is published.
+   */
+  frameAgeMs: z
+    .object({ capture: histogramSchema.optional(), inference: histogramSchema, publish: histogramSchema.optional() })
+    .optional(),
+  /** camera health in this window: state at the end, and what happened during it */
+  health: z
+    .object({
+      state: cameraHealthSchema,
+      restarts: count,
+      stalls: count,
+      errorKind: cameraErrorKindSchema.optional(),
+      lastError: z.string().max(1000).optional(),
+    })
+    .optional(),
 });
 export type CameraWindow = z.infer<typeof cameraWindowSchema>;
 
@@ -32,6 +52,16 @@ export const telemetryWindowSchema = z
     windowEnd: z.number().int().nonnegative(),
     model: modelRefSchema.nullable(),
     cameras: z.array(cameraWindowSchema).max(64),
+    /** main-thread event-loop delay over the window (ms, `latency-ms.v1`): the agent stays responsive */
+    eventLoopLagMs: histogramSchema.optional(),
+    /**
+     * The store-and-forward outbox at the time the window was closed: records
+     * waiting, and records its drop policy discarded (in this window and since
+     * the outbox was created), so a loss is always visible.
+     */
+    outbox: z
+      .object({ pending: count, droppedInWindow: count, droppedTotal: count })
+      .optional(),
   })
   .refine((w) => w.windowEnd >= w.windowStart, { message: 'windowEnd must not be before windowStart', path: ['windowEnd'] });
 export type TelemetryWindow = z.infer<typeof telemetryWindowSchema>;
