@@ -12,6 +12,7 @@ export { checkDesiredState, checkModelTarget, decodeDesiredState, decodeModelTar
 export { ModelStore, ModelStoreError } from './model-store/model-store.js';
 export { InferenceRunner, ModelLoadError, InferenceError } from './inference/inference-runner.js';
 export { InferencePipeline } from './inference/inference-pipeline.js';
+export { FrameScheduler, type FrameResult } from './inference/frame-scheduler.js';
 export { agentSessionOptions } from './inference/session-options.js';
 export { createPreprocessor, inputDims } from './inference/preprocess.js';
 export { softmax, toProbabilities, top1 } from './inference/postprocess.js';

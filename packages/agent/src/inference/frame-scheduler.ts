@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { LatestFrameSlot } from '../camera/latest-frame-slot.js';
 import type { Logger } from '../log/logger.js';
@@ -7,13 +8,31 @@ import { top1 } from './postprocess.js';
 
 const ERROR_LOG_INTERVAL_MS = 10_000;
 
+/** One camera frame's inference outcome, for consumers such as events and snapshots. */
+export interface FrameResult {
+  cameraId: string;
+  label: string;
+  labelIndex: number;
+  confidence: number;
+  probabilities: Float32Array;
+  /** the rgb24 frame at the model's input size; owned by the listener from here on */
+  frame: Uint8Array;
+  width: number;
+  height: number;
+  /** performance.now() when the frame arrived from ffmpeg, and when its result came back */
+  arrivedAt: number;
+  finishedAt: number;
+}
+
+type SchedulerEvents = { result: [result: FrameResult] };
+
 /**
  * Feeds one inference runner from every camera: each camera has a slot for
  * its latest frame, and the loop takes the freshest waiting frame of the next
  * camera in turn (round-robin), so a fast camera cannot starve a slow one.
  * One frame is in the worker at a time; batching across cameras slots in here.
  */
-export class FrameScheduler {
+export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private readonly slots = new Map<string, LatestFrameSlot>();
   private order: string[] = [];
   private nextIndex = 0;
@@ -26,7 +45,9 @@ export class FrameScheduler {
   constructor(
     private readonly aggregator: WindowAggregator,
     private readonly log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   start(): void {
     if (this.running) return;
@@ -89,11 +110,25 @@ export class FrameScheduler {
       const { width, height } = runner.metadata.input;
       if (next.frame.length !== width * height * 3) continue; // from before a model switch
       try {
+        this.aggregator.inferenceStarted(next.cameraId, performance.now() - next.arrivedAt);
         const result = await runner.run(next.frame);
         if (runner !== this.runner) continue; // the model changed while this frame ran
         const best = top1(result.probabilities);
         const label = runner.metadata.labels[best.index] ?? `#${best.index}`;
-        this.aggregator.inferred(next.cameraId, label, best.confidence, performance.now() - next.arrivedAt);
+        const finishedAt = performance.now();
+        this.aggregator.inferred(next.cameraId, label, best.confidence, finishedAt - next.arrivedAt);
+        this.emit('result', {
+          cameraId: next.cameraId,
+          label,
+          labelIndex: best.index,
+          confidence: best.confidence,
+          probabilities: result.probabilities,
+          frame: result.frame,
+          width,
+          height,
+          arrivedAt: next.arrivedAt,
+          finishedAt,
+        });
       } catch (err) {
         if (runner !== this.runner) continue;
         this.aggregator.inferenceError(next.cameraId);

@@ -5,7 +5,7 @@ import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
 import type { CameraConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
-import { FrameScheduler } from './frame-scheduler.js';
+import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
 import { InferenceRunner } from './inference-runner.js';
 
 export interface PipelineOptions {
@@ -23,6 +23,8 @@ export interface ModelToRun {
 type PipelineEvents = {
   /** a camera's state changed, for the reported state */
   'camera-state': [];
+  /** one frame's inference result, with the frame (for events and snapshots) */
+  result: [result: FrameResult];
 };
 
 /**
@@ -48,6 +50,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   ) {
     super();
     this.scheduler = new FrameScheduler(telemetry.aggregator, log);
+    this.scheduler.on('result', (r) => this.emit('result', r));
   }
 
   get activeModel(): ModelToRun | null {

@@ -9,6 +9,8 @@ export interface InferenceResult {
   probabilities: Float32Array;
   /** preprocessing plus session.run, measured in the worker */
   inferenceMs: number;
+  /** the frame that was run, handed back by the worker */
+  frame: Uint8Array;
 }
 
 export class ModelLoadError extends Error {
@@ -126,7 +128,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
-    if (msg.type === 'result') p.resolve({ probabilities: msg.probabilities, inferenceMs: msg.inferenceMs });
+    if (msg.type === 'result') p.resolve({ probabilities: msg.probabilities, inferenceMs: msg.inferenceMs, frame: new Uint8Array(msg.frame) });
     else p.reject(new InferenceError(msg.message));
   };
 

@@ -53,7 +53,9 @@ load().then(
       if (msg.type !== 'run') return;
       const started = performance.now();
       run(new Uint8Array(msg.frame)).then(
-        (probabilities) => post({ type: 'result', id: msg.id, probabilities, inferenceMs: performance.now() - started }, [probabilities.buffer as ArrayBuffer]),
+        // The frame goes back with the result (no copy), so the main thread can keep it for snapshots.
+        (probabilities) =>
+          post({ type: 'result', id: msg.id, probabilities, inferenceMs: performance.now() - started, frame: msg.frame }, [probabilities.buffer as ArrayBuffer, msg.frame]),
         (err: Error) => post({ type: 'run-error', id: msg.id, message: err.message }),
       );
     });

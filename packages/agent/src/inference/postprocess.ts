@@ -15,8 +15,15 @@ export function softmax(logits: ArrayLike<number>): Float32Array {
   return out;
 }
 
-/** The model's output as probabilities, per its metadata's `output.kind`. */
+/**
+ * The model's output as probabilities, per its metadata's `output.kind`.
+ * NaN or infinite outputs throw: a broken frame result must count as an
+ * inference error, never as a prediction.
+ */
 export function toProbabilities(output: Float32Array, kind: ModelMetadata['output']['kind']): Float32Array {
+  for (let i = 0; i < output.length; i++) {
+    if (!Number.isFinite(output[i])) throw new RangeError(`model output ${i} is ${output[i]}: not a finite number`);
+  }
   return kind === 'logits' ? softmax(output) : output;
 }
 

@@ -12,5 +12,5 @@ export type ToWorker = { type: 'run'; id: number; frame: ArrayBuffer };
 export type FromWorker =
   | { type: 'ready'; inputNames: string[]; outputNames: string[] }
   | { type: 'load-error'; message: string }
-  | { type: 'result'; id: number; probabilities: Float32Array; inferenceMs: number }
+  | { type: 'result'; id: number; probabilities: Float32Array; inferenceMs: number; frame: ArrayBuffer }
   | { type: 'run-error'; id: number; message: string };

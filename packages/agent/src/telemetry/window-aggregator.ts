@@ -18,6 +18,7 @@ function emptyCamera(cameraId: string): CameraWindow {
     classCounts: {},
     confidence: emptyHistogram('confidence.v1'),
     latencyMs: emptyHistogram('latency-ms.v1'),
+    frameAgeMs: { inference: emptyHistogram('latency-ms.v1') },
   };
 }
 
@@ -61,6 +62,13 @@ export class WindowAggregator {
     // Clamped: float rounding can put a softmax a hair outside [0, 1].
     observe(c.confidence, Math.min(1, Math.max(0, confidence)));
     observe(c.latencyMs, Math.max(0, latencyMs));
+  }
+
+  /** How long the frame waited between arriving from ffmpeg and entering inference. */
+  inferenceStarted(cameraId: string, frameAgeMs: number): void {
+    const c = this.camera(cameraId);
+    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
+    observe(c.frameAgeMs.inference, Math.max(0, frameAgeMs));
   }
 
   inferenceError(cameraId: string): void {
