@@ -50,7 +50,7 @@ export class Agent {
       log.child({ feature: 'telemetry' }),
     );
     this.pipeline = new InferencePipeline(
-      { cameras: c.cameras, ffmpegPath: c.ffmpegPath, intraOpThreads: c.inference.intraOpThreads },
+      { cameras: c.cameras, ffmpegPath: c.ffmpegPath, intraOpThreads: c.inference.intraOpThreads, maxBatch: c.inference.maxBatch, maxBatchDelayMs: c.inference.maxBatchDelayMs },
       this.telemetry,
       log.child({ feature: 'inference' }),
     );

@@ -9,3 +9,4 @@ export * from './device-status.js';
 export * from './telemetry-window.js';
 export * from './detection-event.js';
 export * from './artifact-transfer.js';
+export * from './model-io-check.js';

@@ -77,9 +77,15 @@ const fileSchema = z
       .strict()
       .default({ windowSeconds: 10 }),
     inference: z
-      .object({ intraOpThreads: z.number().int().min(1).max(64).default(1) })
+      .object({
+        intraOpThreads: z.number().int().min(1).max(64).default(1),
+        /** frames of several cameras in one run, when the model's batch dimension is dynamic */
+        maxBatch: z.number().int().min(1).max(64).default(4),
+        /** how long a batch may wait for more cameras' frames */
+        maxBatchDelayMs: z.number().min(0).max(1000).default(10),
+      })
       .strict()
-      .default({ intraOpThreads: 1 }),
+      .default({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10 }),
     cameras: z
       .array(cameraSchema)
       .max(64)
@@ -121,7 +127,7 @@ export interface AgentConfig {
   trust: { keys: PublicKey[] };
   ffmpegPath: string;
   telemetry: { windowSeconds: number };
-  inference: { intraOpThreads: number };
+  inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number };
   cameras: CameraConfig[];
   download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
   log: { level: LogLevel };

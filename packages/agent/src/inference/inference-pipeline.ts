@@ -12,6 +12,9 @@ export interface PipelineOptions {
   cameras: CameraConfig[];
   ffmpegPath: string;
   intraOpThreads: number;
+  /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
+  maxBatch?: number;
+  maxBatchDelayMs?: number;
   cameraRestart?: { minMs: number; maxMs: number };
 }
 
@@ -49,7 +52,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     private readonly log: Logger,
   ) {
     super();
-    this.scheduler = new FrameScheduler(telemetry.aggregator, log);
+    this.scheduler = new FrameScheduler(telemetry.aggregator, log, { maxBatchDelayMs: opts.maxBatchDelayMs ?? 0 });
     this.scheduler.on('result', (r) => this.emit('result', r));
   }
 
@@ -115,7 +118,12 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   }
 
   private async startRunner(model: ModelToRun): Promise<InferenceRunner> {
-    const runner = new InferenceRunner({ modelPath: model.modelPath, metadata: model.target.custom.metadata, intraOpThreads: this.opts.intraOpThreads });
+    const runner = new InferenceRunner({
+      modelPath: model.modelPath,
+      metadata: model.target.custom.metadata,
+      intraOpThreads: this.opts.intraOpThreads,
+      maxBatch: this.opts.maxBatch ?? 1,
+    });
     await runner.start();
     runner.on('exit', (err) => this.onWorkerDeath(runner, err));
     return runner;

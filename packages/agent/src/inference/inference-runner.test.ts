@@ -75,19 +75,20 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
       metadata: { ...model.metadata, input: { ...model.metadata.input, name: 'pixels' } },
       intraOpThreads: 1,
     });
-    await expect(wrongInput.start()).rejects.toThrow(/no input named 'pixels'/);
+    await expect(wrongInput.start()).rejects.toThrow(/model has no input "pixels"/);
     const wrongSize = new InferenceRunner({
       modelPath: await modelFile('ok2.onnx', model.bytes),
       metadata: { ...model.metadata, input: { ...model.metadata.input, width: 16 } },
       intraOpThreads: 1,
     });
-    await expect(wrongSize.start()).rejects.toThrow(ModelLoadError);
+    // Caught from the model's declared shape, before any frame runs.
+    await expect(wrongSize.start()).rejects.toThrow(/shape \[1, 3, 8, 8\], metadata says NCHW \[N, 3, 8, 16\]/);
     const wrongLabels = new InferenceRunner({
       modelPath: await modelFile('ok3.onnx', model.bytes),
       metadata: { ...model.metadata, labels: ['a', 'b'] },
       intraOpThreads: 1,
     });
-    await expect(wrongLabels.start()).rejects.toThrow(/3 values, the metadata names 2 labels/);
+    await expect(wrongLabels.start()).rejects.toThrow(/\[1, 3\], metadata has 2 labels/);
   });
 
   it('rejects runs after stop', async () => {

@@ -13,6 +13,12 @@ export interface InferenceResult {
   frame: Uint8Array;
 }
 
+export interface BatchResult {
+  results: { probabilities: Float32Array; frame: Uint8Array }[];
+  /** preprocessing plus session.run of the whole batch, measured in the worker */
+  inferenceMs: number;
+}
+
 export class ModelLoadError extends Error {
   override readonly name = 'ModelLoadError';
 }
@@ -25,6 +31,8 @@ export interface InferenceRunnerOptions {
   modelPath: string;
   metadata: ModelMetadata;
   intraOpThreads: number;
+  /** frames per run when the model's batch dimension is dynamic (default 1) */
+  maxBatch?: number;
 }
 
 type RunnerEvents = {
@@ -40,8 +48,9 @@ type RunnerEvents = {
 export class InferenceRunner extends EventEmitter<RunnerEvents> {
   private worker: Worker | null = null;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: InferenceResult) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: BatchResult) => void; reject: (e: Error) => void }>();
   private stopping = false;
+  private batch = 1;
 
   constructor(readonly opts: InferenceRunnerOptions) {
     super();
@@ -51,9 +60,14 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     return this.opts.metadata;
   }
 
+  /** How many frames one run may carry: 1 unless the model's batch dimension is dynamic. */
+  get maxBatch(): number {
+    return this.batch;
+  }
+
   async start(): Promise<void> {
     if (this.worker) throw new Error('inference runner already started');
-    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads };
+    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, maxBatch: this.opts.maxBatch ?? 1 };
     const worker = spawnWorker(init);
     this.worker = worker;
     // Only our own listeners are removed: a Worker keeps internal ones on itself.
@@ -63,7 +77,10 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     try {
       await new Promise<void>((resolve, reject) => {
         onMessage = (msg) => {
-          if (msg.type === 'ready') resolve();
+          if (msg.type === 'ready') {
+            this.batch = msg.maxBatch;
+            resolve();
+          }
           else if (msg.type === 'load-error') reject(new ModelLoadError(`model failed to load: ${msg.message}`));
         };
         onError = (err) => reject(new ModelLoadError(`inference worker crashed while loading: ${err.message}`));
@@ -88,18 +105,28 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
 
   /**
    * Runs one rgb24 frame of the model's size. The frame's buffer moves to the
-   * worker (the caller must not touch it afterwards); a view into a larger
-   * buffer is copied first, since transferring would take the whole buffer.
+   * worker and comes back in the result (the caller must not touch the one it
+   * passed); a view into a larger buffer is copied first, since transferring
+   * would take the whole buffer.
    */
-  run(frame: Uint8Array): Promise<InferenceResult> {
+  async run(frame: Uint8Array): Promise<InferenceResult> {
+    const { results, inferenceMs } = await this.runBatch([frame]);
+    const first = results[0];
+    if (!first) throw new InferenceError('the worker returned no result');
+    return { ...first, inferenceMs };
+  }
+
+  /** Runs up to maxBatch frames in one session.run; results come back in order. */
+  runBatch(frames: Uint8Array[]): Promise<BatchResult> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new InferenceError('inference runner is not running'));
-    const owned = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength && frame.buffer instanceof ArrayBuffer ? frame : frame.slice();
+    if (frames.length === 0 || frames.length > this.batch) return Promise.reject(new InferenceError(`a run takes 1 to ${this.batch} frames, got ${frames.length}`));
+    const owned = frames.map((f) => (f.byteOffset === 0 && f.byteLength === f.buffer.byteLength && f.buffer instanceof ArrayBuffer ? f : f.slice()));
     const id = this.nextId++;
-    return new Promise<InferenceResult>((resolve, reject) => {
+    return new Promise<BatchResult>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const msg: ToWorker = { type: 'run', id, frame: owned.buffer as ArrayBuffer };
-      worker.postMessage(msg, [msg.frame]);
+      const msg: ToWorker = { type: 'run', id, frames: owned.map((f) => f.buffer as ArrayBuffer) };
+      worker.postMessage(msg, msg.frames);
     });
   }
 
@@ -128,7 +155,11 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
-    if (msg.type === 'result') p.resolve({ probabilities: msg.probabilities, inferenceMs: msg.inferenceMs, frame: new Uint8Array(msg.frame) });
+    if (msg.type === 'result') {
+      const labels = this.opts.metadata.labels.length;
+      const results = msg.frames.map((f, i) => ({ probabilities: msg.probabilities.subarray(i * labels, (i + 1) * labels), frame: new Uint8Array(f) }));
+      p.resolve({ results, inferenceMs: msg.inferenceMs });
+    }
     else p.reject(new InferenceError(msg.message));
   };
 

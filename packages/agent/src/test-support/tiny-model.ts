@@ -18,6 +18,10 @@ export interface TinyModelOptions {
   inputName?: string;
   /** scales the logits: a larger gain gives sharper (more confident) outputs */
   gain?: number;
+  /** the batch dimension: fixed (default 1) or dynamic */
+  batch?: number | 'dynamic';
+  /** NaN weights: a broken model whose every output is NaN */
+  nan?: boolean;
 }
 
 /**
@@ -33,10 +37,12 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
   const labels = opts.labels ?? ['red', 'green', 'blue'];
   const inputName = opts.inputName ?? 'input';
   const gain = opts.gain ?? 4;
+  const batch = opts.batch === 'dynamic' ? 'N' : (opts.batch ?? 1);
   const pixels = width * height;
   const k = 3;
   const w = new Float32Array(3 * pixels * k);
   for (let c = 0; c < 3; c++) for (let p = 0; p < pixels; p++) w[(c * pixels + p) * k + c] = gain / pixels;
+  if (opts.nan) w.fill(Number.NaN);
   const outputName = kind === 'logits' ? 'logits' : 'probs';
   const nodes = [
     { opType: 'Flatten', input: [inputName], output: ['flat'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] },
@@ -51,8 +57,8 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
     producerName: 'perch-agent-tests',
     graph: onnx.GraphProto.create({
       name: 'tiny',
-      input: [tensorInfo(inputName, [1, 3, height, width])],
-      output: [tensorInfo(outputName, [1, k])],
+      input: [tensorInfo(inputName, [batch, 3, height, width])],
+      output: [tensorInfo(outputName, [batch, k])],
       initializer: [
         { name: 'W', dataType: onnx.TensorProto.DataType.FLOAT, dims: [3 * pixels, k], rawData: new Uint8Array(w.buffer) },
         { name: 'B', dataType: onnx.TensorProto.DataType.FLOAT, dims: [k], floatData: [0, 0, 0] },
@@ -69,9 +75,14 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
   return { bytes: Buffer.from(onnx.ModelProto.encode(model).finish()), metadata: modelMetadataSchema.parse(metadataInput) };
 }
 
-function tensorInfo(name: string, dims: number[]) {
+function tensorInfo(name: string, dims: (number | string)[]) {
   return {
     name,
-    type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+      },
+    },
   };
 }

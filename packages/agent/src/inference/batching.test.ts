@@ -1,0 +1,101 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../log/logger.js';
+import { WindowAggregator } from '../telemetry/window-aggregator.js';
+import { tempDir } from '../test-support/harness.js';
+import { buildTinyModel } from '../test-support/tiny-model.js';
+import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
+import { InferenceRunner, type BatchResult } from './inference-runner.js';
+
+function solid(r: number, g: number, b: number): Uint8Array {
+  const f = new Uint8Array(8 * 8 * 3);
+  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
+  return f;
+}
+
+/** A real runner that also records how many frames each run carried. */
+class CountingRunner extends InferenceRunner {
+  readonly sizes: number[] = [];
+  override runBatch(frames: Uint8Array[]): Promise<BatchResult> {
+    this.sizes.push(frames.length);
+    return super.runBatch(frames);
+  }
+}
+
+describe('batching frames of several cameras into one run', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+
+  async function runner(batch: number | 'dynamic', maxBatch: number): Promise<CountingRunner> {
+    const model = buildTinyModel({ batch, kind: 'logits' });
+    const path = join(dir.path, `m-${String(batch)}.onnx`);
+    await writeFile(path, model.bytes);
+    const r = new CountingRunner({ modelPath: path, metadata: model.metadata, intraOpThreads: 1, maxBatch });
+    await r.start();
+    return r;
+  }
+
+  it('runs a batch with the same answers as one frame at a time', async () => {
+    const r = await runner('dynamic', 4);
+    try {
+      expect(r.maxBatch).toBe(4);
+      const frames = [solid(255, 0, 0), solid(0, 255, 0), solid(0, 0, 255)];
+      const singles: Float32Array[] = [];
+      for (const f of frames) singles.push((await r.run(f.slice())).probabilities);
+      const batch = await r.runBatch(frames);
+      expect(batch.results).toHaveLength(3);
+      batch.results.forEach((res, i) => {
+        expect(Array.from(res.probabilities)).toEqual(Array.from(singles[i] ?? []));
+        // Each frame comes back whole, in order.
+        expect(res.frame.length).toBe(8 * 8 * 3);
+      });
+      expect(batch.results[1]?.frame[1]).toBe(255);
+      await expect(r.runBatch([solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1)])).rejects.toThrow(/1 to 4 frames/);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('keeps a model with a fixed batch of 1 at one frame per run', async () => {
+    const r = await runner(1, 4);
+    try {
+      expect(r.maxBatch).toBe(1);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('the scheduler fills a batch from several cameras and attributes each result to its camera', async () => {
+    const r = await runner('dynamic', 4);
+    const aggregator = new WindowAggregator(['a', 'b', 'c']);
+    const scheduler = new FrameScheduler(aggregator, createLogger('silent'), { maxBatchDelayMs: 50 });
+    const results: FrameResult[] = [];
+    scheduler.on('result', (res) => results.push(res));
+    scheduler.setRunner(r);
+    scheduler.start();
+    try {
+      const colours: Record<string, [number, number, number]> = { a: [255, 0, 0], b: [0, 255, 0], c: [0, 0, 255] };
+      for (let round = 0; round < 10; round++) {
+        for (const [cam, rgb] of Object.entries(colours)) scheduler.offer(cam, solid(...rgb), performance.now());
+        const want = (round + 1) * 3;
+        for (let i = 0; i < 200 && results.length < want; i++) await new Promise((res) => setTimeout(res, 10));
+      }
+      expect(results.length).toBe(30);
+      for (const res of results) expect(res.label).toBe({ a: 'red', b: 'green', c: 'blue' }[res.cameraId]);
+      // Frames offered together travel together.
+      expect(Math.max(...r.sizes)).toBe(3);
+      const window = aggregator.close();
+      const a = window?.cameras.find((cam) => cam.cameraId === 'a');
+      expect(a?.framesInferred).toBe(10);
+      expect(a?.classCounts).toEqual({ red: 10 });
+    } finally {
+      await scheduler.stop();
+      await r.stop();
+    }
+  });
+});
