@@ -12,3 +12,9 @@ export { renderScene, renderScenes, rasterizeScenes, encodePng } from './pet-par
 export { sampleScene } from './pet-park/sample-scene.js';
 export { createRng, mulberry32, deriveSeed, type Rng } from './pet-park/prng.js';
 export type { RgbImage } from './pet-park/rgb-image.js';
+export { GraphBuilder } from './onnx-graph/graph-builder.js';
+export { conv, relu, maxPool, averagePool, globalAveragePool, globalMaxPool, flatten, concat, gemm, softmax } from './onnx-graph/ops.js';
+export { encodeModel } from './onnx-graph/model.js';
+export { floatValueInfo } from './onnx-graph/value-info.js';
+export { floatTensor, int64Tensor } from './onnx-graph/tensor.js';
+export { intAttr, intsAttr } from './onnx-graph/attributes.js';
