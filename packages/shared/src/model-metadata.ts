@@ -17,8 +17,12 @@ export const modelMetadataSchema = z.object({
     height: z.number().int().min(8).max(4096),
     layout: z.enum(['NCHW', 'NHWC']),
     channelOrder: z.enum(['RGB', 'BGR']),
-    /** how a camera frame is fitted to width x height; ffmpeg does it */
-    resize: z.enum(['stretch']).default('stretch'),
+    /**
+     * How a camera frame is fitted to width x height (ffmpeg does it):
+     * stretch ignores the aspect ratio; letterbox fits the whole frame and pads
+     * with black; centre-crop fills the input and cuts the overhanging edges.
+     */
+    resize: z.enum(['stretch', 'letterbox', 'centre-crop']).default('stretch'),
   }),
   /** x = (pixel * scale - mean[c]) / std[c], pixel in 0..255, c in channelOrder */
   normalization: z.object({
