@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema, publicKeySchema, type PublicKey } from '@perch/shared';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { eventsConfigSchema, type EventsConfig } from '../events/events-config.js';
+import { httpConfigSchema, type HttpConfig } from '../http/http-config.js';
 
 /** Every problem of a config file at once, one `path: message` line each. */
 export class ConfigError extends Error {
@@ -83,9 +85,11 @@ const fileSchema = z
         maxBatch: z.number().int().min(1).max(64).default(4),
         /** how long a batch may wait for more cameras' frames */
         maxBatchDelayMs: z.number().min(0).max(1000).default(10),
+        /** onnxruntime's idle threads spin for lower latency, at the cost of CPU ffmpeg needs */
+        allowSpinning: z.boolean().default(false),
       })
       .strict()
-      .default({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10 }),
+      .default({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, allowSpinning: false }),
     cameras: z
       .array(cameraSchema)
       .max(64)
@@ -100,6 +104,8 @@ const fileSchema = z
       })
       .strict()
       .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: 4, requestTimeoutMs: 10_000, maxRetries: 5 }),
+    events: eventsConfigSchema,
+    http: httpConfigSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -127,9 +133,11 @@ export interface AgentConfig {
   trust: { keys: PublicKey[] };
   ffmpegPath: string;
   telemetry: { windowSeconds: number };
-  inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number };
+  inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number; allowSpinning: boolean };
   cameras: CameraConfig[];
   download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
+  events: EventsConfig;
+  http: HttpConfig;
   log: { level: LogLevel };
 }
 
@@ -215,6 +223,8 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     inference: cfg.inference,
     cameras: cfg.cameras.map((c) => (c.source.kind === 'file' ? { ...c, source: { ...c.source, path: at(c.source.path) } } : c)),
     download: cfg.download,
+    events: { ...cfg.events, snapshots: { ...cfg.events.snapshots, dir: at(cfg.events.snapshots.dir ?? join(cfg.dataDir, 'snapshots')) } },
+    http: cfg.http,
     log: cfg.log,
   };
 }

@@ -15,6 +15,7 @@ export interface PipelineOptions {
   /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
   maxBatch?: number;
   maxBatchDelayMs?: number;
+  allowSpinning?: boolean;
   cameraRestart?: { minMs: number; maxMs: number };
 }
 
@@ -48,7 +49,8 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
 
   constructor(
     private readonly opts: PipelineOptions,
-    private readonly telemetry: TelemetryReporter,
+    /** only the window statistics and model switches: standalone mode runs with no telemetry to send */
+    private readonly telemetry: Pick<TelemetryReporter, 'aggregator' | 'switchModel'>,
     private readonly log: Logger,
   ) {
     super();
@@ -123,6 +125,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
       metadata: model.target.custom.metadata,
       intraOpThreads: this.opts.intraOpThreads,
       maxBatch: this.opts.maxBatch ?? 1,
+      allowSpinning: this.opts.allowSpinning ?? false,
     });
     await runner.start();
     runner.on('exit', (err) => this.onWorkerDeath(runner, err));

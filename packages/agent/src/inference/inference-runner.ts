@@ -33,6 +33,8 @@ export interface InferenceRunnerOptions {
   intraOpThreads: number;
   /** frames per run when the model's batch dimension is dynamic (default 1) */
   maxBatch?: number;
+  /** let onnxruntime's idle threads spin (default off: they would steal ffmpeg's CPU) */
+  allowSpinning?: boolean;
 }
 
 type RunnerEvents = {
@@ -67,7 +69,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
 
   async start(): Promise<void> {
     if (this.worker) throw new Error('inference runner already started');
-    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, maxBatch: this.opts.maxBatch ?? 1 };
+    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, allowSpinning: this.opts.allowSpinning ?? false, maxBatch: this.opts.maxBatch ?? 1 };
     const worker = spawnWorker(init);
     this.worker = worker;
     // Only our own listeners are removed: a Worker keeps internal ones on itself.

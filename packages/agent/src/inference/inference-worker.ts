@@ -25,7 +25,7 @@ type RunBatch = (frames: Uint8Array[]) => Promise<Float32Array>;
 
 async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBatch: number }> {
   const meta = init.metadata;
-  const session = await InferenceSession.create(init.modelPath, agentSessionOptions(init.intraOpThreads));
+  const session = await InferenceSession.create(init.modelPath, agentSessionOptions(init.intraOpThreads, init.allowSpinning));
   const info = (m: InferenceSession.ValueMetadata) => ({ name: m.name, type: m.isTensor ? m.type : undefined, shape: m.isTensor ? m.shape : [] });
   // Checked against what the model declares before any frame runs: a clear error instead of an ORT shape failure.
   const io = checkModelIo(session.inputMetadata.map(info), session.outputMetadata.map(info), meta);

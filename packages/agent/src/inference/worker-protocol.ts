@@ -5,6 +5,7 @@ export interface WorkerInit {
   modelPath: string;
   metadata: ModelMetadata;
   intraOpThreads: number;
+  allowSpinning: boolean;
   /** the most frames one run may carry; used only when the model's batch dimension is dynamic */
   maxBatch: number;
 }
