@@ -7,19 +7,33 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fourCameras } from './four-cameras.js';
 import { inferenceThroughput } from './inference-throughput.js';
 import type { Benchmark } from './lib/benchmark.js';
 import { machineInfo } from './lib/machine.js';
 import { benchOptionsFromEnv } from './lib/options.js';
 import { formatTable } from './lib/table.js';
+import { memory } from './memory.js';
+import { pipelineSaturation } from './pipeline-saturation.js';
 
 /** Add later benchmarks here; each gets its own table and key in the JSON. */
-const BENCHMARKS: Benchmark[] = [inferenceThroughput];
+const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory];
+
+/** PERCH_BENCH_ONLY=name[,name...] runs only those benchmarks. */
+function selected(env: NodeJS.ProcessEnv = process.env): Benchmark[] {
+  const raw = env['PERCH_BENCH_ONLY'];
+  if (raw === undefined || raw.trim() === '') return BENCHMARKS;
+  const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
+  if (unknown.length > 0) throw new Error(`PERCH_BENCH_ONLY names no benchmark '${unknown.join("', '")}'; there are: ${BENCHMARKS.map((b) => b.name).join(', ')}`);
+  return BENCHMARKS.filter((b) => names.includes(b.name));
+}
 
 const resultsFile = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
 
 async function main(): Promise<void> {
   const options = benchOptionsFromEnv();
+  const benchmarks = selected();
   const machine = machineInfo();
   const date = new Date().toISOString();
   console.log(`perch bench ${date}`);
@@ -27,17 +41,19 @@ async function main(): Promise<void> {
   console.log(`PERCH_BENCH_SECONDS=${options.seconds}\n`);
 
   const results: Record<string, unknown> = {};
-  for (const bench of BENCHMARKS) {
+  for (const bench of benchmarks) {
     const log = (line: string): void => console.log(`[${bench.name}] ${line}`);
     const report = await bench.run(options, log);
     console.log(`\n${report.title}\n\n${formatTable(report.table)}\n`);
     for (const note of report.notes) console.log(`  ${note}`);
-    console.log('');
-    results[bench.name] = report.figures;
+    // The machine is shared: the load at the end of each benchmark says how noisy its figures are.
+    const loadAverage1m = machineInfo().loadAverage1m;
+    console.log(`  load average (1 min) at the end: ${loadAverage1m}\n`);
+    results[bench.name] = { ...report.figures, loadAverage1mAtEnd: loadAverage1m };
   }
 
   await mkdir(path.dirname(resultsFile), { recursive: true });
-  await writeFile(resultsFile, `${JSON.stringify({ date, machine, options: { seconds: options.seconds }, benchmarks: results }, null, 2)}\n`);
+  await writeFile(resultsFile, `${JSON.stringify({ date, machine, options: { seconds: options.seconds, only: benchmarks.map((b) => b.name) }, benchmarks: results }, null, 2)}\n`);
   console.log(`results written to ${path.relative(process.cwd(), resultsFile)}`);
 }
 

@@ -28,3 +28,29 @@ export function round(value: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/**
+ * Least-squares slope of y over x: a growth rate that uses every sample, so
+ * one garbage collection at either end cannot fake or hide a trend the way
+ * last-minus-first can. NaN with fewer than two distinct x.
+ */
+export function linearSlope(xs: readonly number[], ys: readonly number[]): number {
+  const n = Math.min(xs.length, ys.length);
+  if (n < 2) return Number.NaN;
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += xs[i] ?? 0;
+    my += ys[i] ?? 0;
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = (xs[i] ?? 0) - mx;
+    sxy += dx * ((ys[i] ?? 0) - my);
+    sxx += dx * dx;
+  }
+  return sxx > 0 ? sxy / sxx : Number.NaN;
+}

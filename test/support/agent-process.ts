@@ -70,6 +70,15 @@ export class AgentProcess {
     return code;
   }
 
+  /** SIGKILL: no handler runs, as in a crash or an OOM kill. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    if (this.running) child.kill('SIGKILL');
+    await this.exited;
+    this.child = null;
+  }
+
   /** The tail of the agent's log, for failure messages. */
   tail(n = 30): string {
     return [...this.lines.slice(-n).map((l) => JSON.stringify(l)), ...this.stderr.slice(-5)].join('\n');

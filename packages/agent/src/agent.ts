@@ -3,15 +3,20 @@ import type { AgentConfig } from './config/agent-config.js';
 import { ArtifactDownloader } from './deployment/artifact-downloader.js';
 import { DeploymentManager } from './deployment/deployment-manager.js';
 import { ReportedStateReporter } from './deployment/reported-state-reporter.js';
+import { DetectionEvents } from './events/detection-events.js';
+import { SnapshotStore } from './events/snapshot-store.js';
+import { LocalEndpoints } from './http/local-endpoints.js';
 import { InferencePipeline } from './inference/inference-pipeline.js';
 import type { Logger } from './log/logger.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { ObservedWindowAggregator } from './metrics/frame-observer.js';
+import { pipelineView } from './metrics/pipeline-view.js';
 import { ModelStore } from './model-store/model-store.js';
 import { MqttConnection } from './mqtt/connection.js';
 import { MessageDispatcher } from './mqtt/dispatcher.js';
+import { Outbox } from './outbox/outbox.js';
 import { SequenceStore } from './telemetry/sequence-store.js';
-import { TelemetryPublisher } from './telemetry/telemetry-publisher.js';
 import { TelemetryReporter } from './telemetry/telemetry-reporter.js';
-import { WindowAggregator } from './telemetry/window-aggregator.js';
 
 /**
  * The agent: its features composed in one place and started in dependency
@@ -27,6 +32,13 @@ export class Agent {
   readonly telemetry: TelemetryReporter;
   readonly pipeline: InferencePipeline;
   readonly deployment: DeploymentManager;
+  readonly metrics: AgentMetrics;
+  /** store and forward for telemetry windows and detection events: `outbox.enqueue(kind, record)` */
+  readonly outbox: Outbox;
+  /** detection events, unless `events.enabled` is false */
+  readonly events: DetectionEvents | null;
+  /** /healthz, /metrics, /snapshot/:camera, unless `http.enabled` is false */
+  readonly endpoints: LocalEndpoints | null;
   private readonly sequence: SequenceStore;
   private started = false;
 
@@ -40,12 +52,15 @@ export class Agent {
     this.store = new ModelStore(c.dataDir);
     this.downloader = new ArtifactDownloader(this.connection, c.download, log.child({ feature: 'download' }));
     this.sequence = new SequenceStore(c.dataDir);
-    const aggregator = new WindowAggregator(c.cameras.map((cam) => cam.id));
+    this.outbox = new Outbox({ deviceId: c.deviceId, dataDir: c.dataDir, ...c.outbox }, this.connection, log.child({ feature: 'outbox' }));
+    const view = pipelineView(() => this.pipeline, () => this.outbox.stats.pending);
+    this.metrics = new AgentMetrics(view);
+    const aggregator = new ObservedWindowAggregator(c.cameras.map((cam) => cam.id), [this.metrics]);
     this.telemetry = new TelemetryReporter(
       c.deviceId,
       aggregator,
       this.sequence,
-      new TelemetryPublisher(this.connection),
+      this.outbox,
       c.telemetry.windowSeconds * 1000,
       log.child({ feature: 'telemetry' }),
     );
@@ -66,6 +81,25 @@ export class Agent {
     );
     this.dispatcher.register(this.deployment.handler());
     this.dispatcher.register(this.downloader.handler());
+    const snapshots = c.events.enabled && c.events.snapshots.enabled ? new SnapshotStore(c.events.snapshots, log.child({ feature: 'snapshots' })) : null;
+    this.events = c.events.enabled
+      ? new DetectionEvents(
+          { deviceId: c.deviceId, config: c.events },
+          this.pipeline,
+          new SequenceStore(c.dataDir, 'events-seq.json'),
+          { publish: (event) => void this.outbox.enqueue('events', event) },
+          snapshots,
+          log.child({ feature: 'events' }),
+          this.metrics,
+        )
+      : null;
+    this.endpoints = c.http.enabled
+      ? new LocalEndpoints(
+          c.http,
+          { cameras: c.cameras, results: this.pipeline, view, metrics: this.metrics, snapshots },
+          log.child({ feature: 'http' }),
+        )
+      : null;
   }
 
   async start(): Promise<void> {
@@ -74,9 +108,14 @@ export class Agent {
     await mkdir(this.config.dataDir, { recursive: true });
     await this.store.init();
     await this.sequence.load();
+    // Before anything that produces records; it sends once the connection is up.
+    this.outbox.start();
     this.telemetry.start();
+    await this.events?.start();
     this.pipeline.start();
     this.reporter.start();
+    // A convenience, not a duty: a port in use must not keep the box from running its model.
+    await this.endpoints?.start().catch((err: Error) => this.log.error({ err: err.message, ...this.config.http }, 'local HTTP endpoints not available'));
     // Connecting runs in the background: the box must run its last good model with no control plane.
     this.connection.start();
     // Desired states are only listened to once the stored state (and its generation) is back.
@@ -88,10 +127,15 @@ export class Agent {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    await this.endpoints?.stop();
     this.dispatcher.stop();
     await this.deployment.stop();
     await this.pipeline.stop();
+    // After the pipeline (no more results) and before the connection (its end events go out).
+    await this.events?.stop();
     await this.telemetry.stop();
+    // Last of the producers gone: flush what the broker will take, then close the file.
+    await this.outbox.stop();
     this.reporter.stop();
     await this.connection.stop();
     this.log.info('agent stopped');

@@ -1,24 +1,99 @@
-import type { CameraSource } from '../config/agent-config.js';
+import type { CameraSource } from './camera-config.js';
+import type { FfmpegCapabilities } from './ffmpeg-capabilities.js';
+import { withCredentials } from './url-credentials.js';
 
 export interface FfmpegArgs {
+  /** what follows `-i`; holds the password of a network source: never log it unredacted */
   input: string;
   inputOptions: string[];
   outputOptions: string[];
 }
 
+export interface FrameFormat {
+  fps: number;
+  /** the active model's input size: ffmpeg scales every frame to it */
+  width: number;
+  height: number;
+}
+
+/** What a source needs at start that is not in the config: the password read from its file. */
+export interface SourceSecrets {
+  password?: string;
+}
+
+export type ArgsCapabilities = Pick<FfmpegCapabilities, 'rtspSocketTimeout' | 'logLevelTags'>;
+
+const DEFAULT_CAPABILITIES: ArgsCapabilities = { rtspSocketTimeout: '-timeout', logLevelTags: true };
+
 /**
  * ffmpeg does the frame rate and the scaling (cheaper than any JS), and
- * writes rgb24 frames of exactly width x height to stdout. A file must be
- * paced with -re or it would be decoded as fast as the CPU allows; so must
- * a lavfi pattern. Live input (RTSP, later) must never get -re.
+ * writes rgb24 frames of exactly width x height to stdout, whatever size the
+ * source sends or changes to. A file and a lavfi pattern are paced with -re,
+ * or they would be decoded as fast as the CPU allows; live input never is.
  */
-export function ffmpegArgs(source: CameraSource, fps: number, width: number, height: number): FfmpegArgs {
-  const quiet = ['-hide_banner', '-nostdin', '-loglevel', 'warning'];
-  const outputOptions = ['-an', '-vf', `fps=${fps},scale=${width}:${height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
+export function ffmpegArgs(
+  source: CameraSource,
+  out: FrameFormat,
+  caps: ArgsCapabilities = DEFAULT_CAPABILITIES,
+  secrets: SourceSecrets = {},
+): FfmpegArgs {
+  // `level+` tags each line with its severity, which tells ffmpeg's fatal line from a passing warning.
+  const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', caps.logLevelTags ? 'level+warning' : 'warning'];
+  const outputOptions = ['-an', '-sn', '-vf', `fps=${out.fps},scale=${out.width}:${out.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   switch (source.kind) {
     case 'file':
       return { input: source.path, inputOptions: [...quiet, ...(source.loop ? ['-stream_loop', '-1'] : []), '-re'], outputOptions };
     case 'synthetic':
-      return { input: `${source.pattern}=size=${width}x${height}:rate=${fps}`, inputOptions: [...quiet, '-re', '-f', 'lavfi'], outputOptions };
+      return { input: `${source.pattern}=size=${out.width}x${out.height}:rate=${out.fps}`, inputOptions: [...quiet, '-re', '-f', 'lavfi'], outputOptions };
+    case 'rtsp':
+      return {
+        input: withCredentials(source.url, source.username, secrets.password),
+        inputOptions: [
+          ...quiet,
+          '-rtsp_transport',
+          source.transport,
+          caps.rtspSocketTimeout,
+          String(source.timeoutMs * 1000),
+          // Audio and metadata streams are not set up at all: less bandwidth from the camera.
+          '-allowed_media_types',
+          'video',
+        ],
+        outputOptions,
+      };
+    case 'mjpeg':
+      return {
+        input: withCredentials(source.url, source.username, secrets.password),
+        inputOptions: [
+          ...quiet,
+          // HTTP's -timeout is in microseconds in every ffmpeg version.
+          '-timeout',
+          String(source.timeoutMs * 1000),
+          // Multipart JPEG carries no timestamps: ffmpeg would assume 25 fps and fps= would keep
+          // the wrong frames (2 of 10 per second for fps=5). Arrival time is the truth here.
+          '-use_wallclock_as_timestamps',
+          '1',
+          '-f',
+          'mpjpeg',
+        ],
+        outputOptions,
+      };
+    case 'v4l2':
+      return {
+        input: source.device,
+        inputOptions: [
+          ...quiet,
+          '-f',
+          'v4l2',
+          ...(source.inputFormat !== undefined ? ['-input_format', source.inputFormat] : []),
+          ...(source.framerate !== undefined ? ['-framerate', String(source.framerate)] : []),
+          ...(source.width !== undefined && source.height !== undefined ? ['-video_size', `${source.width}x${source.height}`] : []),
+        ],
+        outputOptions,
+      };
   }
+}
+
+/** The whole command line after the binary. */
+export function ffmpegArgv(a: FfmpegArgs): string[] {
+  return [...a.inputOptions, '-i', a.input, ...a.outputOptions, 'pipe:1'];
 }

@@ -1,10 +1,11 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
 import { makeTestVideo } from '../test-support/video-file.js';
-import { FfmpegCamera } from './ffmpeg-camera.js';
+import { FfmpegCamera, type CameraIncident } from './ffmpeg-camera.js';
+import { ffmpegCapabilities } from './ffmpeg-capabilities.js';
 
 const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
 const log = new CapturedLog('warn').logger;
@@ -33,7 +34,7 @@ describe('ffmpeg camera (real ffmpeg)', () => {
   }
 
   it('reads a synthetic pattern as rgb24 frames of the requested size', async () => {
-    const cam = new FfmpegCamera({ id: 'synth', fps: 10, source: { kind: 'synthetic', pattern: 'testsrc2' } }, { ffmpegPath, width: 16, height: 8 }, log);
+    const cam = new FfmpegCamera({ id: 'synth', fps: 10, stallTimeoutMs: 20_000, source: { kind: 'synthetic', pattern: 'testsrc2' } }, { ffmpegPath, width: 16, height: 8 }, log);
     const frames = await collect(cam, 3);
     expect(frames.every((f) => f.length === 16 * 8 * 3)).toBe(true);
     // testsrc2 is colourful: not a blank frame.
@@ -42,7 +43,7 @@ describe('ffmpeg camera (real ffmpeg)', () => {
   });
 
   it('loops a video file', async () => {
-    const cam = new FfmpegCamera({ id: 'file', fps: 10, source: { kind: 'file', path: video, loop: true } }, { ffmpegPath, width: 8, height: 8 }, log);
+    const cam = new FfmpegCamera({ id: 'file', fps: 10, stallTimeoutMs: 20_000, source: { kind: 'file', path: video, loop: true } }, { ffmpegPath, width: 8, height: 8 }, log);
     let online = false;
     cam.on('state', (s) => (online ||= s.state === 'online'));
     const frames = await collect(cam, 8);
@@ -53,7 +54,7 @@ describe('ffmpeg camera (real ffmpeg)', () => {
 
   it('a dead camera goes offline with ffmpeg\'s reason and is restarted', async () => {
     const cam = new FfmpegCamera(
-      { id: 'dead', fps: 5, source: { kind: 'file', path: join(dir.path, 'missing.mp4'), loop: true } },
+      { id: 'dead', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'file', path: join(dir.path, 'missing.mp4'), loop: true } },
       { ffmpegPath, width: 8, height: 8, restart: { minMs: 10, maxMs: 50 } },
       log,
     );
@@ -61,11 +62,81 @@ describe('ffmpeg camera (real ffmpeg)', () => {
     try {
       const state = await waitFor('two restarts', () => (cam.state().restarts >= 2 ? cam.state() : undefined));
       expect(state.lastError).toMatch(/missing\.mp4: No such file or directory/);
-      expect(state.framesPerSecond).toBe(0);
+      expect(state).toMatchObject({ state: 'offline', errorKind: 'not-found', framesPerSecond: 0, stalls: 0 });
     } finally {
       await cam.stop();
     }
     expect(cam.state().state).toBe('offline');
+  });
+
+  it('a V4L2 device that is not there: not-found, retried', async () => {
+    const device = '/dev/video-perch-missing';
+    const cam = new FfmpegCamera(
+      { id: 'usb', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'v4l2', device, width: 640, height: 480, framerate: 15 } },
+      { ffmpegPath, width: 8, height: 8, restart: { minMs: 10, maxMs: 50 } },
+      log,
+    );
+    cam.start();
+    try {
+      const state = await waitFor('a restart', () => (cam.state().restarts >= 1 ? cam.state() : undefined));
+      expect(state).toMatchObject({ state: 'offline', errorKind: 'not-found' });
+      expect(state.lastError).toContain(`${device}: No such file or directory`);
+    } finally {
+      await cam.stop();
+    }
+  });
+
+  it('a codec ffmpeg has no decoder for: unsupported-codec', async () => {
+    // A real Matroska file whose codec id no ffmpeg knows (same length, so the file stays valid).
+    const mkv = join(dir.path, 'clip.mkv');
+    await makeTestVideo(ffmpegPath, mkv, { seconds: 0.3, rate: 10 });
+    const bytes = await readFile(mkv);
+    const at = bytes.indexOf('V_MPEG4/ISO/AVC');
+    expect(at).toBeGreaterThan(0);
+    bytes.write('V_PERCH/NO/SUCH', at, 'latin1');
+    const unknown = join(dir.path, 'unknown-codec.mkv');
+    await writeFile(unknown, bytes);
+    const cam = new FfmpegCamera(
+      { id: 'odd', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'file', path: unknown, loop: true } },
+      { ffmpegPath, width: 8, height: 8, restart: { minMs: 10, maxMs: 50 } },
+      log,
+    );
+    const incidents: CameraIncident[] = [];
+    cam.on('incident', (i) => incidents.push(i));
+    cam.start();
+    try {
+      await waitFor('an incident', () => incidents.length >= 1);
+      expect(incidents[0]).toMatchObject({ kind: 'unsupported-codec', stalled: false });
+      expect(incidents[0]?.message).toMatch(/Decoder \(codec none\) not found/);
+    } finally {
+      await cam.stop();
+    }
+  });
+
+  it('an ffmpeg path that does not exist: a clear error, retried, no crash', async () => {
+    const cam = new FfmpegCamera(
+      { id: 'nobin', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'synthetic', pattern: 'testsrc2' } },
+      { ffmpegPath: join(dir.path, 'no-ffmpeg-here'), width: 8, height: 8, restart: { minMs: 10, maxMs: 50 } },
+      log,
+    );
+    cam.start();
+    try {
+      const state = await waitFor('a restart', () => (cam.state().restarts >= 1 ? cam.state() : undefined));
+      expect(state).toMatchObject({ state: 'offline', errorKind: 'unknown' });
+      expect(state.lastError).toMatch(/cannot run ffmpeg at .*no-ffmpeg-here: ENOENT/);
+    } finally {
+      await cam.stop();
+    }
+  });
+});
+
+describe('the bundled ffmpeg', () => {
+  it('is 4.x: -stimeout is the RTSP socket timeout, and it cannot resolve host names', async () => {
+    const caps = await ffmpegCapabilities(ffmpegInstaller.path);
+    expect(caps.version).toMatch(/^ffmpeg version/);
+    expect(caps.rtspSocketTimeout).toBe('-stimeout');
+    expect(caps.resolvesHostNames).toBe(false);
+    expect(caps.logLevelTags).toBe(true);
   });
 });
 
@@ -88,7 +159,7 @@ describe('ffmpeg camera start/stop', () => {
     try {
       const video = join(dir.path, 'once.mp4');
       await makeTestVideo(ffmpegPath, video, { seconds: 0.3, rate: 10 });
-      const quick = new FfmpegCamera({ id: 'quick', fps: 5, source: { kind: 'synthetic', pattern: 'testsrc2' } }, { ffmpegPath, width: 8, height: 8 }, log);
+      const quick = new FfmpegCamera({ id: 'quick', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'synthetic', pattern: 'testsrc2' } }, { ffmpegPath, width: 8, height: 8 }, log);
       let frames = 0;
       quick.on('frame', () => frames++);
       quick.start();
@@ -97,7 +168,7 @@ describe('ffmpeg camera start/stop', () => {
       expect(frames).toBe(0);
       expect(await ffmpegChildren()).toBe(0);
 
-      const once = new FfmpegCamera({ id: 'once', fps: 10, source: { kind: 'file', path: video, loop: false } }, { ffmpegPath, width: 8, height: 8, restart: { minMs: 10, maxMs: 20 } }, log);
+      const once = new FfmpegCamera({ id: 'once', fps: 10, stallTimeoutMs: 20_000, source: { kind: 'file', path: video, loop: false } }, { ffmpegPath, width: 8, height: 8, restart: { minMs: 10, maxMs: 20 } }, log);
       let got = 0;
       once.on('frame', () => got++);
       once.start();

@@ -1,46 +1,95 @@
 import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import ffmpeg from 'fluent-ffmpeg';
-import type { CameraState } from '@perch/shared';
+import type { CameraErrorKind, CameraHealth, CameraState } from '@perch/shared';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
-import type { CameraConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
-import { ffmpegArgs } from './ffmpeg-args.js';
-import { FrameAssembler } from './frame-assembler.js';
+import type { CameraConfig, CameraSource } from './camera-config.js';
+import { cameraHealth, DEFAULT_HEALTH_POLICY, type HealthPolicy } from './camera-health.js';
+import { ffmpegArgs, ffmpegArgv } from './ffmpeg-args.js';
+import { ffmpegCapabilities } from './ffmpeg-capabilities.js';
+import { FfmpegProcess, type FfmpegExit } from './ffmpeg-process.js';
+import { FrameRateMeter } from './frame-rate-meter.js';
+import { HostLookupError, withResolvedHost } from './source-host.js';
+import { classifyStderr } from './stderr-classifier.js';
+import { redactSecrets, urlPassword } from './url-credentials.js';
 
 export interface FfmpegCameraOptions {
   ffmpegPath: string;
   /** the active model's input size: ffmpeg scales to it */
   width: number;
   height: number;
+  /** backoff between ffmpeg restarts (full jitter) */
   restart?: { minMs: number; maxMs: number };
+  /** frames must flow this long before the backoff starts again from its smallest window */
+  healthyAfterMs?: number;
+  health?: Partial<HealthPolicy>;
+  /** counters of the camera this one replaces (a model switch), so they count since the agent started */
+  counters?: { restarts: number; stalls: number };
+}
+
+/** One failed ffmpeg run. */
+export interface CameraIncident {
+  kind: CameraErrorKind;
+  message: string;
+  /** the run was ended by the stall watchdog */
+  stalled: boolean;
 }
 
 type CameraEvents = {
   frame: [frame: Uint8Array, arrivedAt: number];
-  /** state (starting/online/offline) changed */
+  /** health changed, or a new incident changed the error */
   state: [state: CameraState];
+  /** an ffmpeg run failed (or stalled); a restart follows after the backoff */
+  incident: [incident: CameraIncident];
+  /** ffmpeg started again after an incident */
+  restart: [];
 };
 
-const STDERR_LINES = 20;
-const FPS_WINDOW_MS = 5000;
+type NetworkSource = Extract<CameraSource, { kind: 'rtsp' | 'mjpeg' }>;
+
+function isNetwork(s: CameraSource): s is NetworkSource {
+  return s.kind === 'rtsp' || s.kind === 'mjpeg';
+}
+
+/** Why a run could not start: a known kind and a message that is safe to show. */
+class StartError extends Error {
+  constructor(
+    readonly kind: CameraErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
- * One camera read through ffmpeg as rgb24 frames of the model's size.
- * When ffmpeg exits (dead camera, broken file) it is restarted with backoff,
- * and the last lines of its stderr become the camera's `lastError`.
+ * One camera read through ffmpeg as rgb24 frames of the model's size, and
+ * its supervisor: ffmpeg is restarted with jittered exponential backoff
+ * whenever it exits or no frame came within `stallTimeoutMs`; the cause is
+ * read from its stderr; health (starting/online/degraded/offline) and the
+ * restart and stall counters are kept for the reported state and telemetry.
  */
 export class FfmpegCamera extends EventEmitter<CameraEvents> {
-  private command: ffmpeg.FfmpegCommand | null = null;
-  private running = false;
-  private restartTimer: NodeJS.Timeout | null = null;
   private readonly backoff: JitteredBackoff;
-  private readonly stderr: string[] = [];
-  private readonly arrivals: number[] = [];
-  private status: CameraState['state'] = 'offline';
-  private restarts = 0;
+  private readonly policy: HealthPolicy;
+  private readonly healthyAfterMs: number;
+  private readonly meter = new FrameRateMeter();
+  private running = false;
+  /** bumped by start/stop, so an asynchronous start that lost the race does nothing */
+  private generation = 0;
+  private proc: FfmpegProcess | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private runStartedAt = 0;
+  private lastFrameAt: number | null = null;
+  private flowingSince: number | null = null;
+  private failedBefore = false;
+  private restarts: number;
+  private stalls: number;
+  private errorKind: CameraErrorKind | undefined;
   private lastError: string | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private reported: CameraHealth = 'offline';
+  private secrets: string[] = [];
 
   constructor(
     readonly config: CameraConfig,
@@ -49,6 +98,12 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
   ) {
     super();
     this.backoff = new JitteredBackoff(opts.restart?.minMs ?? 1000, opts.restart?.maxMs ?? 30_000);
+    this.policy = { ...DEFAULT_HEALTH_POLICY, ...opts.health };
+    this.healthyAfterMs = opts.healthyAfterMs ?? 30_000;
+    this.restarts = opts.counters?.restarts ?? 0;
+    this.stalls = opts.counters?.stalls ?? 0;
+    const inUrl = isNetwork(config.source) ? urlPassword(config.source.url) : undefined;
+    if (inUrl !== undefined) this.secrets.push(safeDecode(inUrl));
   }
 
   get id(): string {
@@ -61,16 +116,13 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
 
   state(): CameraState {
     const now = performance.now();
-    while (this.arrivals.length > 0 && (this.arrivals[0] as number) < now - FPS_WINDOW_MS) this.arrivals.shift();
-    const first = this.arrivals[0];
-    // Rate over the span actually covered, so a camera that just started is not under-reported.
-    const span = first === undefined ? 0 : Math.max(now - first, 1000 / this.config.fps);
-    const fps = this.arrivals.length === 0 ? 0 : Math.round((this.arrivals.length / span) * 1000 * 100) / 100;
     return {
       cameraId: this.config.id,
-      state: this.status,
-      framesPerSecond: fps,
+      state: this.health(now),
+      framesPerSecond: this.meter.rate(now, this.config.fps),
       restarts: this.restarts,
+      stalls: this.stalls,
+      ...(this.errorKind !== undefined ? { errorKind: this.errorKind } : {}),
       ...(this.lastError !== undefined ? { lastError: this.lastError.slice(0, 1000) } : {}),
     };
   }
@@ -78,91 +130,215 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.spawn();
+    this.generation++;
+    this.failedBefore = false;
+    const tickMs = Math.max(50, Math.min(1000, this.config.stallTimeoutMs / 4));
+    this.tickTimer = setInterval(() => this.tick(), tickMs);
+    this.evaluate();
+    void this.spawn(this.generation);
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    this.generation++;
     if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.tickTimer) clearInterval(this.tickTimer);
     this.restartTimer = null;
-    this.command?.kill('SIGKILL');
-    await this.exited;
-    this.setState('offline');
+    this.tickTimer = null;
+    const proc = this.proc;
+    this.proc = null;
+    this.flowingSince = null;
+    this.meter.clear();
+    if (proc) {
+      proc.kill('stop');
+      await proc.exited;
+    }
+    this.evaluate();
   }
 
-  private spawn(): void {
-    const { width, height, ffmpegPath } = this.opts;
-    const args = ffmpegArgs(this.config.source, this.config.fps, width, height);
-    const assembler = new FrameAssembler(width * height * 3, (frame) => this.onFrame(frame));
-    const command = ffmpeg({ stdoutLines: 0 })
-      .setFfmpegPath(ffmpegPath)
-      .input(args.input)
-      .inputOptions(args.inputOptions)
-      .outputOptions(args.outputOptions);
-    this.command = command;
-    this.stderr.length = 0;
-    this.setState('starting');
-    let resolveExit!: () => void;
-    this.exited = new Promise<void>((r) => (resolveExit = r));
-    command.on('start', (line: string) => {
-      // fluent-ffmpeg spawns after an async capability check: a stop() in between could not kill it yet.
-      if (!this.running || this.command !== command) return void command.kill('SIGKILL');
-      this.log.debug({ camera: this.id, command: line }, 'ffmpeg started');
-    });
-    command.on('stderr', (line: string) => {
-      this.stderr.push(line);
-      if (this.stderr.length > STDERR_LINES) this.stderr.shift();
-    });
-    command.on('error', (err: Error) => {
-      resolveExit();
-      this.onExit(command, err.message);
-    });
-    command.on('end', () => {
-      resolveExit();
-      this.onExit(command, 'ffmpeg ended: the source has no more frames', this.config.source.kind === 'file' && !this.config.source.loop);
-    });
-    const out = command.pipe();
-    out.on('data', (chunk: Buffer) => {
-      if (this.command === command) assembler.push(chunk);
-    });
+  private redact(text: string): string {
+    return redactSecrets(text, this.secrets);
   }
 
-  private onFrame(frame: Uint8Array): void {
+  private async spawn(generation: number): Promise<void> {
+    const source = this.config.source;
+    let argv: string[];
+    let input: string;
+    try {
+      const caps = await ffmpegCapabilities(this.opts.ffmpegPath).catch((err: Error) => {
+        throw new StartError('unknown', err.message);
+      });
+      let runSource = source;
+      let password: string | undefined;
+      if (isNetwork(source)) {
+        password = await this.readPassword(source);
+        if (!caps.resolvesHostNames) runSource = { ...source, url: await this.resolveHost(source.url) };
+      }
+      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height }, caps, password === undefined ? {} : { password });
+      argv = ffmpegArgv(args);
+      input = args.input;
+    } catch (err) {
+      if (generation !== this.generation || !this.running) return;
+      const e = err instanceof StartError ? err : new StartError('unknown', (err as Error).message);
+      this.failed({ kind: e.kind, message: this.redact(e.message), stalled: false });
+      return;
+    }
+    if (generation !== this.generation || !this.running) return;
+    const proc = new FfmpegProcess({
+      ffmpegPath: this.opts.ffmpegPath,
+      argv,
+      input,
+      frameBytes: this.opts.width * this.opts.height * 3,
+      redact: (t) => this.redact(t),
+    });
+    this.proc = proc;
+    this.runStartedAt = performance.now();
+    this.lastFrameAt = null;
+    this.flowingSince = null;
+    this.meter.clear();
+    this.log.debug({ camera: this.id, pid: proc.pid, command: this.redact(argv.join(' ')) }, 'ffmpeg started');
+    proc.on('frame', (frame) => this.onFrame(proc, frame));
+    void proc.exited.then((exit) => this.onExit(proc, exit));
+  }
+
+  private async readPassword(source: NetworkSource): Promise<string | undefined> {
+    if (source.passwordFile === undefined) return undefined;
+    let password: string;
+    try {
+      // A trailing newline is how editors save files, never part of a secret.
+      password = (await readFile(source.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new StartError('unauthorized', `cannot read passwordFile ${source.passwordFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!this.secrets.includes(password)) this.secrets.push(password);
+    return password;
+  }
+
+  private async resolveHost(url: string): Promise<string> {
+    try {
+      return await withResolvedHost(url);
+    } catch (err) {
+      if (err instanceof HostLookupError) throw new StartError(err.code === 'ENOTFOUND' ? 'not-found' : 'timeout', err.message);
+      throw err;
+    }
+  }
+
+  private onFrame(proc: FfmpegProcess, frame: Uint8Array): void {
+    if (proc !== this.proc) return;
     const at = performance.now();
-    this.arrivals.push(at);
-    if (this.status !== 'online') {
-      this.backoff.reset();
-      this.setState('online');
+    this.lastFrameAt = at;
+    this.meter.add(at);
+    if (this.flowingSince === null) {
+      this.flowingSince = at;
+      this.evaluate();
     }
     this.emit('frame', frame, at);
   }
 
-  /** `finished`: a file that is not looped played to its end; that is not a failure to retry. */
-  private onExit(command: ffmpeg.FfmpegCommand, message: string, finished = false): void {
-    if (this.command !== command) return;
-    this.command = null;
+  /** The watchdog, the backoff reset after a healthy period, and health that changes with time alone. */
+  private tick(): void {
+    const now = performance.now();
+    const proc = this.proc;
+    if (proc) {
+      const source = this.config.source;
+      // The first frame also waits for ffmpeg's own timeout, so its more precise cause can win.
+      const allowance = this.config.stallTimeoutMs + (this.lastFrameAt === null && isNetwork(source) ? source.timeoutMs : 0);
+      if (now - (this.lastFrameAt ?? this.runStartedAt) >= allowance) proc.kill('stall');
+    }
+    if (this.flowingSince !== null && now - this.flowingSince >= this.healthyAfterMs) this.backoff.reset();
+    this.evaluate();
+  }
+
+  private onExit(proc: FfmpegProcess, exit: FfmpegExit): void {
+    if (proc !== this.proc) return;
+    this.proc = null;
+    this.flowingSince = null;
+    this.meter.clear();
     if (!this.running) return;
-    const tail = this.stderr.filter((l) => l.trim() !== '').slice(-3).join(' | ');
-    this.lastError = tail !== '' && !message.includes(tail) ? `${message}: ${tail}` : message;
-    this.arrivals.length = 0;
-    this.setState('offline');
-    if (finished) {
+    const source = this.config.source;
+    if (exit.code === 0 && exit.killedFor === undefined && source.kind === 'file' && !source.loop) {
+      // A file that is not looped played to its end: not a failure to retry.
+      this.errorKind = 'exited';
+      this.lastError = 'ffmpeg ended: the source has no more frames';
+      this.failedBefore = true;
       this.log.info({ camera: this.id }, 'file played to its end (loop: false)');
+      this.evaluate(true);
       return;
     }
+    this.failed(this.describe(exit, performance.now() - this.runStartedAt));
+  }
+
+  private describe(exit: FfmpegExit, ranMs: number): CameraIncident {
+    const tail = exit.stderr.slice(-3).join(' | ');
+    if (exit.killedFor === 'stall') {
+      const waited = this.lastFrameAt === null ? 'no first frame' : 'no frame';
+      const forMs = performance.now() - (this.lastFrameAt ?? this.runStartedAt);
+      return { kind: 'stalled', message: `${waited} for ${Math.round(forMs / 100) / 10} s${tail === '' ? '' : `: ${tail}`}`, stalled: true };
+    }
+    if (exit.spawnError !== undefined) return { kind: 'unknown', message: exit.spawnError, stalled: false };
+    const cause = classifyStderr(exit.stderr);
+    const source = this.config.source;
+    if (cause) {
+      // On a peer that accepts and never answers, RTSP in ffmpeg 4.x and 5.x ends with
+      // "Invalid data found" once its socket timeout ran out: the time spent tells the two apart.
+      if (cause.kind === 'invalid-data' && isNetwork(source) && this.lastFrameAt === null && ranMs >= source.timeoutMs) {
+        return { kind: 'timeout', message: `no answer within ${source.timeoutMs} ms: ${cause.line}`, stalled: false };
+      }
+      return { kind: cause.kind, message: cause.line, stalled: false };
+    }
+    if (exit.signal !== null) return { kind: 'exited', message: `ffmpeg died of ${exit.signal}${tail === '' ? '' : `: ${tail}`}`, stalled: false };
+    if (exit.code === 0) {
+      const why = source.kind === 'file' || source.kind === 'synthetic' ? 'the source has no more frames' : 'the camera ended the stream';
+      return { kind: 'exited', message: `ffmpeg ended: ${why}`, stalled: false };
+    }
+    return { kind: 'exited', message: `ffmpeg exited with code ${String(exit.code)}${tail === '' ? '' : `: ${tail}`}`, stalled: false };
+  }
+
+  private failed(incident: CameraIncident): void {
+    this.errorKind = incident.kind;
+    this.lastError = incident.message;
+    this.failedBefore = true;
+    if (incident.stalled) this.stalls++;
+    this.emit('incident', incident);
     const delay = this.backoff.next();
-    this.log.warn({ camera: this.id, reason: this.lastError, restartInMs: delay }, 'camera stopped; restarting');
+    this.log.warn({ camera: this.id, errorKind: incident.kind, reason: incident.message, restartInMs: delay }, 'camera stopped; restarting');
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       if (!this.running) return;
       this.restarts++;
-      this.spawn();
+      this.emit('restart');
+      void this.spawn(this.generation);
     }, delay);
+    this.evaluate(true);
   }
 
-  private setState(s: CameraState['state']): void {
-    if (this.status === s) return;
-    this.status = s;
-    this.emit('state', this.state());
+  private health(now: number): CameraHealth {
+    return cameraHealth(
+      {
+        now,
+        running: this.running,
+        flowingSince: this.flowingSince,
+        failedBefore: this.failedBefore,
+        framesPerSecond: this.meter.rate(now, this.config.fps),
+        configuredFps: this.config.fps,
+      },
+      this.policy,
+    );
+  }
+
+  /** Emits `state` when health changed (or `force`: a new error to report). */
+  private evaluate(force = false): void {
+    const state = this.state();
+    if (!force && state.state === this.reported) return;
+    this.reported = state.state;
+    this.emit('state', state);
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
   }
 }

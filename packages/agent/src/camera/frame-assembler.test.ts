@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { ffmpegArgs } from './ffmpeg-args.js';
 import { FrameAssembler } from './frame-assembler.js';
 import { LatestFrameSlot } from './latest-frame-slot.js';
 
@@ -39,21 +38,5 @@ describe('latest frame slot', () => {
     expect(slot.put({ frame: Uint8Array.of(2), arrivedAt: 2 })).toBe(true);
     expect(slot.take()?.arrivedAt).toBe(2);
     expect(slot.take()).toBeNull();
-  });
-});
-
-describe('ffmpeg arguments', () => {
-  it('paces and loops a file, scales to the model size and writes rgb24', () => {
-    const a = ffmpegArgs({ kind: 'file', path: '/v/front.mp4', loop: true }, 5, 224, 160);
-    expect(a.input).toBe('/v/front.mp4');
-    expect(a.inputOptions).toEqual(expect.arrayContaining(['-stream_loop', '-1', '-re']));
-    expect(a.outputOptions.join(' ')).toBe('-an -vf fps=5,scale=224:160 -pix_fmt rgb24 -f rawvideo');
-    expect(ffmpegArgs({ kind: 'file', path: '/v/f.mp4', loop: false }, 5, 8, 8).inputOptions).not.toContain('-stream_loop');
-  });
-
-  it('generates a lavfi test pattern at the model size', () => {
-    const a = ffmpegArgs({ kind: 'synthetic', pattern: 'testsrc2' }, 2, 64, 48);
-    expect(a.input).toBe('testsrc2=size=64x48:rate=2');
-    expect(a.inputOptions.join(' ')).toMatch(/-f lavfi$/);
   });
 });

@@ -38,6 +38,9 @@ describe('agent config', () => {
         '  - id: test',
         '    fps: 2',
         '    source: { kind: synthetic }',
+        '  - id: gate',
+        '    stallTimeoutMs: 5000',
+        '    source: { kind: rtsp, url: "rtsp://10.0.0.7/live", username: viewer, passwordFile: secrets/password }',
       ].join('\n'),
     );
     const cfg = await loadAgentConfig(file);
@@ -51,8 +54,15 @@ describe('agent config', () => {
     expect(cfg.download).toEqual({ chunkBytes: 262144, window: 4, requestTimeoutMs: 10000, maxRetries: 5 });
     expect(cfg.log.level).toBe('info');
     expect(cfg.cameras).toEqual([
-      { id: 'front', fps: 5, source: { kind: 'file', path: join(dir.path, 'videos/front.mp4'), loop: true } },
-      { id: 'test', fps: 2, source: { kind: 'synthetic', pattern: 'testsrc2' } },
+      { id: 'front', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'file', path: join(dir.path, 'videos/front.mp4'), loop: true } },
+      { id: 'test', fps: 2, stallTimeoutMs: 20_000, source: { kind: 'synthetic', pattern: 'testsrc2' } },
+      // The camera's password stays in its file (read at each ffmpeg start); only the path is resolved.
+      {
+        id: 'gate',
+        fps: 5,
+        stallTimeoutMs: 5000,
+        source: { kind: 'rtsp', url: 'rtsp://10.0.0.7/live', transport: 'tcp', timeoutMs: 10_000, username: 'viewer', passwordFile: join(dir.path, 'secrets/password') },
+      },
     ]);
   });
 
@@ -104,7 +114,7 @@ describe('agent config', () => {
         'telemetry.windowSeconds',
         'cameras.0.source.path',
         'cameras.1.fps',
-        'cameras.1.source.kind',
+        'cameras.1.source.url',
         'download.chunkBytes',
         '(root)',
       ]),
@@ -122,6 +132,16 @@ describe('agent config', () => {
     expect(err.problems).toHaveLength(2);
     expect(err.problems[0]).toMatch(/^broker\.passwordFile: cannot read .*missing/);
     expect(err.problems[1]).toMatch(/^trust\.keysFile: .*malformed JSON/);
+  });
+
+  it('reports a camera password file that cannot be read', async () => {
+    const file = await write(
+      'agent.yaml',
+      `deviceId: d1\ndataDir: data\ntrust:\n  keys: [${JSON.stringify(key)}]\ncameras:\n  - id: gate\n    source: { kind: mjpeg, url: "http://10.0.0.8/video.mjpg", username: u, passwordFile: nope }\n`,
+    );
+    const err = (await loadAgentConfig(file).catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.problems).toEqual([expect.stringMatching(/^cameras\.0\.source\.passwordFile: cannot read .*nope/)]);
   });
 
   it('reports YAML syntax errors and a missing file', async () => {

@@ -4,8 +4,10 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema, publicKeySchema, type PublicKey } from '@perch/shared';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { cameraSchema, resolveCameras, type CameraConfig } from '../camera/camera-config.js';
 import { eventsConfigSchema, type EventsConfig } from '../events/events-config.js';
 import { httpConfigSchema, type HttpConfig } from '../http/http-config.js';
+import { outboxConfigSchema, type OutboxConfig } from '../outbox/outbox-config.js';
 
 /** Every problem of a config file at once, one `path: message` line each. */
 export class ConfigError extends Error {
@@ -18,21 +20,8 @@ export class ConfigError extends Error {
   }
 }
 
-const cameraIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'camera id: 1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit');
-
-const cameraSourceSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('file'), path: z.string().min(1), loop: z.boolean().default(true) }).strict(),
-  /** a lavfi test pattern: a camera that needs no hardware, for tests and bring-up */
-  z.object({ kind: z.literal('synthetic'), pattern: z.enum(['testsrc2', 'testsrc', 'smptebars']).default('testsrc2') }).strict(),
-]);
-
-const cameraSchema = z
-  .object({
-    id: cameraIdSchema,
-    fps: z.number().positive().max(60).default(5),
-    source: cameraSourceSchema,
-  })
-  .strict();
+// The camera part lives beside the cameras; re-exported here, where standalone mode looks for it.
+export { cameraSchema, type CameraConfig, type CameraSource } from '../camera/camera-config.js';
 
 const brokerSchema = z
   .object({
@@ -106,6 +95,7 @@ const fileSchema = z
       .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: 4, requestTimeoutMs: 10_000, maxRetries: 5 }),
     events: eventsConfigSchema,
     http: httpConfigSchema,
+    outbox: outboxConfigSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -114,8 +104,6 @@ const fileSchema = z
   .strict();
 
 type FileConfig = z.infer<typeof fileSchema>;
-export type CameraConfig = z.infer<typeof cameraSchema>;
-export type CameraSource = z.infer<typeof cameraSourceSchema>;
 export type LogLevel = FileConfig['log']['level'];
 
 /** The config with secrets read and every path absolute. */
@@ -138,6 +126,7 @@ export interface AgentConfig {
   download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
   events: EventsConfig;
   http: HttpConfig;
+  outbox: OutboxConfig;
   log: { level: LogLevel };
 }
 
@@ -151,7 +140,7 @@ function issuesToProblems(error: z.ZodError, prefix = ''): string[] {
   });
 }
 
-function defaultFfmpegPath(): string {
+export function defaultFfmpegPath(): string {
   const fromEnv = process.env.PERCH_FFMPEG_PATH;
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
   // Loaded lazily: the package resolves a platform binary at import time.
@@ -205,6 +194,9 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     problems.push(`ffmpegPath: ${(err as Error).message}`);
   }
 
+  const cameras = await resolveCameras(cfg.cameras, at);
+  problems.push(...cameras.problems);
+
   if (problems.length > 0) throw new ConfigError(file, problems);
   return {
     deviceId: cfg.deviceId,
@@ -221,10 +213,11 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     ffmpegPath,
     telemetry: cfg.telemetry,
     inference: cfg.inference,
-    cameras: cfg.cameras.map((c) => (c.source.kind === 'file' ? { ...c, source: { ...c.source, path: at(c.source.path) } } : c)),
+    cameras: cameras.cameras,
     download: cfg.download,
     events: { ...cfg.events, snapshots: { ...cfg.events.snapshots, dir: at(cfg.events.snapshots.dir ?? join(cfg.dataDir, 'snapshots')) } },
     http: cfg.http,
+    outbox: cfg.outbox,
     log: cfg.log,
   };
 }

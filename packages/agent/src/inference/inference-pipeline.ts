@@ -42,6 +42,8 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private runner: InferenceRunner | null = null;
   private model: ModelToRun | null = null;
   private cameras: FfmpegCamera[] = [];
+  /** restarts and stalls of cameras replaced at a model switch: the counters run since the agent started */
+  private readonly cameraCounters = new Map<string, { restarts: number; stalls: number }>();
   private readonly scheduler: FrameScheduler;
   private readonly workerBackoff = new JitteredBackoff(1000, 30_000);
   private workerRestart: NodeJS.Timeout | null = null;
@@ -115,7 +117,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   cameraStates(): CameraState[] {
     const running = new Map(this.cameras.map((c) => [c.id, c.state()]));
     return this.opts.cameras.map(
-      (c) => running.get(c.id) ?? { cameraId: c.id, state: 'offline', framesPerSecond: 0, restarts: 0, lastError: 'no model active' },
+      (c) => running.get(c.id) ?? { cameraId: c.id, state: 'offline', framesPerSecond: 0, restarts: 0, stalls: 0, ...this.cameraCounters.get(c.id), lastError: 'no model active' },
     );
   }
 
@@ -168,10 +170,19 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
 
   private startCameras(width: number, height: number): void {
     this.cameras = this.opts.cameras.map((cfg) => {
-      const cam = new FfmpegCamera(cfg, { ffmpegPath: this.opts.ffmpegPath, width, height, restart: this.opts.cameraRestart }, this.log);
+      const counters = this.cameraCounters.get(cfg.id);
+      const cam = new FfmpegCamera(
+        cfg,
+        { ffmpegPath: this.opts.ffmpegPath, width, height, restart: this.opts.cameraRestart, ...(counters ? { counters } : {}) },
+        this.log,
+      );
+      const aggregator = this.telemetry.aggregator;
       cam.on('frame', (frame, at) => this.scheduler.offer(cfg.id, frame, at));
+      cam.on('restart', () => aggregator.cameraRestarted(cfg.id));
+      cam.on('incident', (i) => aggregator.cameraIncident(cfg.id, i.kind, i.message, i.stalled));
       cam.on('state', (s) => {
-        this.log.info({ camera: s.cameraId, state: s.state, lastError: s.lastError }, 'camera state');
+        aggregator.cameraState(cfg.id, s.state);
+        this.log.info({ camera: s.cameraId, state: s.state, errorKind: s.errorKind, lastError: s.lastError }, 'camera state');
         this.emit('camera-state');
       });
       cam.start();
@@ -183,5 +194,9 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     const cams = this.cameras;
     this.cameras = [];
     await Promise.all(cams.map((c) => c.stop()));
+    for (const c of cams) {
+      const { restarts, stalls = 0 } = c.state();
+      this.cameraCounters.set(c.id, { restarts, stalls });
+    }
   }
 }

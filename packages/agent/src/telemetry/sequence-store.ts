@@ -15,8 +15,9 @@ export class SequenceStore {
   private chain: Promise<unknown> = Promise.resolve();
   readonly file: string;
 
-  constructor(dataDir: string) {
-    this.file = join(dataDir, 'telemetry-seq.json');
+  /** `fileName`: one file per numbered stream (telemetry windows, detection events) */
+  constructor(dataDir: string, fileName = 'telemetry-seq.json') {
+    this.file = join(dataDir, fileName);
   }
 
   async load(): Promise<void> {

@@ -1,10 +1,13 @@
 import type { ModelRef, TelemetryWindow } from '@perch/shared';
 import type { Logger } from '../log/logger.js';
+import type { Outbox, OutboxWindowStats } from '../outbox/outbox.js';
 import type { SequenceStore } from './sequence-store.js';
-import type { TelemetryPublisher } from './telemetry-publisher.js';
 import { summarizeCamera, type ClosedWindow, type WindowAggregator } from './window-aggregator.js';
 
-/** Closes a window every `windowSeconds`, numbers it, logs a summary and publishes it. */
+/** Where finished windows go: the store-and-forward outbox, which publishes them when it can. */
+export type TelemetryOutbox = Pick<Outbox, 'enqueue' | 'takeWindowStats'>;
+
+/** Closes a window every `windowSeconds`, numbers it, logs a summary and hands it to the outbox. */
 export class TelemetryReporter {
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
@@ -13,7 +16,7 @@ export class TelemetryReporter {
     private readonly deviceId: string,
     readonly aggregator: WindowAggregator,
     private readonly seq: SequenceStore,
-    private readonly publisher: TelemetryPublisher,
+    private readonly outbox: TelemetryOutbox,
     private readonly windowMs: number,
     private readonly log: Logger,
   ) {}
@@ -24,8 +27,8 @@ export class TelemetryReporter {
   }
 
   /**
-   * Closes the last window and waits (briefly: with the link down a QoS 1
-   * publish would wait for ever) for it to be handed to the broker.
+   * Closes the last window and waits (briefly: a sequence number is a disk
+   * write) for it to be in the outbox, which sends it now or after a restart.
    */
   async stop(waitMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
@@ -43,14 +46,16 @@ export class TelemetryReporter {
 
   private emit(closed: ClosedWindow | null): void {
     if (!closed) return;
-    const p = this.send(closed).finally(() => this.inFlight.delete(p));
+    // Taken when the window closes, so drops are counted in the window they happened in.
+    const outbox = this.outbox.takeWindowStats();
+    const p = this.send(closed, outbox).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
 
-  private async send(closed: ClosedWindow): Promise<void> {
+  private async send(closed: ClosedWindow, outbox: OutboxWindowStats): Promise<void> {
     let window: TelemetryWindow;
     try {
-      window = { deviceId: this.deviceId, seq: await this.seq.allocate(), ...closed };
+      window = { deviceId: this.deviceId, seq: await this.seq.allocate(), ...closed, outbox };
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'could not allocate a telemetry sequence number; window lost');
       return;
@@ -58,9 +63,10 @@ export class TelemetryReporter {
     const model = closed.model ? `${closed.model.name}@${closed.model.version}` : 'none';
     for (const c of window.cameras) this.log.info({ seq: window.seq, model, camera: c.cameraId }, summarizeCamera(c));
     try {
-      await this.publisher.publish(window);
+      // Drops (a full outbox or disk) are counted by the outbox and reported in the next windows.
+      this.outbox.enqueue('telemetry', window);
     } catch (err) {
-      this.log.warn({ seq: window.seq, err: (err as Error).message }, 'telemetry window not published');
+      this.log.error({ seq: window.seq, err: (err as Error).message }, 'telemetry window not accepted by the outbox; lost');
     }
   }
 }

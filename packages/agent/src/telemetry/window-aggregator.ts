@@ -1,4 +1,6 @@
-import { emptyHistogram, histogramQuantile, observe, type CameraWindow, type ModelRef } from '@perch/shared';
+import { emptyHistogram, histogramQuantile, observe, type CameraErrorKind, type CameraWindow, type ModelRef } from '@perch/shared';
+
+type CameraHealthWindow = NonNullable<CameraWindow['health']>;
 
 /** A telemetry window before it gets its sequence number. */
 export interface ClosedWindow {
@@ -34,6 +36,8 @@ export class WindowAggregator {
   private model: ModelRef | null = null;
   /** whether a model was active at any time in this window */
   private hadModel = false;
+  /** supervised cameras: the state carries over from window to window, the counts do not */
+  private health = new Map<string, CameraHealthWindow>();
 
   constructor(
     private readonly cameraIds: readonly string[],
@@ -75,6 +79,24 @@ export class WindowAggregator {
     this.camera(cameraId).inferenceErrors++;
   }
 
+  /** A supervised camera's health changed; it holds until the next change. */
+  cameraState(cameraId: string, state: CameraHealthWindow['state']): void {
+    this.cameraHealth(cameraId).state = state;
+  }
+
+  /** ffmpeg was restarted for this camera. */
+  cameraRestarted(cameraId: string): void {
+    this.cameraHealth(cameraId).restarts++;
+  }
+
+  /** An ffmpeg run failed or stalled; the window keeps the latest cause. */
+  cameraIncident(cameraId: string, kind: CameraErrorKind, message: string, stalled: boolean): void {
+    const h = this.cameraHealth(cameraId);
+    if (stalled) h.stalls++;
+    h.errorKind = kind;
+    h.lastError = message.slice(0, 1000);
+  }
+
   /**
    * Closes the current window and opens the next. Null when no model was
    * active during the whole window: with no cameras running there is
@@ -85,7 +107,10 @@ export class WindowAggregator {
       windowStart: this.windowStart,
       windowEnd: Math.max(now, this.windowStart),
       model: this.model,
-      cameras: [...this.cameras.values()],
+      cameras: [...this.cameras.values()].map((c) => {
+        const h = this.health.get(c.cameraId);
+        return h ? { ...c, health: { ...h } } : c;
+      }),
     };
     const worth = this.hadModel || window.cameras.some((c) => c.framesReceived > 0 || c.inferenceErrors > 0);
     this.windowStart = window.windowEnd;
@@ -103,7 +128,18 @@ export class WindowAggregator {
 
   private reset(): void {
     this.cameras = new Map(this.cameraIds.map((id) => [id, emptyCamera(id)]));
+    for (const [id, h] of this.health) this.health.set(id, { state: h.state, restarts: 0, stalls: 0 });
     this.hadModel = this.model !== null;
+  }
+
+  private cameraHealth(cameraId: string): CameraHealthWindow {
+    let h = this.health.get(cameraId);
+    if (!h) {
+      h = { state: 'offline', restarts: 0, stalls: 0 };
+      this.health.set(cameraId, h);
+    }
+    this.camera(cameraId); // a camera with health appears in the window even before its first frame
+    return h;
   }
 
   private camera(cameraId: string): CameraWindow {

@@ -1,0 +1,105 @@
+/**
+ * What the kernel says about a process (Linux /proc): resident memory and
+ * CPU time, for the agent process and the ffmpeg processes it spawned.
+ * Figures from outside the process, so they include the inference worker
+ * threads, onnxruntime's native allocations and everything V8 does not see.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Clock ticks per second of utime/stime in /proc/<pid>/stat: 100 on every Linux build Perch targets. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Resident set size (VmRSS) in bytes; NaN when the process is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    return kib === undefined ? Number.NaN : Number(kib) * 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface StatFields {
+  ppid: number;
+  /** user + system CPU seconds of the process itself (all its threads, not its children) */
+  cpuSeconds: number;
+}
+
+function readStat(pid: number): StatFields | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The command name is in parentheses and may itself hold spaces or ')': the fields start after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // After the name: state(3) ppid(4) ... utime(14) stime(15), counted from 1 with pid and name as 1 and 2.
+  const ppid = Number(fields[1]);
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (![ppid, utime, stime].every(Number.isFinite)) return null;
+  return { ppid, cpuSeconds: (utime + stime) / CLOCK_TICKS_PER_SECOND };
+}
+
+/** CPU seconds (user + system) the process has used so far; NaN when it is gone. */
+export function cpuSeconds(pid: number): number {
+  return readStat(pid)?.cpuSeconds ?? Number.NaN;
+}
+
+function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number);
+}
+
+/** Direct children of a process (e.g. the agent's ffmpeg processes). */
+export function childPids(pid: number): number[] {
+  return allPids().filter((p) => readStat(p)?.ppid === pid);
+}
+
+/** The command line of a process, arguments joined by spaces; '' when it is gone. */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * CPU seconds a set of processes used between two readings; a process that
+ * started in between counts from zero, one that ended in between counts up
+ * to its last reading (the kernel keeps no more), so restarts are included.
+ */
+export class CpuMeter {
+  private readonly baseline = new Map<number, number>();
+  private readonly latest = new Map<number, number>();
+  private sampled = false;
+
+  constructor(private readonly pids: () => number[]) {}
+
+  /** Reads every current process; call at the start, now and then (to catch short-lived ones), and at the end. */
+  sample(): void {
+    for (const pid of this.pids()) {
+      const s = cpuSeconds(pid);
+      if (Number.isNaN(s)) continue;
+      if (!this.baseline.has(pid)) this.baseline.set(pid, this.sampled ? 0 : s);
+      this.latest.set(pid, s);
+    }
+    this.sampled = true;
+  }
+
+  /** CPU seconds used since the first sample, summed over the processes. */
+  get seconds(): number {
+    let total = 0;
+    for (const [pid, end] of this.latest) total += end - (this.baseline.get(pid) ?? end);
+    return total;
+  }
+
+  /** How many distinct processes were seen. */
+  get processes(): number {
+    return this.latest.size;
+  }
+}

@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { FrameAssembler } from './frame-assembler.js';
+import { isNoise, tidyStderrLine } from './stderr-classifier.js';
+
+export interface FfmpegProcessOptions {
+  ffmpegPath: string;
+  argv: string[];
+  /** what ffmpeg prints as the input's name: its fatal line starts with it */
+  input: string;
+  frameBytes: number;
+  /** masks secrets in every stderr line kept */
+  redact: (text: string) => string;
+}
+
+/** Why the agent ended this run, when it did. */
+export type KillReason = 'stop' | 'stall' | 'fatal';
+
+export interface FfmpegExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** set when the process could not be started at all */
+  spawnError?: string;
+  killedFor?: KillReason;
+  /** the last stderr lines (tidied, redacted, without noise) */
+  stderr: string[];
+}
+
+const STDERR_LINES = 20;
+/** SIGTERM lets ffmpeg send RTSP TEARDOWN (cameras have few sessions); a hung one gets SIGKILL after this. */
+const KILL_GRACE_MS = 2000;
+/**
+ * After ffmpeg's fatal line about its input it has given up, but some builds
+ * then hang in cleanup (5.1 on an RTSP peer that sends garbage): it gets this
+ * long to exit by itself.
+ */
+const FATAL_GRACE_MS = 1500;
+
+type ProcessEvents = { frame: [frame: Uint8Array] };
+
+/**
+ * One ffmpeg process: frames cut from its stdout, the tail of its stderr
+ * kept, and an `exited` promise that always settles, whether ffmpeg ended,
+ * crashed, could not start or was killed.
+ */
+export class FfmpegProcess extends EventEmitter<ProcessEvents> {
+  readonly exited: Promise<FfmpegExit>;
+  private readonly child: ChildProcess;
+  private readonly lines: string[] = [];
+  private partial = '';
+  private killedFor: KillReason | undefined;
+  private killTimer: NodeJS.Timeout | null = null;
+  private fatalTimer: NodeJS.Timeout | null = null;
+  private done = false;
+
+  constructor(private readonly opts: FfmpegProcessOptions) {
+    super();
+    const assembler = new FrameAssembler(opts.frameBytes, (frame) => this.emit('frame', frame));
+    this.child = spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout?.on('data', (chunk: Buffer) => assembler.push(chunk));
+    this.child.stderr?.setEncoding('utf8');
+    this.child.stderr?.on('data', (text: string) => this.onStderr(text));
+    this.exited = new Promise<FfmpegExit>((resolve) => {
+      const finish = (exit: Omit<FfmpegExit, 'stderr' | 'killedFor'>) => {
+        if (this.done) return;
+        this.done = true;
+        if (this.killTimer) clearTimeout(this.killTimer);
+        if (this.fatalTimer) clearTimeout(this.fatalTimer);
+        if (this.partial !== '') this.keep(this.partial);
+        resolve({ ...exit, ...(this.killedFor ? { killedFor: this.killedFor } : {}), stderr: [...this.lines] });
+      };
+      this.child.on('error', (err) => finish({ code: null, signal: null, spawnError: `cannot run ffmpeg at ${opts.ffmpegPath}: ${err.message}` }));
+      // 'close' comes after stdout and stderr are drained: no frame or line is lost.
+      this.child.on('close', (code, signal) => finish({ code, signal }));
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** Ends the run: SIGTERM, then SIGKILL if ffmpeg does not go. The first reason given is kept. */
+  kill(reason: KillReason): void {
+    if (this.done) return;
+    this.killedFor ??= reason;
+    this.child.kill('SIGTERM');
+    this.killTimer ??= setTimeout(() => this.child.kill('SIGKILL'), KILL_GRACE_MS);
+  }
+
+  private onStderr(text: string): void {
+    const parts = (this.partial + text).split(/\r?\n|\r/);
+    this.partial = parts.pop() ?? '';
+    for (const line of parts) this.keep(line);
+  }
+
+  private keep(raw: string): void {
+    if (raw.trim() === '' || isNoise(raw)) return;
+    // ffmpeg's own "<input>: <error>" ends its use of that input: it is about to exit.
+    if (this.fatalTimer === null && (raw.startsWith(`[error] ${this.opts.input}: `) || raw.startsWith(`[fatal] ${this.opts.input}: `))) {
+      this.fatalTimer = setTimeout(() => this.kill('fatal'), FATAL_GRACE_MS);
+    }
+    this.lines.push(this.opts.redact(tidyStderrLine(raw)));
+    if (this.lines.length > STDERR_LINES) this.lines.shift();
+  }
+}

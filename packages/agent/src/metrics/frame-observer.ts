@@ -1,0 +1,52 @@
+import { WindowAggregator } from '../telemetry/window-aggregator.js';
+
+/** Something that wants to see every frame's progress as it happens (metrics, the standalone printer). */
+export interface FrameObserver {
+  frameReceived?(cameraId: string): void;
+  frameDropped?(cameraId: string): void;
+  /** how long the frame waited between arriving and entering inference */
+  inferenceStarted?(cameraId: string, frameAgeMs: number): void;
+  /** `latencyMs`: frame arrival to result */
+  frameInferred?(cameraId: string, label: string, confidence: number, latencyMs: number): void;
+  inferenceError?(cameraId: string): void;
+}
+
+/**
+ * The telemetry window aggregator that also tells observers about each
+ * frame. The scheduler reports every frame to the aggregator and nowhere
+ * else, so this is the one place where live counters can see the same
+ * numbers the telemetry windows count, without a second set of hooks.
+ */
+export class ObservedWindowAggregator extends WindowAggregator {
+  constructor(
+    cameraIds: readonly string[],
+    private readonly observers: readonly FrameObserver[],
+  ) {
+    super(cameraIds);
+  }
+
+  override received(cameraId: string): void {
+    for (const o of this.observers) o.frameReceived?.(cameraId);
+    super.received(cameraId);
+  }
+
+  override dropped(cameraId: string): void {
+    for (const o of this.observers) o.frameDropped?.(cameraId);
+    super.dropped(cameraId);
+  }
+
+  override inferenceStarted(cameraId: string, frameAgeMs: number): void {
+    for (const o of this.observers) o.inferenceStarted?.(cameraId, frameAgeMs);
+    super.inferenceStarted(cameraId, frameAgeMs);
+  }
+
+  override inferred(cameraId: string, label: string, confidence: number, latencyMs: number): void {
+    for (const o of this.observers) o.frameInferred?.(cameraId, label, confidence, latencyMs);
+    super.inferred(cameraId, label, confidence, latencyMs);
+  }
+
+  override inferenceError(cameraId: string): void {
+    for (const o of this.observers) o.inferenceError?.(cameraId);
+    super.inferenceError(cameraId);
+  }
+}
