@@ -144,6 +144,8 @@ export class ControlPlane {
     if (!r) return;
     this.running = null;
     await new Promise<void>((resolve) => r.http.close(() => resolve()));
+    // Devices first: after this nothing new is acknowledged that the bus might miss.
+    await r.broker.disconnectDevices();
     await r.bus.stop();
     await r.broker.stop();
     r.ingest.stop();

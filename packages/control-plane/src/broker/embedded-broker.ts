@@ -19,6 +19,7 @@ function authError(message: string): Error & { returnCode: number } {
 export class EmbeddedBroker {
   private broker: Aedes | null = null;
   private server: Server | null = null;
+  private serverClosed: Promise<void> | null = null;
   private readonly access: BrokerAccess;
 
   constructor(
@@ -79,12 +80,34 @@ export class EmbeddedBroker {
     this.log.info({ host: this.opts.host, port: this.port }, 'embedded MQTT broker listening');
   }
 
+  /**
+   * First step of a shutdown: stop accepting connections and disconnect every
+   * device, so the broker acknowledges no publish that the control plane's own
+   * client would then never ingest. Devices keep such records in their outbox
+   * and send them again to the next control plane.
+   */
+  async disconnectDevices(): Promise<void> {
+    const broker = this.broker;
+    const server = this.server;
+    if (!broker || !server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const clients = (broker as unknown as { clients: Record<string, Client> }).clients;
+    await Promise.all(
+      Object.values(clients)
+        .filter((c) => principals.get(c)?.kind === 'device')
+        .map((c) => new Promise<void>((resolve) => c.close(() => resolve()))),
+    );
+    this.serverClosed = closed;
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     const broker = this.broker;
     this.server = null;
     this.broker = null;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.serverClosed) await this.serverClosed;
+    else if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.serverClosed = null;
   }
 }
