@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
 import {
   deviceTopic,
+  emptyHistogram,
   encodeJson,
+  histogramCount,
   generateSigningKey,
   signEnvelope,
   type DesiredState,
@@ -153,6 +155,7 @@ describe('a model version from registry to camera and back', () => {
       const totals: Record<string, number> = {};
       let inferred = 0;
       let received = 0;
+      let agedFrames = 0;
       for (const w of windows as TelemetryWindow[]) {
         const cam = w.cameras.find((c) => c.cameraId === 'park');
         expect(cam).toBeDefined();
@@ -161,6 +164,9 @@ describe('a model version from registry to camera and back', () => {
         const counted = Object.values(cam.classCounts).reduce((n, c) => n + c, 0);
         expect(counted).toBe(cam.framesInferred);
         received += cam.framesReceived;
+        agedFrames += histogramCount(cam.frameAgeMs?.inference ?? emptyHistogram('latency-ms.v1'));
+        // The agent samples its own event loop in every window.
+        expect(histogramCount(w.eventLoopLagMs ?? emptyHistogram('latency-ms.v1'))).toBeGreaterThan(0);
         for (const [label, n] of Object.entries(cam.classCounts)) {
           expect(labels).toContain(label);
           totals[label] = (totals[label] ?? 0) + n;
@@ -168,6 +174,8 @@ describe('a model version from registry to camera and back', () => {
       }
       // A frame may be received in one window and inferred in the next, so compare totals.
       expect(received).toBeGreaterThanOrEqual(inferred);
+      // Every inferred frame's age at inference is recorded (one may start in a window and finish in the next).
+      expect(Math.abs(agedFrames - inferred)).toBeLessThanOrEqual(windows.length);
       // The clip shows each class a third of the time: no single class may take everything.
       const top = Math.max(...Object.values(totals));
       expect(top / inferred).toBeLessThan(0.9);

@@ -1,6 +1,7 @@
 import type { ModelRef, TelemetryWindow } from '@perch/shared';
 import type { Logger } from '../log/logger.js';
 import type { Outbox, OutboxWindowStats } from '../outbox/outbox.js';
+import { EventLoopLag } from './event-loop-lag.js';
 import type { SequenceStore } from './sequence-store.js';
 import { summarizeCamera, type ClosedWindow, type WindowAggregator } from './window-aggregator.js';
 
@@ -11,6 +12,8 @@ export type TelemetryOutbox = Pick<Outbox, 'enqueue' | 'takeWindowStats'>;
 export class TelemetryReporter {
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
+  /** the main thread's responsiveness, reported with every window */
+  private readonly lag = new EventLoopLag();
 
   constructor(
     private readonly deviceId: string,
@@ -23,6 +26,7 @@ export class TelemetryReporter {
 
   start(): void {
     if (this.timer) return;
+    this.lag.start();
     this.timer = setInterval(() => this.emit(this.aggregator.close()), this.windowMs);
   }
 
@@ -33,6 +37,7 @@ export class TelemetryReporter {
   async stop(waitMs = 2000): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.lag.stop();
     this.emit(this.aggregator.close());
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => (timeout = setTimeout(r, waitMs)))]);
@@ -48,11 +53,12 @@ export class TelemetryReporter {
     if (!closed) return;
     // Taken when the window closes, so drops are counted in the window they happened in.
     const outbox = this.outbox.takeWindowStats();
-    const p = this.send(closed, outbox).finally(() => this.inFlight.delete(p));
+    const eventLoopLagMs = this.lag.takeWindow();
+    const p = this.send({ ...closed, eventLoopLagMs }, outbox).finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
   }
 
-  private async send(closed: ClosedWindow, outbox: OutboxWindowStats): Promise<void> {
+  private async send(closed: ClosedWindow & Pick<TelemetryWindow, 'eventLoopLagMs'>, outbox: OutboxWindowStats): Promise<void> {
     let window: TelemetryWindow;
     try {
       window = { deviceId: this.deviceId, seq: await this.seq.allocate(), ...closed, outbox };
