@@ -19,9 +19,9 @@ import { SequenceStore } from './telemetry/sequence-store.js';
 import { TelemetryReporter } from './telemetry/telemetry-reporter.js';
 
 /**
- * The agent: its features composed in one place and started in dependency
- * order; stop() runs them backwards. Runtime features to come (RTSP
- * supervision, an outbox, events) are more of the same start()/stop() parts.
+ * The agent: its features (connection, outbox, deployment, inference
+ * pipeline, telemetry, events, metrics, local endpoints) composed in one
+ * place and started in dependency order; stop() runs them backwards.
  */
 export class Agent {
   readonly connection: MqttConnection;
