@@ -8,9 +8,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InferenceSession, Tensor, env as ortEnv } from 'onnxruntime-node';
-import { agentSessionOptions, createPreprocessor, InferenceRunner, inputDims, toProbabilities } from '@perch/agent';
+import { agentSessionOptions, createPreprocessor, InferenceRunner, inputDims } from '@perch/agent';
 import { buildDemoModel, DEMO_MODEL_NAME, DEMO_MODEL_VERSION } from '@perch/control-plane';
-import { modelMetadataSchema, type ModelMetadata } from '@perch/shared';
+import { modelMetadataSchema } from '@perch/shared';
+import { checkAgreement } from './lib/agreement.js';
 import type { Benchmark, BenchReport } from './lib/benchmark.js';
 import { syntheticFrames } from './lib/frames.js';
 import { MainThreadProbe } from './lib/main-thread-probe.js';
@@ -23,8 +24,6 @@ const AGENT_SESSION_OPTIONS = agentSessionOptions(1);
 const FRAME_COUNT = 8;
 /** Variants alternate in rounds (ABBA order) so drift on a shared machine hits both alike. */
 const ROUNDS = 6;
-/** Probabilities from the two paths must agree to this, or they are not doing the same work. */
-const AGREEMENT_TOLERANCE = 1e-5;
 
 interface VariantFigures {
   framesPerSecond: number;
@@ -50,35 +49,6 @@ function variantFigures(sample: LoopSample, main: MainThreadProbe): VariantFigur
     eventLoopLagP99Ms: round(main.lagP99Ms),
     eventLoopLagMaxMs: round(main.lagMaxMs),
   };
-}
-
-/**
- * Runs every frame through both paths and returns the largest difference in
- * probabilities; throws when they disagree, since then they are not doing
- * the same work and their speeds cannot be compared.
- */
-async function compareOutputs(
-  frames: Uint8Array[],
-  tensors: Tensor[],
-  session: InferenceSession,
-  runner: InferenceRunner,
-  metadata: ModelMetadata,
-): Promise<number> {
-  let maxDifference = 0;
-  for (const [i, frame] of frames.entries()) {
-    const tensor = tensors[i];
-    if (!tensor) throw new Error('no input tensor');
-    const out = (await session.run({ [metadata.input.name]: tensor }))[metadata.output.name];
-    if (!out) throw new Error(`model has no output '${metadata.output.name}'`);
-    const expected = toProbabilities(Float32Array.from(out.data as Float32Array), metadata.output.kind);
-    const got = (await runner.run(frame.slice())).probabilities;
-    // A missing value counts as NaN, which fails the check below.
-    for (const [j, p] of expected.entries()) maxDifference = Math.max(maxDifference, Math.abs(p - (got[j] ?? Number.NaN)));
-  }
-  if (!(maxDifference <= AGREEMENT_TOLERANCE)) {
-    throw new Error(`agent and bare session disagree on the same frames (max |dp| = ${maxDifference}): not comparable`);
-  }
-  return maxDifference;
 }
 
 export const inferenceThroughput: Benchmark = {
@@ -117,7 +87,12 @@ export const inferenceThroughput: Benchmark = {
         return result;
       };
 
-      const maxDifference = await compareOutputs(frames, tensors, session, runner, metadata);
+      const maxDifference = await checkAgreement(
+        frames.map((frame, i) => ({ frames: [frame], tensor: tensors[i] ?? new Tensor('float32', preprocess(frame), dims) })),
+        session,
+        runner,
+        metadata,
+      );
 
       const idle = new MainThreadProbe();
       await idle.during(() => sleep(300));

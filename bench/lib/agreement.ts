@@ -2,7 +2,7 @@
  * Before two paths are timed against each other they must compute the same
  * thing: a faster path that does different work proves nothing.
  */
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { toProbabilities, type InferenceRunner } from '@perch/agent';
 import type { ModelMetadata } from '@perch/shared';
 
@@ -27,10 +27,10 @@ export async function checkAgreement(
     if (!out) throw new Error(`model has no output '${metadata.output.name}'`);
     const data = out.data as Float32Array;
     const { results } = await runner.runBatch(frames.map((f) => f.slice()));
-    for (const [i, frame] of frames.entries()) {
+    if (results.length !== frames.length) throw new Error(`the agent returned ${results.length} results for ${frames.length} frames`);
+    for (const [i, result] of results.entries()) {
       const expected = toProbabilities(Float32Array.from(data.subarray(i * labels, (i + 1) * labels)), metadata.output.kind);
-      const got = results[i]?.probabilities;
-      if (!got || got.length !== expected.length || frame.length === 0) throw new Error('the agent returned no result for a frame');
+      const got = result.probabilities;
       // A NaN fails the check below.
       for (const [j, p] of expected.entries()) maxDifference = Math.max(maxDifference, Math.abs(p - (got[j] ?? Number.NaN)));
     }

@@ -116,25 +116,32 @@ describe('RTSP camera (real ffmpeg, GStreamer RTSP server)', () => {
     }
   });
 
-  it('a frozen server: the stall watchdog restarts ffmpeg, reconnects time out, and the camera recovers when it thaws', async () => {
+  it('a frozen server: the stall watchdog or ffmpeg\'s own timeout ends the run, reconnects time out, the camera recovers when it thaws', async () => {
     const server = await RtspTestServer.start();
-    // ffmpeg's own socket timeout is longer than the stall timeout, so the watchdog notices the freeze first.
-    const { cam, frames, incidents } = camera(rtsp(server.url(), { timeoutMs: 3000 }), { stallTimeoutMs: 1500 });
+    // One camera whose stall timeout is shorter than ffmpeg's socket timeout (the watchdog notices
+    // the freeze), one the other way round (ffmpeg notices it, and says so).
+    const watched = camera(rtsp(server.url(), { timeoutMs: 3000 }), { stallTimeoutMs: 1500 });
+    const timed = camera(rtsp(server.url(), { timeoutMs: 1000 }), { stallTimeoutMs: 20_000 });
     try {
-      cam.start();
-      await waitFor('frames', () => frames.length >= 2);
+      watched.cam.start();
+      timed.cam.start();
+      await waitFor('frames on both', () => watched.frames.length >= 2 && timed.frames.length >= 2);
       server.pause();
-      await waitFor('a stall', () => (cam.state().stalls ?? 0) >= 1);
-      expect(incidents[0]).toMatchObject({ kind: 'stalled', stalled: true });
+      await waitFor('a stall', () => (watched.cam.state().stalls ?? 0) >= 1);
+      expect(watched.incidents[0]).toMatchObject({ kind: 'stalled', stalled: true });
+      // ffmpeg 5.x says "Connection timed out"; 4.x ends as if the stream had ended, and its reconnect times out.
+      await waitFor('a timeout on the other camera', () => timed.incidents.find((i) => i.kind === 'timeout'));
+      expect(timed.incidents.map((i) => i.kind)).not.toContain('stalled');
+      expect(timed.cam.state().stalls).toBe(0);
       // The kernel still accepts connections for the frozen process; nothing answers them.
-      await waitFor('a reconnect that times out', () => incidents.some((i) => i.kind === 'timeout'));
-      expect(cam.state().state).toBe('offline');
-      const before = frames.length;
+      await waitFor('a reconnect that times out', () => watched.incidents.some((i) => i.kind === 'timeout'));
+      expect(watched.cam.state().state).toBe('offline');
+      const before = watched.frames.length;
       server.resume();
-      await waitFor('frames after the thaw', () => frames.length >= before + 3);
-      expect(cam.state().state).toBe('degraded');
+      await waitFor('frames after the thaw', () => watched.frames.length >= before + 3);
+      expect(watched.cam.state().state).toBe('degraded');
     } finally {
-      await cam.stop();
+      await Promise.all([watched.cam.stop(), timed.cam.stop()]);
       await server.stop();
     }
   });

@@ -265,29 +265,34 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
       this.evaluate(true);
       return;
     }
-    this.failed(this.describe(exit, performance.now() - this.runStartedAt));
+    this.failed(this.describe(exit));
   }
 
-  private describe(exit: FfmpegExit, ranMs: number): CameraIncident {
+  private describe(exit: FfmpegExit): CameraIncident {
     const tail = exit.stderr.slice(-3).join(' | ');
+    const sinceFrameMs = performance.now() - (this.lastFrameAt ?? this.runStartedAt);
     if (exit.killedFor === 'stall') {
       const waited = this.lastFrameAt === null ? 'no first frame' : 'no frame';
-      const forMs = performance.now() - (this.lastFrameAt ?? this.runStartedAt);
-      return { kind: 'stalled', message: `${waited} for ${Math.round(forMs / 100) / 10} s${tail === '' ? '' : `: ${tail}`}`, stalled: true };
+      return { kind: 'stalled', message: `${waited} for ${Math.round(sinceFrameMs / 100) / 10} s${tail === '' ? '' : `: ${tail}`}`, stalled: true };
     }
     if (exit.spawnError !== undefined) return { kind: 'unknown', message: exit.spawnError, stalled: false };
-    const cause = classifyStderr(exit.stderr);
     const source = this.config.source;
+    const timedOut = isNetwork(source) && sinceFrameMs >= source.timeoutMs;
+    const cause = classifyStderr(exit.stderr);
     if (cause) {
-      // On a peer that accepts and never answers, RTSP in ffmpeg 4.x and 5.x ends with
-      // "Invalid data found" once its socket timeout ran out: the time spent tells the two apart.
-      if (cause.kind === 'invalid-data' && isNetwork(source) && this.lastFrameAt === null && ranMs >= source.timeoutMs) {
+      // A peer that accepts and never answers: RTSP in ffmpeg 4.x and 5.x says nothing but
+      // "Invalid data found" once the socket timeout ran out. Garbage gets the same words, but
+      // with the protocol's complaints before them (and ffmpeg may chew on it for longer).
+      const onlySummary = exit.stderr.every((l) => l.includes('Invalid data found when processing input'));
+      if (cause.kind === 'invalid-data' && timedOut && this.lastFrameAt === null && onlySummary) {
         return { kind: 'timeout', message: `no answer within ${source.timeoutMs} ms: ${cause.line}`, stalled: false };
       }
       return { kind: cause.kind, message: cause.line, stalled: false };
     }
     if (exit.signal !== null) return { kind: 'exited', message: `ffmpeg died of ${exit.signal}${tail === '' ? '' : `: ${tail}`}`, stalled: false };
     if (exit.code === 0) {
+      // Also ffmpeg 4.x on a stream that went silent mid-way: it ends without a word (and flushes
+      // its last frames), so a frozen camera reads as ended; the reconnect then times out.
       const why = source.kind === 'file' || source.kind === 'synthetic' ? 'the source has no more frames' : 'the camera ended the stream';
       return { kind: 'exited', message: `ffmpeg ended: ${why}`, stalled: false };
     }

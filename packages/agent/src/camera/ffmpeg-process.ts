@@ -30,9 +30,9 @@ const STDERR_LINES = 20;
 /** SIGTERM lets ffmpeg send RTSP TEARDOWN (cameras have few sessions); a hung one gets SIGKILL after this. */
 const KILL_GRACE_MS = 2000;
 /**
- * After ffmpeg's fatal line about its input it has given up, but some builds
- * then hang in cleanup (5.1 on an RTSP peer that sends garbage): it gets this
- * long to exit by itself.
+ * After ffmpeg's fatal line about its input it has given up, but it may take
+ * long to go: 5.1 on a frozen RTSP server sends TEARDOWN and waits its socket
+ * timeout twice more. It gets this long to exit by itself.
  */
 const FATAL_GRACE_MS = 1500;
 
