@@ -1,3 +1,4 @@
+import type { ModelMetadata } from '@perch/shared';
 import type { CameraSource } from './camera-config.js';
 import type { FfmpegCapabilities } from './ffmpeg-capabilities.js';
 import { withCredentials } from './url-credentials.js';
@@ -14,6 +15,25 @@ export interface FrameFormat {
   /** the active model's input size: ffmpeg scales every frame to it */
   width: number;
   height: number;
+  /** how the frame is fitted to that size (the model's metadata says); stretch by default */
+  resize?: ResizeMode;
+}
+
+export type ResizeMode = ModelMetadata['input']['resize'];
+
+/**
+ * The filter that fits any source frame to width x height. Letterbox pads in
+ * rgb24, where odd offsets are fine (yuv420p would need even ones).
+ */
+export function fitFilter(width: number, height: number, resize: ResizeMode = 'stretch'): string {
+  switch (resize) {
+    case 'stretch':
+      return `scale=${width}:${height}`;
+    case 'letterbox':
+      return `format=rgb24,scale=${width}:${height}:force_original_aspect_ratio=decrease,pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`;
+    case 'centre-crop':
+      return `scale=${width}:${height}:force_original_aspect_ratio=increase,crop=${width}:${height}`;
+  }
 }
 
 /** What a source needs at start that is not in the config: the password read from its file. */
@@ -39,7 +59,7 @@ export function ffmpegArgs(
 ): FfmpegArgs {
   // `level+` tags each line with its severity, which tells ffmpeg's fatal line from a passing warning.
   const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', caps.logLevelTags ? 'level+warning' : 'warning'];
-  const outputOptions = ['-an', '-sn', '-vf', `fps=${out.fps},scale=${out.width}:${out.height}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
+  const outputOptions = ['-an', '-sn', '-vf', `fps=${out.fps},${fitFilter(out.width, out.height, out.resize)}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   switch (source.kind) {
     case 'file':
       return { input: source.path, inputOptions: [...quiet, ...(source.loop ? ['-stream_loop', '-1'] : []), '-re'], outputOptions };

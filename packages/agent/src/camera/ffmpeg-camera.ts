@@ -6,7 +6,7 @@ import { JitteredBackoff } from '../backoff/jittered-backoff.js';
 import type { Logger } from '../log/logger.js';
 import type { CameraConfig, CameraSource } from './camera-config.js';
 import { cameraHealth, DEFAULT_HEALTH_POLICY, type HealthPolicy } from './camera-health.js';
-import { ffmpegArgs, ffmpegArgv } from './ffmpeg-args.js';
+import { ffmpegArgs, ffmpegArgv, type ResizeMode } from './ffmpeg-args.js';
 import { ffmpegCapabilities } from './ffmpeg-capabilities.js';
 import { FfmpegProcess, type FfmpegExit } from './ffmpeg-process.js';
 import { FrameRateMeter } from './frame-rate-meter.js';
@@ -19,6 +19,8 @@ export interface FfmpegCameraOptions {
   /** the active model's input size: ffmpeg scales to it */
   width: number;
   height: number;
+  /** how frames are fitted to that size; stretch by default */
+  resize?: ResizeMode;
   /** backoff between ffmpeg restarts (full jitter) */
   restart?: { minMs: number; maxMs: number };
   /** frames must flow this long before the backoff starts again from its smallest window */
@@ -110,8 +112,8 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     return this.config.id;
   }
 
-  get size(): { width: number; height: number } {
-    return { width: this.opts.width, height: this.opts.height };
+  get size(): { width: number; height: number; resize: ResizeMode } {
+    return { width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' };
   }
 
   state(): CameraState {
@@ -174,7 +176,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
         password = await this.readPassword(source);
         if (!caps.resolvesHostNames) runSource = { ...source, url: await this.resolveHost(source.url) };
       }
-      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height }, caps, password === undefined ? {} : { password });
+      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' }, caps, password === undefined ? {} : { password });
       argv = ffmpegArgv(args);
       input = args.input;
     } catch (err) {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { modelRefOf, type CameraState, type ModelTarget } from '@perch/shared';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
 import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
+import type { ResizeMode } from '../camera/ffmpeg-args.js';
 import type { CameraConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
@@ -86,7 +87,10 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.clearWorkerRestart();
     const meta = next.target.custom.metadata;
     const old = this.runner;
-    const sizeChanged = this.cameras.length === 0 || this.cameras.some((c) => c.size.width !== meta.input.width || c.size.height !== meta.input.height);
+    // A new input size or fit means new ffmpeg filters.
+    const sizeChanged =
+      this.cameras.length === 0 ||
+      this.cameras.some((c) => c.size.width !== meta.input.width || c.size.height !== meta.input.height || c.size.resize !== meta.input.resize);
     if (sizeChanged) {
       await this.stopCameras();
       this.scheduler.clear();
@@ -96,7 +100,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.model = next;
     this.scheduler.setRunner(runner);
     await old?.stop();
-    if (sizeChanged) this.startCameras(meta.input.width, meta.input.height);
+    if (sizeChanged) this.startCameras(meta.input.width, meta.input.height, meta.input.resize);
     this.log.info({ model: modelRefOf(next.target), cameras: this.cameras.length }, 'model active');
   }
 
@@ -168,12 +172,12 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.workerRestart = null;
   }
 
-  private startCameras(width: number, height: number): void {
+  private startCameras(width: number, height: number, resize: ResizeMode): void {
     this.cameras = this.opts.cameras.map((cfg) => {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
-        { ffmpegPath: this.opts.ffmpegPath, width, height, restart: this.opts.cameraRestart, ...(counters ? { counters } : {}) },
+        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, ...(counters ? { counters } : {}) },
         this.log,
       );
       const aggregator = this.telemetry.aggregator;
