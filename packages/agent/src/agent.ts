@@ -84,7 +84,7 @@ export class Agent {
     const snapshots = c.events.enabled && c.events.snapshots.enabled ? new SnapshotStore(c.events.snapshots, log.child({ feature: 'snapshots' })) : null;
     this.events = c.events.enabled
       ? new DetectionEvents(
-          { deviceId: c.deviceId, config: c.events },
+          { deviceId: c.deviceId, config: c.events, onHandedOver: (camera, ageMs) => this.telemetry.aggregator.eventPublished(camera, ageMs) },
           this.pipeline,
           new SequenceStore(c.dataDir, 'events-seq.json'),
           { publish: (event) => void this.outbox.enqueue('events', event) },

@@ -25,16 +25,18 @@ describe('detection events', () => {
   let captured: CapturedLog;
   let events: DetectionEvents;
   let config: EventsConfig;
+  let handedOver: { camera: string; ageMs: number }[];
 
   beforeEach(async () => {
     dir = await tempDir();
     source = new EventEmitter();
     sent = [];
+    handedOver = [];
     captured = new CapturedLog();
     const parsed = eventsConfigSchema.parse({ debounceFrames: 2, disappearMs: 60_000, updateIntervalMs: 1000, ignoreLabels: ['empty'] });
     config = { ...parsed, snapshots: { ...parsed.snapshots, dir: join(dir.path, 'snapshots') } };
     events = new DetectionEvents(
-      { deviceId: 'gate-1', config },
+      { deviceId: 'gate-1', config, onHandedOver: (camera, ageMs) => handedOver.push({ camera, ageMs }) },
       source,
       new SequenceStore(dir.path, 'events-seq.json'),
       { publish: (e) => void sent.push(e) },
@@ -106,5 +108,17 @@ describe('detection events', () => {
     fail = false;
     await flaky.stop();
     expect(sent.map((e) => [e.seq, e.kind, e.cameraId, e.snapshot])).toEqual([[1, 'end', 'back', undefined]]);
+  });
+
+  it('reports how old the frame behind each new/update event was when it was handed over', async () => {
+    const arrived = performance.now() - 250;
+    source.emit('result', result('red', 0.9, arrived));
+    source.emit('result', result('red', 0.9, arrived));
+    await events.idle();
+    await waitFor('the new event handed over', () => handedOver.length >= 1);
+    expect(sent.map((e) => e.kind)).toEqual(['new']);
+    expect(handedOver[0]?.camera).toBe('front');
+    // The frame arrived 250 ms before it was offered, so it is at least that old at hand-over.
+    expect(handedOver[0]?.ageMs).toBeGreaterThanOrEqual(250);
   });
 });

@@ -30,6 +30,8 @@ export interface EventCounters {
 export interface DetectionEventsOptions {
   deviceId: string;
   config: EventsConfig;
+  /** told how old the frame behind a new/update event was when the event was handed over (telemetry's frame age at publish) */
+  onHandedOver?: (cameraId: string, frameAgeMs: number) => void;
 }
 
 /** performance.now() as Unix ms: frames are timed with the monotonic clock, events carry wall time. */
@@ -118,7 +120,10 @@ export class DetectionEvents {
     this.log.info({ seq, eventId: t.eventId, kind: t.kind, camera: t.cameraId, label: t.label, topConfidence: t.topConfidence, snapshot }, 'detection event');
     // Through a promise, so a sink that throws is handled like one that rejects.
     const p = Promise.resolve(event).then((e) => this.sink.publish(e)).then(
-      () => this.counters?.eventPublished(event),
+      () => {
+        this.counters?.eventPublished(event);
+        if (frame) this.opts.onHandedOver?.(frame.cameraId, performance.now() - frame.arrivedAt);
+      },
       (err: Error) => this.log.warn({ seq, eventId: t.eventId, err: err.message }, 'detection event not published'),
     );
     const tracked = p.finally(() => this.inFlight.delete(tracked));

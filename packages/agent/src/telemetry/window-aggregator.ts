@@ -75,6 +75,14 @@ export class WindowAggregator {
     observe(c.frameAgeMs.inference, Math.max(0, frameAgeMs));
   }
 
+  /** How old a frame was when an event about it went to the outbox. */
+  eventPublished(cameraId: string, frameAgeMs: number): void {
+    const c = this.camera(cameraId);
+    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
+    c.frameAgeMs.publish ??= emptyHistogram('latency-ms.v1');
+    observe(c.frameAgeMs.publish, Math.max(0, frameAgeMs));
+  }
+
   inferenceError(cameraId: string): void {
     this.camera(cameraId).inferenceErrors++;
   }
