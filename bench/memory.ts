@@ -7,17 +7,17 @@
  * (onnxruntime#25325), which is why every swap gets a fresh worker.
  */
 import { readFile } from 'node:fs/promises';
+import type { AgentProcess } from '../test/support/agent-process.js';
 import { waitUntil } from '../test/support/wait-until.js';
 import { demoModel, mobileNetV2 } from './lib/bench-models.js';
 import type { Benchmark, BenchReport } from './lib/benchmark.js';
 import { cameraClip } from './lib/camera-clip.js';
 import { envNumber } from './lib/options.js';
-import { PerchSite } from './lib/perch-site.js';
+import { PerchSite, type RegisteredModel } from './lib/perch-site.js';
 import { childPids, rssBytes } from './lib/proc-stats.js';
 import { rebadged } from './lib/rebadged-model.js';
 import { linearSlope, median, round } from './lib/stats.js';
 
-const DEVICE_ID = 'bench-memory';
 const CAMERAS = 4;
 const CAMERA_FPS = 5;
 const MiB = 2 ** 20;
@@ -33,16 +33,16 @@ const SOAK_MIN_MINUTES_TO_JUDGE = 10;
 const WARMUP_SWAPS = 2;
 /**
  * The bounds we hold the agent to. Over a soak the least-squares growth must
- * stay within 1 MiB per 10 minutes: the most a 30-minute soak on a shared
- * machine can resolve (RSS moves by a few MiB with each major GC), and still
- * far from what ends a box (a 1 GiB headroom would last > 7 days even at
- * that rate; a longer soak tightens it). Swaps: at most 0.5 MiB per swap, so
- * a box swapped weekly gains < 30 MiB a year.
+ * stay within 1 MiB per 10 minutes: about what a 30-minute soak on a shared
+ * machine can resolve (RSS moves by a few MiB with each major GC); a longer
+ * soak tightens it. Swaps: at most 0.5 MiB per swap, so a box swapped weekly
+ * gains < 30 MiB a year.
  */
 const SOAK_BOUND_MIB_PER_10_MIN = 1;
 const SWAP_BOUND_MIB = 0.5;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const mib = (bytes: number, digits = 1) => (bytes / MiB).toFixed(digits);
 
 async function settledRss(pid: number): Promise<number> {
   const readings: number[] = [];
@@ -53,7 +53,105 @@ async function settledRss(pid: number): Promise<number> {
   return median(readings);
 }
 
-const mib = (bytes: number, digits = 1) => (bytes / MiB).toFixed(digits);
+interface Soak {
+  minutes: number;
+  /** [seconds since start, RSS bytes] */
+  samples: [number, number][];
+  fitFromSeconds: number;
+  growthPer10Min: number;
+}
+
+async function soak(agent: AgentProcess, pid: number, minutes: number): Promise<Soak> {
+  const start = performance.now();
+  const samples: [number, number][] = [];
+  for (;;) {
+    const t = (performance.now() - start) / 1000;
+    samples.push([t, rssBytes(pid)]);
+    if (!agent.running) throw new Error(`the agent exited during the soak\n${agent.tail()}`);
+    if (t >= minutes * 60) break;
+    await sleep(Math.min(SOAK_SAMPLE_MS, minutes * 60_000 - t * 1000));
+  }
+  const fitFromSeconds = Math.min(SOAK_WARMUP_MAX_S, minutes * 60 * SOAK_WARMUP_SHARE);
+  const fitted = samples.filter(([t]) => t >= fitFromSeconds);
+  const growthPer10Min = linearSlope(fitted.map(([t]) => t), fitted.map(([, r]) => r)) * 600;
+  return { minutes, samples, fitFromSeconds, growthPer10Min };
+}
+
+interface Swaps {
+  requested: number;
+  completed: number;
+  before: number;
+  after: number;
+  /** RSS after each completed swap */
+  samples: number[];
+  seconds: number;
+  /** why the agent process ended, if it did */
+  aborted?: string;
+}
+
+/**
+ * Alternates the desired model between two versions, waiting for `active`
+ * each time. If the agent process dies the swaps stop there and the reason
+ * (its last stderr lines) is reported: that is a finding, not a bench error.
+ */
+async function swapModels(site: PerchSite, agent: AgentProcess, pid: number, versions: [RegisteredModel, RegisteredModel], swaps: number): Promise<Swaps> {
+  const result: Swaps = { requested: swaps, completed: 0, before: Number.NaN, after: Number.NaN, samples: [], seconds: 0 };
+  const lastStderr = (): string => agent.stderr.join('').split('\n').map((l) => l.trim()).filter((l) => l !== '').slice(-2).join(' ') || 'no stderr';
+  let attempt = 0;
+  try {
+    for (; attempt < WARMUP_SWAPS + swaps; attempt++) {
+      if (attempt === WARMUP_SWAPS) {
+        await sleep(5000);
+        result.before = await settledRss(pid);
+      }
+      const started = performance.now();
+      await site.waitActive(agent, await site.setDesired(agent.deviceId, attempt % 2 === 0 ? versions[0] : versions[1]));
+      if (attempt < WARMUP_SWAPS) continue;
+      result.seconds += (performance.now() - started) / 1000;
+      result.completed++;
+      result.samples.push(rssBytes(pid));
+    }
+    await sleep(5000);
+    result.after = await settledRss(pid);
+  } catch (err) {
+    if (agent.running) throw err;
+    const which = attempt < WARMUP_SWAPS ? `warm-up swap ${attempt + 1}` : `swap ${attempt - WARMUP_SWAPS + 1}`;
+    result.aborted = `the agent process died at ${which}: ${lastStderr()}`;
+  }
+  return result;
+}
+
+function swapGrowth(s: Swaps): { perSwap: number; fit: number; ok: boolean } {
+  const perSwap = (s.after - s.before) / s.completed;
+  const fit = linearSlope(s.samples.map((_, i) => i + 1), s.samples);
+  return { perSwap, fit, ok: !s.aborted && perSwap / MiB <= SWAP_BOUND_MIB && fit / MiB <= SWAP_BOUND_MIB };
+}
+
+function swapRow(label: string, s: Swaps): string[] {
+  if (s.aborted) return [label, `${mib(s.before)} -> -`, `${s.completed} of ${s.requested} swaps, then ${s.aborted}`];
+  const g = swapGrowth(s);
+  return [
+    label,
+    `${mib(s.before)} -> ${mib(s.after)}`,
+    `max ${mib(Math.max(...s.samples))}; ${(g.perSwap / MiB).toFixed(3)} MiB per swap, fit ${(g.fit / MiB).toFixed(3)} (bound ${SWAP_BOUND_MIB}: ${g.ok ? 'within' : 'EXCEEDED'}); ${(s.seconds / s.completed).toFixed(2)} s per swap`,
+  ];
+}
+
+function swapFigures(s: Swaps): Record<string, unknown> {
+  const g = swapGrowth(s);
+  return {
+    requested: s.requested,
+    completed: s.completed,
+    aborted: s.aborted ?? null,
+    rssBeforeMiB: round(s.before / MiB, 1),
+    rssAfterMiB: round(s.after / MiB, 1),
+    growthMiBPerSwap: round(g.perSwap / MiB, 4),
+    fitMiBPerSwap: round(g.fit / MiB, 4),
+    withinBound: g.ok,
+    secondsPerSwap: round(s.seconds / s.completed, 2),
+    samplesMiB: s.samples.map((r) => round(r / MiB, 1)),
+  };
+}
 
 export const memory: Benchmark = {
   name: 'memory',
@@ -69,11 +167,13 @@ export const memory: Benchmark = {
     try {
       const big = await site.register(mobilenet, mobilenet.version, await readFile(mobilenet.modelPath));
       // Two versions of one network, alternated so that every swap is a real download, verification, worker start and switch.
-      const swapA = await site.register(demo, '1.0.0', demoBytes);
-      const swapB = await site.register(demo, '1.0.1', rebadged(demoBytes, 'perch-bench-swap'));
+      const versions: [RegisteredModel, RegisteredModel] = [
+        await site.register(demo, '1.0.0', demoBytes),
+        await site.register(demo, '1.0.1', rebadged(demoBytes, 'perch-bench-swap')),
+      ];
 
       const { agent, pid } = await site.startAgent({
-        deviceId: DEVICE_ID,
+        deviceId: 'bench-memory-cameras',
         cameras: Array.from({ length: CAMERAS }, (_, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: clip.path } })),
         telemetry: { windowSeconds: 5 },
         log: { level: 'info' },
@@ -83,98 +183,80 @@ export const memory: Benchmark = {
       const idle = await settledRss(pid);
       log(`idle, no model: ${mib(idle)} MiB`);
 
-      await site.waitActive(agent, await site.setDesired(DEVICE_ID, big));
+      await site.waitActive(agent, await site.setDesired(agent.deviceId, big));
       // Cameras start once the model is active: wait for a telemetry window in which all four had frames inferred.
       await waitUntil(
-        () => site.windows(DEVICE_ID).some((w) => w.model?.sha256 === big.sha256 && w.cameras.filter((c) => c.framesInferred > 0).length === CAMERAS),
+        () => site.windows(agent.deviceId).some((w) => w.model?.sha256 === big.sha256 && w.cameras.filter((c) => c.framesInferred > 0).length === CAMERAS),
         'four cameras inferring',
         90_000,
       );
       const active = await settledRss(pid);
+      const ffmpegRss = childPids(pid).reduce((s, p) => s + (rssBytes(p) || 0), 0);
       log(`${mobilenet.name} active with ${CAMERAS} cameras: ${mib(active)} MiB; soaking for ${soakMinutes} min`);
 
-      const soakStart = performance.now();
-      const soakT: number[] = [];
-      const soakRss: number[] = [];
-      while (performance.now() - soakStart < soakMinutes * 60_000) {
-        soakT.push((performance.now() - soakStart) / 1000);
-        soakRss.push(rssBytes(pid));
-        if (!agent.running) throw new Error(`the agent exited during the soak\n${agent.tail()}`);
-        await sleep(SOAK_SAMPLE_MS);
-      }
-      soakT.push((performance.now() - soakStart) / 1000);
-      soakRss.push(rssBytes(pid));
-      const ffmpegRss = childPids(pid).reduce((s, p) => s + (rssBytes(p) || 0), 0);
-      const warmupS = Math.min(SOAK_WARMUP_MAX_S, soakMinutes * 60 * SOAK_WARMUP_SHARE);
-      const fitFrom = Math.max(0, soakT.findIndex((t) => t >= warmupS));
-      const soakSlopePer10Min = linearSlope(soakT.slice(fitFrom), soakRss.slice(fitFrom)) * 600;
-      const soakFirst = soakRss[0] ?? Number.NaN;
-      const soakLast = soakRss.at(-1) ?? Number.NaN;
-      const soakMax = Math.max(...soakRss);
-      log(`soak: ${mib(soakFirst)} -> ${mib(soakLast)} MiB (max ${mib(soakMax)}), least-squares growth ${mib(soakSlopePer10Min, 2)} MiB per 10 min`);
+      const soaked = await soak(agent, pid, soakMinutes);
+      const rss = soaked.samples.map(([, r]) => r);
+      const first = rss[0] ?? Number.NaN;
+      const last = rss.at(-1) ?? Number.NaN;
+      const max = Math.max(...rss);
+      log(`soak: ${mib(first)} -> ${mib(last)} MiB (max ${mib(max)}), growth ${mib(soaked.growthPer10Min, 2)} MiB per 10 min after the first ${(soaked.fitFromSeconds / 60).toFixed(1)} min`);
 
-      // The swaps run on the small demo model so that 50 of them take under a minute; the cameras keep running.
-      for (let i = 0; i < WARMUP_SWAPS; i++) await site.waitActive(agent, await site.setDesired(DEVICE_ID, i % 2 === 0 ? swapA : swapB));
-      await sleep(5000);
-      const beforeSwaps = await settledRss(pid);
-      const swapRss: number[] = [];
-      const swapStart = performance.now();
-      for (let i = 1; i <= swaps; i++) {
-        await site.waitActive(agent, await site.setDesired(DEVICE_ID, (WARMUP_SWAPS - 1 + i) % 2 === 0 ? swapA : swapB));
-        swapRss.push(rssBytes(pid));
-      }
-      const swapSeconds = (performance.now() - swapStart) / 1000;
-      await sleep(5000);
-      const afterSwaps = await settledRss(pid);
-      const perSwap = (afterSwaps - beforeSwaps) / swaps;
-      const swapSlope = linearSlope(swapRss.map((_, i) => i + 1), swapRss);
-      log(`${swaps} swaps in ${swapSeconds.toFixed(0)} s: ${mib(beforeSwaps)} -> ${mib(afterSwaps)} MiB`);
+      // With the cameras running, as on a box: the small demo model, so that 50 swaps take under a minute.
+      const live = await swapModels(site, agent, pid, versions, swaps);
+      log(live.aborted ? `swaps with cameras: ${live.aborted}` : `${swaps} swaps with cameras running: ${mib(live.before)} -> ${mib(live.after)} MiB`);
+      await agent.stop();
+
+      // The same swaps on an agent with no cameras: no frame is ever in flight, so what remains is the swap's own memory.
+      const quiet = await site.startAgent({ deviceId: 'bench-memory-no-cameras', log: { level: 'info' } });
+      await site.waitOnline(quiet.agent);
+      await sleep(2000);
+      const idleNoCameras = await settledRss(quiet.pid);
+      const bare = await swapModels(site, quiet.agent, quiet.pid, versions, swaps);
+      log(bare.aborted ? `swaps without cameras: ${bare.aborted}` : `${swaps} swaps without cameras: ${mib(bare.before)} -> ${mib(bare.after)} MiB`);
+      await quiet.agent.stop();
 
       const soakJudged = soakMinutes >= SOAK_MIN_MINUTES_TO_JUDGE;
-      const soakOk = soakSlopePer10Min / MiB <= SOAK_BOUND_MIB_PER_10_MIN;
+      const soakOk = soaked.growthPer10Min / MiB <= SOAK_BOUND_MIB_PER_10_MIN;
       const soakVerdict = !soakJudged ? `not judged under ${SOAK_MIN_MINUTES_TO_JUDGE} min` : soakOk ? 'within' : 'EXCEEDED';
-      const swapOk = perSwap / MiB <= SWAP_BOUND_MIB && swapSlope / MiB <= SWAP_BOUND_MIB;
       return {
         title: `Agent process memory (VmRSS): ${CAMERAS} x ${clip.width}x${clip.height}p${clip.fps} file cameras at ${CAMERA_FPS} fps, ${mobilenet.name} soak ${soakMinutes} min, ${swaps} swaps between two versions of ${demo.name}`,
         table: {
           columns: ['phase', 'RSS MiB', 'note'],
           rows: [
-            ['idle, no model, cameras stopped', mib(idle), 'connected to the control plane, nothing to run'],
-            [`${mobilenet.name} active, ${CAMERAS} cameras`, mib(active), `+${mib(active - idle)} MiB over idle; ffmpeg processes ${mib(ffmpegRss, 0)} MiB more, outside the agent`],
-            [`soak start -> end (${soakMinutes} min)`, `${mib(soakFirst)} -> ${mib(soakLast)}`, `max ${mib(soakMax)}; growth ${mib(soakSlopePer10Min, 2)} MiB / 10 min after ${(warmupS / 60).toFixed(1)} min (bound ${SOAK_BOUND_MIB_PER_10_MIN}: ${soakVerdict})`],
-            [`before -> after ${swaps} swaps`, `${mib(beforeSwaps)} -> ${mib(afterSwaps)}`, `max ${mib(Math.max(...swapRss))}; ${(perSwap / MiB).toFixed(3)} MiB per swap, fit ${(swapSlope / MiB).toFixed(3)} (bound ${SWAP_BOUND_MIB}: ${swapOk ? 'within' : 'EXCEEDED'})`],
+            ['idle, no model (cameras configured, stopped)', mib(idle), 'connected to the control plane, nothing to run'],
+            [`${mobilenet.name} active, ${CAMERAS} cameras`, mib(active), `+${mib(active - idle)} MiB over idle; the ffmpeg processes hold ${mib(ffmpegRss, 0)} MiB more, outside the agent`],
+            [
+              `soak start -> end (${soakMinutes} min)`,
+              `${mib(first)} -> ${mib(last)}`,
+              `max ${mib(max)}; growth ${mib(soaked.growthPer10Min, 2)} MiB / 10 min after ${(soaked.fitFromSeconds / 60).toFixed(1)} min (bound ${SOAK_BOUND_MIB_PER_10_MIN}: ${soakVerdict})`,
+            ],
+            swapRow(`${swaps} swaps, cameras running`, live),
+            ['idle, no cameras configured', mib(idleNoCameras), 'a second agent process, for swaps with no frame in flight'],
+            swapRow(`${swaps} swaps, no cameras`, bare),
           ],
         },
         notes: [
-          `bounds: soak growth <= ${SOAK_BOUND_MIB_PER_10_MIN} MiB per 10 min (least-squares over the ${soakRss.length - fitFrom} readings after the first ${(warmupS / 60).toFixed(1)} min, one every ${SOAK_SAMPLE_MS / 1000} s); swaps <= ${SWAP_BOUND_MIB} MiB per swap (after - before over ${swaps}, and the fit over the per-swap readings), after ${WARMUP_SWAPS} warm-up swaps`,
-          `soak: ${soakVerdict}; swaps: ${swapOk ? 'within' : 'EXCEEDED'}; each swap downloads, verifies and loads the model in a fresh worker (${(swapSeconds / swaps).toFixed(2)} s per swap here)`,
+          `bounds: soak growth <= ${SOAK_BOUND_MIB_PER_10_MIN} MiB per 10 min (least-squares over the readings after the first ${(soaked.fitFromSeconds / 60).toFixed(1)} min, one every ${SOAK_SAMPLE_MS / 1000} s); swaps <= ${SWAP_BOUND_MIB} MiB per swap (after - before, and the fit over the per-swap readings), after ${WARMUP_SWAPS} warm-up swaps`,
+          `each swap downloads the other version over MQTT, verifies it and loads it in a fresh worker before the old one stops`,
           ...(soakJudged ? [] : [`a ${soakMinutes}-minute soak only shows the shape: PERCH_BENCH_SOAK_MINUTES=30 for the figure the README quotes`]),
         ],
         figures: {
           cameras: CAMERAS,
           cameraFps: CAMERA_FPS,
-          soakMinutes,
-          swaps,
-          bounds: { soakMiBPer10Min: SOAK_BOUND_MIB_PER_10_MIN, swapMiB: SWAP_BOUND_MIB },
-          rssMiB: {
-            idle: round(idle / MiB, 1),
-            active: round(active / MiB, 1),
-            ffmpegTotal: round(ffmpegRss / MiB, 1),
-            soakStart: round(soakFirst / MiB, 1),
-            soakEnd: round(soakLast / MiB, 1),
-            soakMax: round(soakMax / MiB, 1),
-            beforeSwaps: round(beforeSwaps / MiB, 1),
-            afterSwaps: round(afterSwaps / MiB, 1),
-            swapsMax: round(Math.max(...swapRss) / MiB, 1),
+          bounds: { soakMiBPer10Min: SOAK_BOUND_MIB_PER_10_MIN, swapMiB: SWAP_BOUND_MIB, soakJudgedFromMinutes: SOAK_MIN_MINUTES_TO_JUDGE },
+          rssMiB: { idle: round(idle / MiB, 1), active: round(active / MiB, 1), ffmpegTotal: round(ffmpegRss / MiB, 1), idleNoCameras: round(idleNoCameras / MiB, 1) },
+          soak: {
+            minutes: soakMinutes,
+            startMiB: round(first / MiB, 1),
+            endMiB: round(last / MiB, 1),
+            maxMiB: round(max / MiB, 1),
+            fitFromSeconds: round(soaked.fitFromSeconds, 0),
+            growthMiBPer10Min: round(soaked.growthPer10Min / MiB, 3),
+            withinBound: soakJudged ? soakOk : 'not judged',
+            samples: soaked.samples.map(([t, r]) => [round(t, 1), round(r / MiB, 1)]),
           },
-          soakGrowthMiBPer10Min: round(soakSlopePer10Min / MiB, 3),
-          swapGrowthMiBPerSwap: round(perSwap / MiB, 4),
-          swapFitMiBPerSwap: round(swapSlope / MiB, 4),
-          secondsPerSwap: round(swapSeconds / swaps, 2),
-          soakFitFromSeconds: round(warmupS, 0),
-          withinBounds: { soak: soakJudged ? soakOk : 'not judged', swaps: swapOk },
-          soakSamples: soakT.map((t, i) => [round(t, 1), round((soakRss[i] ?? Number.NaN) / MiB, 1)]),
-          swapSamplesMiB: swapRss.map((r) => round(r / MiB, 1)),
+          swapsWithCameras: swapFigures(live),
+          swapsWithoutCameras: swapFigures(bare),
         },
       };
     } finally {
