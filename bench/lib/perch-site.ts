@@ -26,7 +26,11 @@ interface DeviceView {
   reported: ReportedState | null;
 }
 
-/** Agent config keys the benchmark sets; broker, trust and data folder are filled in here. */
+/**
+ * Agent config keys the benchmark sets, written to the agent's YAML as they
+ * are (the agent validates them with its own schema); broker, trust, data
+ * folder and HTTP port are filled in here.
+ */
 export interface AgentSetup {
   deviceId: string;
   cameras?: unknown[];
@@ -109,16 +113,17 @@ export class PerchSite {
   }
 
   async waitOnline(agent: AgentProcess, timeoutMs = 60_000): Promise<void> {
-    await waitUntil(
+    const state = await waitUntil(
       async () => {
-        if (!agent.running) throw new Error('the agent process exited');
-        return (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`).catch(() => null))?.status === 'online';
+        if (!agent.running) return 'exited' as const;
+        return (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`).catch(() => null))?.status === 'online' ? ('online' as const) : null;
       },
       `${agent.deviceId} online`,
       timeoutMs,
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n${agent.tail()}`);
     });
+    if (state === 'exited') throw new Error(`the agent process ${agent.deviceId} exited before coming online\n${agent.tail()}`);
   }
 
   /** Starts a real agent process connected to this site. */

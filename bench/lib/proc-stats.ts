@@ -9,15 +9,30 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Clock ticks per second of utime/stime in /proc/<pid>/stat: 100 on every Linux build Perch targets. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
+/** Resident memory in bytes: the total (VmRSS) and its anonymous part (heaps, arenas, stacks); the rest is mapped files and shared memory. */
+export interface Resident {
+  rss: number;
+  anon: number;
+}
+
+/** NaN figures when the process is gone. */
+export function resident(pid: number): Resident {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return { rss: Number.NaN, anon: Number.NaN };
+  }
+  const kib = (field: string): number => {
+    const v = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
+    return v === undefined ? Number.NaN : Number(v) * 1024;
+  };
+  return { rss: kib('VmRSS'), anon: kib('RssAnon') };
+}
+
 /** Resident set size (VmRSS) in bytes; NaN when the process is gone. */
 export function rssBytes(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
-    return kib === undefined ? Number.NaN : Number(kib) * 1024;
-  } catch {
-    return Number.NaN;
-  }
+  return resident(pid).rss;
 }
 
 interface StatFields {
