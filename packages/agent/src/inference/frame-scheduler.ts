@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { LatestFrameSlot } from '../camera/latest-frame-slot.js';
 import type { Logger } from '../log/logger.js';
 import type { WindowAggregator } from '../telemetry/window-aggregator.js';
-import type { InferenceRunner } from './inference-runner.js';
+import type { BatchResult, InferenceRunner } from './inference-runner.js';
 import { top1 } from './postprocess.js';
 
 const ERROR_LOG_INTERVAL_MS = 10_000;
@@ -15,7 +15,7 @@ export interface FrameResult {
   labelIndex: number;
   confidence: number;
   probabilities: Float32Array;
-  /** the rgb24 frame at the model's input size; owned by the listener from here on */
+  /** the rgb24 frame at the model's input size, as the camera delivered it; the scheduler keeps no reference */
   frame: Uint8Array;
   width: number;
   height: number;
@@ -24,7 +24,11 @@ export interface FrameResult {
   finishedAt: number;
 }
 
-type SchedulerEvents = { result: [result: FrameResult] };
+type SchedulerEvents = {
+  result: [result: FrameResult];
+  /** frames of these cameras were taken from their slots and handed to the worker */
+  dispatched: [cameraIds: string[]];
+};
 
 interface Waiting {
   cameraId: string;
@@ -35,15 +39,32 @@ interface Waiting {
 export interface SchedulerOptions {
   /** how long a batch may wait for more cameras' frames (ms); 0 runs whatever is there */
   maxBatchDelayMs: number;
+  /**
+   * Runs handed to the worker at once, 1 or 2 (default 2). With 2, the next
+   * run is prepared and handed over just before the one going is expected to
+   * end, so the worker never waits for the main thread between runs.
+   */
+  pipelineDepth?: number;
 }
+
+/**
+ * How long before the run in the worker is expected to end the next one is
+ * handed over, on top of its preprocessing time: the thread hop plus a
+ * timer's lateness. Earlier costs frame freshness, later leaves the worker idle.
+ */
+const HANDOVER_MARGIN_MS = 1.5;
+/** Weight of the newest run in the running estimates of run and preprocessing time. */
+const ESTIMATE_WEIGHT = 0.2;
 
 /**
  * Feeds one inference runner from every camera: each camera has a slot for
  * its latest frame, and the loop takes the freshest waiting frame of the next
  * camera in turn (round-robin), so a fast camera cannot starve a slow one.
- * One run is in the worker at a time; when the model's batch dimension is
- * dynamic a run carries the latest frame of several cameras (Triton's dynamic
- * batching gave ~3.7x throughput at flat latency).
+ * When the model's batch dimension is dynamic a run carries the latest frame
+ * of several cameras (Triton's dynamic batching gave ~3.7x throughput at flat
+ * latency). While the worker runs one batch the next is taken as late as it
+ * can be — just before the worker is expected to be free — so the worker is
+ * kept busy without running stale frames.
  */
 export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private readonly slots = new Map<string, LatestFrameSlot>();
@@ -53,7 +74,13 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private running = false;
   private wake: (() => void) | null = null;
   private loopDone: Promise<void> = Promise.resolve();
+  private readonly runs = new Set<Promise<void>>();
   private lastErrorLog = 0;
+  private readonly depth: number;
+  /** performance.now() when the worker began (or will begin) the run now going */
+  private currentRunStartedAt = 0;
+  private runMsEstimate = 0;
+  private preprocessMsEstimate = 0;
 
   constructor(
     private readonly aggregator: WindowAggregator,
@@ -61,6 +88,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     private readonly opts: SchedulerOptions = { maxBatchDelayMs: 0 },
   ) {
     super();
+    this.depth = Math.min(2, Math.max(1, opts.pipelineDepth ?? 2));
   }
 
   start(): void {
@@ -69,15 +97,19 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     this.loopDone = this.loop();
   }
 
+  /** Stops taking frames and waits for the runs handed over; no result is emitted after this. */
   async stop(): Promise<void> {
     this.running = false;
     this.wake?.();
     await this.loopDone;
+    await Promise.allSettled([...this.runs]);
     this.clear();
   }
 
   setRunner(runner: InferenceRunner | null): void {
     this.runner = runner;
+    this.runMsEstimate = 0;
+    this.preprocessMsEstimate = 0;
     this.wake?.();
   }
 
@@ -99,12 +131,18 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     for (const slot of this.slots.values()) slot.clear();
   }
 
+  private get anyWaiting(): boolean {
+    for (const slot of this.slots.values()) if (slot.hasFrame) return true;
+    return false;
+  }
+
   /** The latest waiting frame of up to `max` cameras not in `skip`, round-robin from where the last pick stopped. */
   private pickMany(max: number, skip: ReadonlySet<string> = new Set()): Waiting[] {
     const out: Waiting[] = [];
     const n = this.order.length;
+    const from = this.nextIndex;
     for (let i = 0; i < n && out.length < max; i++) {
-      const idx = (this.nextIndex + i) % n;
+      const idx = (from + i) % n;
       const cameraId = this.order[idx] as string;
       if (skip.has(cameraId)) continue;
       const waiting = this.slots.get(cameraId)?.take();
@@ -116,24 +154,23 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     return out;
   }
 
-  private sleep(ms: number): Promise<void> {
+  /** Resolves after `ms` (never, when omitted) or at the next offer, result or stop, whichever comes first. */
+  private pause(ms?: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.wake = null;
-        resolve();
-      }, Math.max(0, ms));
-      this.wake = () => {
+      const timer = ms === undefined ? undefined : setTimeout(() => done(), Math.max(0, ms));
+      const done = () => {
         clearTimeout(timer);
         this.wake = null;
         resolve();
       };
+      this.wake = done;
     });
   }
 
   /**
-   * With a batching model, waits a little for the other cameras' frames so
-   * one run carries several — but never longer than maxBatchDelayMs after the
-   * oldest frame of the batch arrived.
+   * With a batching model and an idle worker, waits a little for the other
+   * cameras' frames so one run carries several — but never longer than
+   * maxBatchDelayMs after the oldest frame of the batch arrived.
    */
   private async fill(batch: Waiting[], max: number): Promise<void> {
     const want = Math.min(max, this.order.length);
@@ -141,59 +178,103 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     if (!first || this.opts.maxBatchDelayMs <= 0) return;
     const deadline = first.arrivedAt + this.opts.maxBatchDelayMs;
     while (this.running && batch.length < want && performance.now() < deadline) {
-      await this.sleep(deadline - performance.now());
+      await this.pause(deadline - performance.now());
       batch.push(...this.pickMany(want - batch.length, new Set(batch.map((b) => b.cameraId))));
     }
+  }
+
+  /** Whether the next run may be handed over now that `runner` has one going; else waits a while and says no. */
+  private async handoverDue(): Promise<boolean> {
+    if (!this.anyWaiting) {
+      await this.pause();
+      return false;
+    }
+    const due = this.currentRunStartedAt + this.runMsEstimate - this.preprocessMsEstimate - HANDOVER_MARGIN_MS;
+    const now = performance.now();
+    if (now >= due) return true;
+    await this.pause(due - now);
+    return false;
   }
 
   private async loop(): Promise<void> {
     while (this.running) {
       const runner = this.runner;
-      const batch = runner ? this.pickMany(runner.maxBatch) : [];
-      if (!runner || batch.length === 0) {
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = null;
+      if (!runner || runner.inFlight >= this.depth) {
+        await this.pause();
         continue;
       }
-      if (runner.maxBatch > 1) await this.fill(batch, runner.maxBatch);
-      const { width, height } = runner.metadata.input;
-      // Frames from before a model switch have the old size.
-      const frames = batch.filter((b) => b.frame.length === width * height * 3);
-      if (frames.length === 0) continue;
-      const startedAt = performance.now();
-      for (const f of frames) this.aggregator.inferenceStarted(f.cameraId, startedAt - f.arrivedAt);
-      try {
-        const { results } = await runner.runBatch(frames.map((f) => f.frame));
-        if (runner !== this.runner) continue; // the model changed while these frames ran
-        const finishedAt = performance.now();
-        results.forEach((r, i) => {
-          const f = frames[i];
-          if (!f) return;
-          const best = top1(r.probabilities);
-          const label = runner.metadata.labels[best.index] ?? `#${best.index}`;
-          this.aggregator.inferred(f.cameraId, label, best.confidence, finishedAt - f.arrivedAt);
-          this.emit('result', {
-            cameraId: f.cameraId,
-            label,
-            labelIndex: best.index,
-            confidence: best.confidence,
-            probabilities: r.probabilities,
-            frame: r.frame,
-            width,
-            height,
-            arrivedAt: f.arrivedAt,
-            finishedAt,
-          });
-        });
-      } catch (err) {
-        if (runner !== this.runner) continue;
-        for (const f of frames) this.aggregator.inferenceError(f.cameraId);
-        const now = performance.now();
-        if (now - this.lastErrorLog > ERROR_LOG_INTERVAL_MS) {
-          this.lastErrorLog = now;
-          this.log.warn({ cameras: frames.map((f) => f.cameraId), err: (err as Error).message }, 'inference failed');
-        }
+      const busy = runner.inFlight > 0;
+      if (busy && !(await this.handoverDue())) continue;
+      if (!this.running || runner !== this.runner) continue;
+      const batch = this.pickMany(runner.maxBatch);
+      if (batch.length === 0) {
+        await this.pause();
+        continue;
       }
+      // A batch waits to fill only when the worker would otherwise be idle anyway.
+      if (!busy && runner.maxBatch > 1) await this.fill(batch, runner.maxBatch);
+      this.dispatch(runner, batch);
+    }
+  }
+
+  private dispatch(runner: InferenceRunner, batch: Waiting[]): void {
+    const { width, height } = runner.metadata.input;
+    // Frames from before a model switch have the old size.
+    const frames = batch.filter((b) => b.frame.length === width * height * 3);
+    if (frames.length === 0) return;
+    const handedAt = performance.now();
+    if (runner.inFlight === 0) this.currentRunStartedAt = handedAt;
+    const run = runner.runBatch(frames.map((f) => f.frame)).then(
+      (r) => this.onDone(runner, frames, r),
+      (err: Error) => this.onFailed(runner, frames, err),
+    );
+    this.runs.add(run);
+    void run.finally(() => {
+      this.runs.delete(run);
+      this.wake?.();
+    });
+    this.emit('dispatched', frames.map((f) => f.cameraId));
+  }
+
+  private onDone(runner: InferenceRunner, frames: Waiting[], r: BatchResult): void {
+    if (!this.running || runner !== this.runner) return; // stopped, or the model changed while these frames ran
+    const endedAt = r.startedAt + r.inferenceMs;
+    // The next run handed over (if any) started when this one ended.
+    if (runner.inFlight > 0) this.currentRunStartedAt = endedAt;
+    const w = ESTIMATE_WEIGHT;
+    this.runMsEstimate = this.runMsEstimate === 0 ? r.inferenceMs : (1 - w) * this.runMsEstimate + w * r.inferenceMs;
+    this.preprocessMsEstimate = this.preprocessMsEstimate === 0 ? r.preprocessMs : (1 - w) * this.preprocessMsEstimate + w * r.preprocessMs;
+    const finishedAt = performance.now();
+    const { width, height } = runner.metadata.input;
+    r.results.forEach((res, i) => {
+      const f = frames[i];
+      if (!f) return;
+      this.aggregator.inferenceStarted(f.cameraId, r.startedAt - f.arrivedAt);
+      const best = top1(res.probabilities);
+      const label = runner.metadata.labels[best.index] ?? `#${best.index}`;
+      this.aggregator.inferred(f.cameraId, label, best.confidence, finishedAt - f.arrivedAt);
+      this.emit('result', {
+        cameraId: f.cameraId,
+        label,
+        labelIndex: best.index,
+        confidence: best.confidence,
+        probabilities: res.probabilities,
+        frame: res.frame,
+        width,
+        height,
+        arrivedAt: f.arrivedAt,
+        finishedAt,
+      });
+    });
+  }
+
+  private onFailed(runner: InferenceRunner, frames: Waiting[], err: Error): void {
+    if (!this.running || runner !== this.runner) return;
+    for (const f of frames) this.aggregator.inferenceError(f.cameraId);
+    const now = performance.now();
+    if (now - this.lastErrorLog > ERROR_LOG_INTERVAL_MS) {
+      this.lastErrorLog = now;
+      this.log.warn({ cameras: frames.map((f) => f.cameraId), err: err.message }, 'inference failed');
     }
   }
 }

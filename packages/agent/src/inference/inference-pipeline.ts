@@ -16,6 +16,8 @@ export interface PipelineOptions {
   /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
   maxBatch?: number;
   maxBatchDelayMs?: number;
+  /** runs handed to the worker at once (default 2) */
+  pipelineDepth?: 1 | 2;
   allowSpinning?: boolean;
   cameraRestart?: { minMs: number; maxMs: number };
 }
@@ -57,7 +59,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     private readonly log: Logger,
   ) {
     super();
-    this.scheduler = new FrameScheduler(telemetry.aggregator, log, { maxBatchDelayMs: opts.maxBatchDelayMs ?? 0 });
+    this.scheduler = new FrameScheduler(telemetry.aggregator, log, { maxBatchDelayMs: opts.maxBatchDelayMs ?? 0, pipelineDepth: opts.pipelineDepth });
     this.scheduler.on('result', (r) => this.emit('result', r));
   }
 

@@ -1,23 +1,32 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { ModelMetadata } from '@perch/shared';
+import { createPreprocessor, type Preprocessor } from './preprocess.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface InferenceResult {
   probabilities: Float32Array;
-  /** preprocessing plus session.run, measured in the worker */
+  /** session.run and the output's conversion, measured in the worker */
   inferenceMs: number;
-  /** the frame that was run, handed back by the worker */
+  /** the frame that was run (the caller's own array) */
   frame: Uint8Array;
 }
 
 export interface BatchResult {
   results: { probabilities: Float32Array; frame: Uint8Array }[];
-  /** preprocessing plus session.run of the whole batch, measured in the worker */
+  /** session.run of the whole batch and the outputs' conversion, measured in the worker */
   inferenceMs: number;
+  /** preprocessing of the whole batch, on the calling thread */
+  preprocessMs: number;
+  /** performance.now() on this thread when the worker began the run: later than the call when an earlier run was still going */
+  startedAt: number;
 }
+
+/** Input buffers kept for reuse: one per run that can be in flight, and one being filled. */
+const INPUT_POOL_SIZE = 3;
 
 export class ModelLoadError extends Error {
   override readonly name = 'ModelLoadError';
@@ -37,6 +46,13 @@ export interface InferenceRunnerOptions {
   allowSpinning?: boolean;
 }
 
+interface PendingRun {
+  frames: Uint8Array[];
+  preprocessMs: number;
+  resolve: (r: BatchResult) => void;
+  reject: (e: Error) => void;
+}
+
 type RunnerEvents = {
   /** the worker died on its own (not by stop()) */
   exit: [error: Error];
@@ -45,17 +61,29 @@ type RunnerEvents = {
 /**
  * The main thread's side of one inference worker: start() loads the model
  * (and fails with ModelLoadError, leaving whatever runs now alone), run()
- * hands a frame over without copying it, stop() terminates the worker.
+ * and runBatch() preprocess frames and hand them over, stop() terminates
+ * the worker. Several runs may be handed over at once: the worker takes them
+ * in order.
  */
 export class InferenceRunner extends EventEmitter<RunnerEvents> {
   private worker: Worker | null = null;
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (r: BatchResult) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, PendingRun>();
   private stopping = false;
   private batch = 1;
+  private readonly preprocess: Preprocessor;
+  private readonly frameValues: number;
+  private readonly inputPool: Float32Array[] = [];
 
   constructor(readonly opts: InferenceRunnerOptions) {
     super();
+    this.preprocess = createPreprocessor(opts.metadata);
+    this.frameValues = opts.metadata.input.width * opts.metadata.input.height * 3;
+  }
+
+  /** Runs handed to the worker and not yet answered. */
+  get inFlight(): number {
+    return this.pending.size;
   }
 
   get metadata(): ModelMetadata {
@@ -105,12 +133,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     worker.on('exit', this.onExit);
   }
 
-  /**
-   * Runs one rgb24 frame of the model's size. The frame's buffer moves to the
-   * worker and comes back in the result (the caller must not touch the one it
-   * passed); a view into a larger buffer is copied first, since transferring
-   * would take the whole buffer.
-   */
+  /** Runs one rgb24 frame of the model's size; the frame stays the caller's and is not changed. */
   async run(frame: Uint8Array): Promise<InferenceResult> {
     const { results, inferenceMs } = await this.runBatch([frame]);
     const first = results[0];
@@ -118,18 +141,36 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     return { ...first, inferenceMs };
   }
 
-  /** Runs up to maxBatch frames in one session.run; results come back in order. */
+  /**
+   * Runs up to maxBatch frames in one session.run; results come back in
+   * order. The frames are preprocessed here, into a pooled buffer that moves
+   * to the worker and back, so the worker only runs the session and a run
+   * handed over while another is going starts the moment that one ends.
+   */
   runBatch(frames: Uint8Array[]): Promise<BatchResult> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new InferenceError('inference runner is not running'));
     if (frames.length === 0 || frames.length > this.batch) return Promise.reject(new InferenceError(`a run takes 1 to ${this.batch} frames, got ${frames.length}`));
-    const owned = frames.map((f) => (f.byteOffset === 0 && f.byteLength === f.buffer.byteLength && f.buffer instanceof ArrayBuffer ? f : f.slice()));
+    const started = performance.now();
+    const input = this.inputPool.pop() ?? new Float32Array(this.batch * this.frameValues);
+    const fv = this.frameValues;
+    try {
+      frames.forEach((f, i) => this.preprocess(f, input.subarray(i * fv, (i + 1) * fv)));
+    } catch (err) {
+      this.recycle(input);
+      return Promise.reject(new InferenceError((err as Error).message));
+    }
+    const preprocessMs = performance.now() - started;
     const id = this.nextId++;
     return new Promise<BatchResult>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      const msg: ToWorker = { type: 'run', id, frames: owned.map((f) => f.buffer as ArrayBuffer) };
-      worker.postMessage(msg, msg.frames);
+      this.pending.set(id, { frames, preprocessMs, resolve, reject });
+      const msg: ToWorker = { type: 'run', id, frames: frames.length, input: input.buffer as ArrayBuffer };
+      worker.postMessage(msg, [msg.input]);
     });
+  }
+
+  private recycle(input: Float32Array): void {
+    if (input.length === this.batch * this.frameValues && this.inputPool.length < INPUT_POOL_SIZE) this.inputPool.push(input);
   }
 
   async stop(): Promise<void> {
@@ -154,13 +195,14 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
 
   private readonly onMessage = (msg: FromWorker): void => {
     if (msg.type !== 'result' && msg.type !== 'run-error') return;
+    this.recycle(new Float32Array(msg.input));
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
     if (msg.type === 'result') {
       const labels = this.opts.metadata.labels.length;
-      const results = msg.frames.map((f, i) => ({ probabilities: msg.probabilities.subarray(i * labels, (i + 1) * labels), frame: new Uint8Array(f) }));
-      p.resolve({ results, inferenceMs: msg.inferenceMs });
+      const results = p.frames.map((frame, i) => ({ probabilities: msg.probabilities.subarray(i * labels, (i + 1) * labels), frame }));
+      p.resolve({ results, inferenceMs: msg.inferenceMs, preprocessMs: p.preprocessMs, startedAt: msg.startedAt - performance.timeOrigin });
     }
     else p.reject(new InferenceError(msg.message));
   };

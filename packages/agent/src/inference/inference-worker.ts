@@ -3,12 +3,15 @@
  * thread it runs on, and the main thread must stay free for MQTT and ffmpeg.
  * One worker holds one session for its whole life; a new model gets a new
  * worker (re-creating sessions in one process leaks, onnxruntime#25325).
+ * Frames arrive already preprocessed, so the worker does nothing but run
+ * the session: the next frame is prepared on the main thread while this
+ * one runs.
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { checkModelIo } from '@perch/shared';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
-import { createPreprocessor, inputDims } from './preprocess.js';
+import { inputDims } from './preprocess.js';
 import { toProbabilities } from './postprocess.js';
 import { agentSessionOptions } from './session-options.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
@@ -21,7 +24,7 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(msg, transfer);
 }
 
-type RunBatch = (frames: Uint8Array[]) => Promise<Float32Array>;
+type RunBatch = (input: Float32Array, frames: number) => Promise<Float32Array>;
 
 async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBatch: number }> {
   const meta = init.metadata;
@@ -32,16 +35,13 @@ async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBa
   if (!io.ok) throw new Error(io.error);
   const maxBatch = io.batch === 'dynamic' ? Math.max(1, init.maxBatch) : 1;
   if (io.batch !== 'dynamic' && io.batch !== 1) throw new Error(`model's batch dimension is fixed at ${io.batch}; Perch feeds 1 or a dynamic batch`);
-  const preprocess = createPreprocessor(meta);
   const [, d1, d2, d3] = inputDims(meta);
   const frameValues = d1 * d2 * d3;
-  const buffer = new Float32Array(maxBatch * frameValues);
   const labels = meta.labels.length;
-  const run: RunBatch = async (frames) => {
-    const n = frames.length;
-    frames.forEach((f, i) => preprocess(f, buffer.subarray(i * frameValues, (i + 1) * frameValues)));
-    const input = new Tensor('float32', buffer.subarray(0, n * frameValues), [n, d1, d2, d3]);
-    const results = await session.run({ [meta.input.name]: input });
+  const run: RunBatch = async (input, n) => {
+    if (n < 1 || n > maxBatch || input.length < n * frameValues) throw new Error(`a run of ${n} frames needs ${n * frameValues} input values, got ${input.length}`);
+    const tensor = new Tensor('float32', input.subarray(0, n * frameValues), [n, d1, d2, d3]);
+    const results = await session.run({ [meta.input.name]: tensor });
     const out = results[meta.output.name];
     if (!out || out.type !== 'float32') throw new Error(`output '${meta.output.name}' is ${out?.type ?? 'missing'}, expected float32`);
     const data = out.data as Float32Array;
@@ -50,8 +50,8 @@ async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBa
     for (let i = 0; i < n; i++) probabilities.set(toProbabilities(data.subarray(i * labels, (i + 1) * labels), meta.output.kind), i * labels);
     return probabilities;
   };
-  // A warm-up on blank frames, at full batch: a model that fails on them fails here, at load, not on every frame.
-  await run(Array.from({ length: maxBatch }, () => new Uint8Array(frameValues)));
+  // A warm-up at full batch: a model that fails on it fails here, at load, not on every frame.
+  await run(new Float32Array(maxBatch * frameValues), maxBatch);
   return { session, run, maxBatch };
 }
 
@@ -60,11 +60,11 @@ load().then(
     port.on('message', (msg: ToWorker) => {
       if (msg.type !== 'run') return;
       const started = performance.now();
-      run(msg.frames.map((f) => new Uint8Array(f))).then(
-        // The frames go back with the result (no copy), so the main thread can keep them for snapshots.
+      const startedAt = performance.timeOrigin + started;
+      run(new Float32Array(msg.input), msg.frames).then(
         (probabilities) =>
-          post({ type: 'result', id: msg.id, probabilities, inferenceMs: performance.now() - started, frames: msg.frames }, [probabilities.buffer as ArrayBuffer, ...msg.frames]),
-        (err: Error) => post({ type: 'run-error', id: msg.id, message: err.message }),
+          post({ type: 'result', id: msg.id, probabilities, startedAt, inferenceMs: performance.now() - started, input: msg.input }, [probabilities.buffer as ArrayBuffer, msg.input]),
+        (err: Error) => post({ type: 'run-error', id: msg.id, message: err.message, input: msg.input }, [msg.input]),
       );
     });
     post({ type: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames], maxBatch });

@@ -10,10 +10,15 @@ export interface WorkerInit {
   maxBatch: number;
 }
 
-export type ToWorker = { type: 'run'; id: number; frames: ArrayBuffer[] };
+/**
+ * `input` holds `frames` preprocessed frames back to back, in the model's
+ * layout; it moves to the worker and comes back with the result for reuse.
+ */
+export type ToWorker = { type: 'run'; id: number; frames: number; input: ArrayBuffer };
 
 export type FromWorker =
   | { type: 'ready'; inputNames: string[]; outputNames: string[]; maxBatch: number }
   | { type: 'load-error'; message: string }
-  | { type: 'result'; id: number; probabilities: Float32Array; inferenceMs: number; frames: ArrayBuffer[] }
-  | { type: 'run-error'; id: number; message: string };
+  /** startedAt is an absolute time (timeOrigin + now): the worker's clock has its own origin */
+  | { type: 'result'; id: number; probabilities: Float32Array; startedAt: number; inferenceMs: number; input: ArrayBuffer }
+  | { type: 'run-error'; id: number; message: string; input: ArrayBuffer };
