@@ -31,7 +31,9 @@ export class AgentProcess {
   }
 
   start(): void {
-    const child = spawn(process.execPath, [AGENT_CLI, '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [AGENT_CLI, '--config', this.configPath], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    // The channel only tells the agent when this process is gone; it must not keep this process alive.
+    child.channel?.unref();
     this.child = child;
     let buf = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {

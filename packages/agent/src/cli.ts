@@ -11,7 +11,13 @@ import { StandaloneRun } from './standalone/standalone-run.js';
 /** Usage errors (bad flags, bad config) exit with 2, as config errors always have. */
 const USAGE = 2;
 
-/** SIGINT/SIGTERM stop `stop` once and exit 0; a stuck shutdown must not keep a service manager waiting for ever. */
+/**
+ * SIGINT/SIGTERM stop `stop` once and exit 0; a stuck shutdown must not keep
+ * a service manager waiting for ever. Started with an IPC channel (by the
+ * demo, tests, benchmarks), the agent also stops when that channel closes:
+ * a parent killed outright cannot send a signal, and its agent would
+ * otherwise run on as an orphan.
+ */
 function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -29,6 +35,10 @@ function stopOnSignals(log: Logger, stop: () => Promise<void>): void {
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => shutdown('parent exited'));
+  }
 }
 
 async function runAgent(configFile: string): Promise<void> {

@@ -99,3 +99,56 @@ describe('batching frames of several cameras into one run', () => {
     }
   });
 });
+
+describe('waiting for a batch to fill only when a frame is due', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+
+  /** Two cameras at `intervalMs`, the second `offsetMs` behind the first, for `rounds` rounds; the batch may wait `maxBatchDelayMs`. */
+  async function twoCameras(offsetMs: number, intervalMs: number, maxBatchDelayMs: number, rounds: number): Promise<{ sizes: number[]; results: FrameResult[] }> {
+    const model = buildTinyModel({ batch: 'dynamic', kind: 'logits' });
+    const path = join(dir.path, `m-${offsetMs}.onnx`);
+    await writeFile(path, model.bytes);
+    const r = new CountingRunner({ modelPath: path, metadata: model.metadata, intraOpThreads: 1, maxBatch: 2 });
+    await r.start();
+    const scheduler = new FrameScheduler(new WindowAggregator(['a', 'b']), createLogger('silent'), { maxBatchDelayMs });
+    const results: FrameResult[] = [];
+    scheduler.on('result', (res) => results.push(res));
+    scheduler.setRunner(r);
+    scheduler.start();
+    const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+    try {
+      for (let round = 0; round < rounds; round++) {
+        const t = performance.now();
+        scheduler.offer('a', solid(255, 0, 0), performance.now());
+        await sleep(offsetMs - (performance.now() - t));
+        scheduler.offer('b', solid(0, 0, 255), performance.now());
+        await sleep(intervalMs - (performance.now() - t));
+      }
+      await sleep(100);
+      return { sizes: r.sizes, results };
+    } finally {
+      await scheduler.stop();
+      await r.stop();
+    }
+  }
+
+  it('cameras in phase: one run carries both frames', async () => {
+    const { sizes, results } = await twoCameras(5, 300, 200, 5);
+    expect(results).toHaveLength(10);
+    // From the third round on both cameras have a rhythm: the first frame waits the few ms for the second.
+    expect(sizes.slice(-3)).toEqual([2, 2, 2]);
+  });
+
+  it('cameras out of phase: a frame runs at once instead of waiting out the delay for a frame not due', async () => {
+    // Each camera's frame comes 400 ms after the other's, the batch may wait 300 ms: waiting would hold every frame 300 ms for nothing.
+    const { sizes, results } = await twoCameras(400, 800, 300, 5);
+    expect(results).toHaveLength(10);
+    expect(sizes.slice(-4)).toEqual([1, 1, 1, 1]);
+    // Once both have a rhythm, no frame waited out the delay.
+    for (const res of results.slice(-4)) expect(res.finishedAt - res.arrivedAt).toBeLessThan(150);
+  });
+});

@@ -170,7 +170,9 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   /**
    * With a batching model and an idle worker, waits a little for the other
    * cameras' frames so one run carries several — but never longer than
-   * maxBatchDelayMs after the oldest frame of the batch arrived.
+   * maxBatchDelayMs after the oldest frame of the batch arrived, and only
+   * while some camera's next frame is due before then: cameras out of phase
+   * would make every frame wait the whole delay for nothing.
    */
   private async fill(batch: Waiting[], max: number): Promise<void> {
     const want = Math.min(max, this.order.length);
@@ -178,6 +180,9 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     if (!first || this.opts.maxBatchDelayMs <= 0) return;
     const deadline = first.arrivedAt + this.opts.maxBatchDelayMs;
     while (this.running && batch.length < want && performance.now() < deadline) {
+      const taken = new Set(batch.map((b) => b.cameraId));
+      const now = performance.now();
+      if (!this.order.some((id) => !taken.has(id) && this.slots.get(id)?.expectsFrameBy(deadline, now))) return;
       await this.pause(deadline - performance.now());
       batch.push(...this.pickMany(want - batch.length, new Set(batch.map((b) => b.cameraId))));
     }

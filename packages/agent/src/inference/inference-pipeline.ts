@@ -45,6 +45,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private runner: InferenceRunner | null = null;
   private model: ModelToRun | null = null;
   private cameras: FfmpegCamera[] = [];
+  private readonly cameraStarts: NodeJS.Timeout[] = [];
   /** restarts and stalls of cameras replaced at a model switch: the counters run since the agent started */
   private readonly cameraCounters = new Map<string, { restarts: number; stalls: number }>();
   private readonly scheduler: FrameScheduler;
@@ -174,8 +175,15 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.workerRestart = null;
   }
 
+  /**
+   * Cameras start staggered across one frame interval (camera k of n after
+   * k/n of it): started together, their ffmpeg fps grids line up and every
+   * camera's frame arrives in the same millisecond, so the last of them waits
+   * for all the others' inferences. Spread, each frame finds the worker free.
+   */
   private startCameras(width: number, height: number, resize: ResizeMode): void {
-    this.cameras = this.opts.cameras.map((cfg) => {
+    const n = this.opts.cameras.length;
+    this.cameras = this.opts.cameras.map((cfg, k) => {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
@@ -191,12 +199,15 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
         this.log.info({ camera: s.cameraId, state: s.state, errorKind: s.errorKind, lastError: s.lastError }, 'camera state');
         this.emit('camera-state');
       });
-      cam.start();
+      const delay = (k / n) * (1000 / cfg.fps);
+      if (delay <= 0) cam.start();
+      else this.cameraStarts.push(setTimeout(() => cam.start(), delay));
       return cam;
     });
   }
 
   private async stopCameras(): Promise<void> {
+    for (const t of this.cameraStarts.splice(0)) clearTimeout(t);
     const cams = this.cameras;
     this.cameras = [];
     await Promise.all(cams.map((c) => c.stop()));

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,7 @@ class Cli {
   private readonly child: ChildProcess;
 
   constructor(args: string[], cwd: string) {
-    this.child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     let buf = '';
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       buf += chunk;
@@ -111,6 +112,49 @@ describe('perch-agent run (standalone mode)', () => {
     });
     cli.signal('SIGTERM');
     expect(await cli.exited).toBe(0);
+  });
+
+  it('stops when the parent that started it over IPC is killed outright, leaving no orphan', async () => {
+    // A parent process that starts the agent as the demo and the tests do, then is SIGKILLed: no signal reaches the agent.
+    const parentScript = `
+      const { spawn } = require('node:child_process');
+      const agent = spawn(process.execPath, ${JSON.stringify([CLI, 'run', '--model', 'tiny.onnx', '--camera', 'clip.mp4', '--labels', 'red,green,blue', '--fps', '10', '--http', '0', '--ffmpeg', ffmpegPath])}, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      console.log('agent pid ' + agent.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(process.execPath, ['-e', parentScript], { cwd: dir.path, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    parent.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    parent.stderr.setEncoding('utf8').on('data', (s: string) => (out += s));
+    const parentExited = new Promise((resolve) => parent.once('exit', resolve));
+    let agentPid = 0;
+    try {
+      agentPid = Number(await waitFor('the agent pid', () => /agent pid (\d+)/.exec(out)?.[1], 20_000));
+      await waitFor('a live prediction line', () => out.split('\n').some((l) => LIVE_LINE.test(l)) || undefined, 45_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n${out}`);
+      });
+      parent.kill('SIGKILL');
+      await parentExited;
+      // Gone, or a zombie waiting for a reaper: either way it no longer runs.
+      const alive = () => {
+        try {
+          return !/^State:\s+Z/m.test(readFileSync(`/proc/${agentPid}/status`, 'utf8'));
+        } catch {
+          return false;
+        }
+      };
+      await waitFor('the orphaned agent to stop', () => !alive() || undefined, 20_000);
+      expect(alive()).toBe(false);
+    } finally {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL');
+      if (agentPid > 0) {
+        try {
+          process.kill(agentPid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
   });
 
   it('bad flags: exit code 2 and every problem listed, each under its flag', async () => {

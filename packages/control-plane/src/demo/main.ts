@@ -61,9 +61,9 @@ async function main(): Promise<void> {
       cameras: [{ id: 'pet-park', fps: 5, source: { kind: 'file', path: paths.video } }],
     }),
   );
-  const agent = spawn(process.execPath, [agentCliPath(), '--config', paths.agentConfig], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const agent = spawn(process.execPath, [agentCliPath(), '--config', paths.agentConfig], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
   let pending = '';
-  agent.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+  agent.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     pending += chunk;
     let nl: number;
     while ((nl = pending.indexOf('\n')) >= 0) {

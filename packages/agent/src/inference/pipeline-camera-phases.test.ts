@@ -1,0 +1,62 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
+import { modelTargetPath, modelTargetSchema } from '@perch/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CameraConfig } from '../camera/camera-config.js';
+import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
+import { buildTinyModel } from '../test-support/tiny-model.js';
+import { WindowAggregator } from '../telemetry/window-aggregator.js';
+import type { FrameResult } from './frame-scheduler.js';
+import { InferencePipeline } from './inference-pipeline.js';
+
+const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
+const FPS = 2;
+const INTERVAL_MS = 1000 / FPS;
+
+describe('cameras sharing a model start spread over one frame interval (real ffmpeg)', () => {
+  let dir: { path: string; remove(): Promise<void> };
+  beforeAll(async () => {
+    dir = await tempDir();
+  });
+  afterAll(() => dir.remove());
+
+  it('two cameras at the same rate deliver half an interval apart, not in the same instant', async () => {
+    const m = buildTinyModel();
+    const modelPath = join(dir.path, 'tiny.onnx');
+    await writeFile(modelPath, m.bytes);
+    const target = modelTargetSchema.parse({
+      _type: 'model-target',
+      spec_version: '1.0',
+      version: 1,
+      expires: new Date(Date.now() + 3600_000).toISOString(),
+      path: modelTargetPath('tiny', '1'),
+      length: m.bytes.length,
+      hashes: { sha256: '0'.repeat(64) },
+      custom: { name: 'tiny', version: '1', format: 'onnx', metadata: m.metadata, createdAt: new Date().toISOString() },
+    });
+    const cameras: CameraConfig[] = ['east', 'west'].map((id) => ({ id, fps: FPS, stallTimeoutMs: 5000, source: { kind: 'synthetic', pattern: 'testsrc2' } }) as CameraConfig);
+    const aggregator = new WindowAggregator(cameras.map((c) => c.id));
+    const pipeline = new InferencePipeline({ cameras, ffmpegPath, intraOpThreads: 1 }, { aggregator, switchModel: (model) => void aggregator.switchModel(model) }, new CapturedLog('warn').logger);
+    const arrivals: Record<string, number[]> = { east: [], west: [] };
+    pipeline.on('result', (r: FrameResult) => arrivals[r.cameraId]?.push(r.arrivedAt));
+    pipeline.start();
+    try {
+      await pipeline.activate({ modelPath, target });
+      await waitFor('six frames from each camera', () => (arrivals.east?.length ?? 0) >= 6 && (arrivals.west?.length ?? 0) >= 6, 30_000);
+    } finally {
+      await pipeline.stop();
+    }
+    // Where each west frame falls within the east camera's interval: ~half of it when spread, ~0 (or ~all of it) when in step.
+    const east = arrivals.east ?? [];
+    const phases = (arrivals.west ?? []).slice(2).map((t) => {
+      const before = Math.max(...east.filter((e) => e <= t), Number.NEGATIVE_INFINITY);
+      return Number.isFinite(before) ? (t - before) / INTERVAL_MS : Number.NaN;
+    });
+    const known = phases.filter((p) => !Number.isNaN(p)).sort((a, b) => a - b);
+    expect(known.length).toBeGreaterThanOrEqual(3);
+    const median = known[Math.floor(known.length / 2)] ?? Number.NaN;
+    expect(median).toBeGreaterThan(0.2);
+    expect(median).toBeLessThan(0.8);
+  });
+});
