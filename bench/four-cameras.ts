@@ -8,7 +8,7 @@
  * ready within two inferences of its arrival (p95).
  */
 import { readFile } from 'node:fs/promises';
-import { emptyHistogram, histogramCount, histogramQuantile, mergeHistograms, type CameraWindow, type Histogram, type TelemetryWindow } from '@perch/shared';
+import { emptyHistogram, histogramCount, histogramQuantile, histogramQuantileBin, HISTOGRAM_SPECS, mergeHistograms, type CameraWindow, type Histogram, type TelemetryWindow } from '@perch/shared';
 import { waitUntil } from '../test/support/wait-until.js';
 import { bareInference } from './lib/bare-inference.js';
 import { mobileNetV2 } from './lib/bench-models.js';
@@ -130,6 +130,9 @@ export const fourCameras: Benchmark = {
       const p95Result = histogramQuantile(all.ageAtResult, 0.95);
       const p95Inference = histogramQuantile(all.ageAtInference, 0.95);
       const bound = 2 * oneP50;
+      // Judged on the upper edge of the bin p95 falls in: the histogram cannot say more than that.
+      const [p95Lo, p95Hi] = histogramQuantileBin(all.ageAtResult, 0.95);
+      const p95Met = p95Hi <= bound;
       // In the agent, under the cameras' load: the typical time from inference start to result.
       const inAgentMs = histogramQuantile(all.ageAtResult, 0.5) - histogramQuantile(all.ageAtInference, 0.5);
       const expectedFrames = CAMERAS * CAMERA_FPS * spanS;
@@ -160,11 +163,11 @@ export const fourCameras: Benchmark = {
         },
         notes: [
           `skipped frames ${pct(skipped)} (goal 0 %: ${all.dropped === 0 ? 'met' : 'NOT met'}); frames reaching the agent: ${all.received} of ${Math.round(expectedFrames)} the cameras' ${CAMERA_FPS} fps promise (ffmpeg falling behind would show here, not as skipped)`,
-          `p95 frame age at result ${ms(p95Result)} ms vs 2 x one inference = ${bound.toFixed(1)} ms (goal: ${p95Result <= bound ? 'met' : 'NOT met'}); at inference start p95 ${ms(p95Inference)} ms. One inference (bare session.run p50, no other load from this benchmark): ${oneP50.toFixed(2)} ms (${one.p50Ms} before, ${oneAfter.p50Ms} after); a batch of ${CAMERAS}: ${four.p50Ms} ms; in the agent under the cameras' load, inference start to result p50 ~ ${ms(inAgentMs)} ms`,
+          `p95 frame age at result ${ms(p95Result)} ms, in the bin [${p95Lo}, ${p95Hi}) ms, vs 2 x one inference = ${bound.toFixed(1)} ms (goal, judged on the bin's upper edge: ${p95Met ? 'met' : 'NOT met'}); at inference start p95 ${ms(p95Inference)} ms. One inference (bare session.run p50, no other load from this benchmark): ${oneP50.toFixed(2)} ms (${one.p50Ms} before, ${oneAfter.p50Ms} after); a batch of ${CAMERAS}: ${four.p50Ms} ms; in the agent under the cameras' load, inference start to result p50 ~ ${ms(inAgentMs)} ms`,
           `CPU over ${wallS.toFixed(0)} s: agent process ${core(agentCpuS)}, its ${ffmpegCpu.processes} ffmpeg processes ${core(ffmpegCpu.seconds)} together (${core(ffmpegCpu.seconds / CAMERAS)} each), control plane (this process) ${core(cpS)}; 2 cores = 200 %`,
           `RSS at the end: agent ${(agentRss / 2 ** 20).toFixed(0)} MiB, ffmpeg processes ${(ffmpegRss / 2 ** 20).toFixed(0)} MiB together; camera restarts ${restarts}; inference errors ${all.errors}; main-thread loop lag p99 ${ms(lagP99)} ms`,
-          `the four file cameras start together, so their frames arrive nearly at once (live cameras are out of phase): the last of four simultaneous frames cannot have its result before ~${Math.min(CAMERAS * oneP50, four.p50Ms).toFixed(1)} ms (${CAMERAS} inferences or one batch of ${CAMERAS}), whatever the scheduler does`,
-          `maxBatch ${maxBatch ?? 'agent default'}; ages come from the windows' latency-ms.v1 histograms (bins 20/30/40/50/75/100 ms), interpolated within a bin`,
+          `the agent starts its cameras spread over one frame interval (${(1000 / CAMERA_FPS / CAMERAS).toFixed(0)} ms apart here), so their frames do not arrive at once; four simultaneous frames would put the last result ~${Math.min(CAMERAS * oneP50, four.p50Ms).toFixed(1)} ms (${CAMERAS} inferences or one batch of ${CAMERAS}) after its arrival`,
+          `maxBatch ${maxBatch ?? 'agent default'}; ages come from the windows' latency-ms.v1 histograms (edges ${HISTOGRAM_SPECS['latency-ms.v1'].edges.filter((e) => e <= 50).join('/')} ms ...), interpolated within a bin`,
         ],
         figures: {
           model: { name: model.name, width: model.metadata.input.width, height: model.metadata.input.height },
@@ -185,7 +188,7 @@ export const fourCameras: Benchmark = {
           frameAgeAtInferenceMs: { p50: round(histogramQuantile(all.ageAtInference, 0.5), 1), p95: round(p95Inference, 1), count: histogramCount(all.ageAtInference) },
           bareInferenceMs: { batch1Before: one, batch1After: oneAfter, [`batch${CAMERAS}`]: four },
           inAgentInferenceP50EstimateMs: round(inAgentMs, 1),
-          goals: { skippedZero: all.dropped === 0, p95AgeWithinTwoInferences: p95Result <= bound, boundMs: round(bound, 2) },
+          goals: { skippedZero: all.dropped === 0, p95AgeWithinTwoInferences: p95Met, p95BinMs: [p95Lo, p95Hi], boundMs: round(bound, 2) },
           simultaneousArrivalFloorMs: round(Math.min(CAMERAS * oneP50, four.p50Ms), 1),
           cpuShareOfOneCore: {
             agent: round(agentCpuS / wallS),

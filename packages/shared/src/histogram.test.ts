@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { binIndex, emptyHistogram, HISTOGRAM_SPECS, histogramCount, histogramQuantile, histogramSchema, mergeHistograms, observe } from './histogram.js';
+import { binIndex, emptyHistogram, HISTOGRAM_SPECS, histogramCount, histogramQuantile, histogramQuantileBin, histogramSchema, mergeHistograms, observe } from './histogram.js';
 
 describe('fixed-bin histograms', () => {
   it('puts values in half-open bins with open-ended first and last bins', () => {
@@ -38,6 +38,19 @@ describe('fixed-bin histograms', () => {
     expect(p99).toBeGreaterThanOrEqual(100);
     expect(p99).toBeLessThan(150);
     expect(Number.isNaN(histogramQuantile(emptyHistogram('confidence.v1'), 0.5))).toBe(true);
+  });
+
+  it('names the bin a quantile falls in, open ends included', () => {
+    const h = emptyHistogram('latency-ms.v1');
+    for (let i = 0; i < 90; i++) observe(h, 4);
+    for (let i = 0; i < 10; i++) observe(h, 120);
+    expect(histogramQuantileBin(h, 0.5)).toEqual([3, 5]);
+    expect(histogramQuantileBin(h, 0.95)).toEqual([100, 150]);
+    observe(h, 0.2);
+    expect(histogramQuantileBin(h, 0)).toEqual([Number.NEGATIVE_INFINITY, 1]);
+    for (let i = 0; i < 200; i++) observe(h, 20_000);
+    expect(histogramQuantileBin(h, 0.99)).toEqual([10_000, Number.POSITIVE_INFINITY]);
+    expect(histogramQuantileBin(emptyHistogram('latency-ms.v1'), 0.5).every(Number.isNaN)).toBe(true);
   });
 
   it('validates the bin count against the spec named on the wire', () => {

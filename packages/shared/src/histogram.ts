@@ -107,3 +107,23 @@ export function histogramQuantile(h: Histogram, q: number): number {
   }
   return edges[edges.length - 1] as number;
 }
+
+/**
+ * The bin that holds the q-quantile, as [lower edge, upper edge) — what the
+ * histogram can say for sure, where histogramQuantile interpolates. Open
+ * ends are -Infinity / +Infinity; NaN for an empty histogram.
+ */
+export function histogramQuantileBin(h: Histogram, q: number): [number, number] {
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile must be in [0, 1], got ${q}`);
+  const total = histogramCount(h);
+  if (total === 0) return [Number.NaN, Number.NaN];
+  const edges = HISTOGRAM_SPECS[h.spec].edges;
+  const target = q * total;
+  let seen = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    const c = h.counts[i] ?? 0;
+    if (c > 0 && seen + c >= target) return [edges[i - 1] ?? Number.NEGATIVE_INFINITY, edges[i] ?? Number.POSITIVE_INFINITY];
+    seen += c;
+  }
+  return [edges[edges.length - 1] as number, Number.POSITIVE_INFINITY];
+}
