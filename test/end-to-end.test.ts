@@ -156,6 +156,7 @@ describe('a model version from registry to camera and back', () => {
       let inferred = 0;
       let received = 0;
       let agedFrames = 0;
+      let timedFrames = 0;
       for (const w of windows as TelemetryWindow[]) {
         const cam = w.cameras.find((c) => c.cameraId === 'park');
         expect(cam).toBeDefined();
@@ -165,6 +166,7 @@ describe('a model version from registry to camera and back', () => {
         expect(counted).toBe(cam.framesInferred);
         received += cam.framesReceived;
         agedFrames += histogramCount(cam.frameAgeMs?.inference ?? emptyHistogram('latency-ms.v1'));
+        timedFrames += histogramCount(cam.frameAgeMs?.capture ?? emptyHistogram('latency-ms.v1'));
         // The agent samples its own event loop in every window.
         expect(histogramCount(w.eventLoopLagMs ?? emptyHistogram('latency-ms.v1'))).toBeGreaterThan(0);
         for (const [label, n] of Object.entries(cam.classCounts)) {
@@ -176,6 +178,8 @@ describe('a model version from registry to camera and back', () => {
       expect(received).toBeGreaterThanOrEqual(inferred);
       // Every inferred frame's age at inference is recorded (one may start in a window and finish in the next).
       expect(Math.abs(agedFrames - inferred)).toBeLessThanOrEqual(windows.length);
+      // And every received frame's delay by the stream's clock (ffmpeg's timestamp line may land in the next window).
+      expect(Math.abs(timedFrames - received)).toBeLessThanOrEqual(windows.length);
       // The clip shows each class a third of the time: no single class may take everything.
       const top = Math.max(...Object.values(totals));
       expect(top / inferred).toBeLessThan(0.9);

@@ -18,10 +18,12 @@ export const cameraWindowSchema = z.object({
   confidence: histogramSchema,
   latencyMs: histogramSchema,
   /**
-   * How old a frame is (ms, `latency-ms.v1`) at each step: `capture` when the
-   * agent reads it from ffmpeg (live sources with stream timestamps only),
-   * `inference` when inference starts on it, `publish` when an event about it
-   * is published.
+   * How old a frame is (ms, `latency-ms.v1`) at each step. `capture`: how
+   * late it reached the agent by its stream's own timestamps, above the
+   * quickest frame since the stream started (decoding, backlogs, network
+   * stalls; absent where ffmpeg cannot log timestamps). `inference`: from
+   * its arrival until inference starts on it. `publish`: from its arrival
+   * until an event about it goes to the outbox.
    */
   frameAgeMs: z
     .object({ capture: histogramSchema.optional(), inference: histogramSchema, publish: histogramSchema.optional() })

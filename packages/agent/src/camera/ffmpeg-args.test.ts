@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cameraSchema } from './camera-config.js';
-import { ffmpegArgs, ffmpegArgv } from './ffmpeg-args.js';
+import { ffmpegArgs, ffmpegArgv, rateFilter } from './ffmpeg-args.js';
 import { rtspTimeoutOption } from './ffmpeg-capabilities.js';
 import { redactSecrets, urlPassword, withCredentials } from './url-credentials.js';
 
@@ -12,15 +12,19 @@ describe('ffmpeg arguments', () => {
     const a = ffmpegArgs({ kind: 'file', path: '/v/front.mp4', loop: true }, out);
     expect(a.input).toBe('/v/front.mp4');
     expect(a.inputOptions).toEqual(expect.arrayContaining(['-stream_loop', '-1', '-re']));
-    expect(a.outputOptions.join(' ')).toBe('-an -sn -vf fps=5,scale=224:160 -pix_fmt rgb24 -f rawvideo');
+    expect(a.outputOptions.join(' ')).toBe(`-an -sn -vf ${rateFilter(5)},scale=224:160 -fps_mode passthrough -pix_fmt rgb24 -f rawvideo`);
+    // An ffmpeg without severity tags cannot have showinfo's lines told apart: the plain fps filter, no timestamps.
+    const plain = ffmpegArgs({ kind: 'file', path: '/v/front.mp4', loop: true }, out, { rtspSocketTimeout: '-timeout', logLevelTags: false, passthroughOption: '-vsync' });
+    expect(plain.outputOptions.join(' ')).toBe('-an -sn -vf fps=5,scale=224:160 -pix_fmt rgb24 -f rawvideo');
+    expect(ffmpegArgs({ kind: 'file', path: '/v/f.mp4' , loop: false }, out, { rtspSocketTimeout: '-timeout', logLevelTags: true, passthroughOption: '-vsync' }).outputOptions.join(' ')).toContain('-vsync passthrough');
     expect(ffmpegArgs({ kind: 'file', path: '/v/f.mp4', loop: false }, out).inputOptions).not.toContain('-stream_loop');
     expect(ffmpegArgv(a).slice(-3)).toEqual(['-f', 'rawvideo', 'pipe:1']);
   });
 
   it('asks for severity tags on stderr lines only where this ffmpeg knows them', () => {
     const s = { kind: 'synthetic', pattern: 'testsrc2' } as const;
-    expect(ffmpegArgs(s, out).inputOptions.join(' ')).toContain('-loglevel level+warning');
-    expect(ffmpegArgs(s, out, { rtspSocketTimeout: '-timeout', logLevelTags: false }).inputOptions.join(' ')).toContain('-loglevel warning');
+    expect(ffmpegArgs(s, out).inputOptions.join(' ')).toContain('-loglevel level+info');
+    expect(ffmpegArgs(s, out, { rtspSocketTimeout: '-timeout', logLevelTags: false, passthroughOption: '-fps_mode' }).inputOptions.join(' ')).toContain('-loglevel warning');
   });
 
   it('generates a lavfi test pattern at the model size', () => {
@@ -31,11 +35,11 @@ describe('ffmpeg arguments', () => {
 
   it('RTSP: TCP by default, the socket timeout under the name this ffmpeg knows, video only, never -re', () => {
     const s = source({ kind: 'rtsp', url: 'rtsp://10.0.0.7:554/stream1', timeoutMs: 5000 });
-    const old = ffmpegArgs(s, out, { rtspSocketTimeout: '-stimeout', logLevelTags: true });
+    const old = ffmpegArgs(s, out, { rtspSocketTimeout: '-stimeout', logLevelTags: true, passthroughOption: '-fps_mode' });
     expect(old.input).toBe('rtsp://10.0.0.7:554/stream1');
     expect(old.inputOptions.join(' ')).toContain('-rtsp_transport tcp -stimeout 5000000 -allowed_media_types video');
     expect(old.inputOptions).not.toContain('-re');
-    const current = ffmpegArgs(s, out, { rtspSocketTimeout: '-timeout', logLevelTags: true });
+    const current = ffmpegArgs(s, out, { rtspSocketTimeout: '-timeout', logLevelTags: true, passthroughOption: '-fps_mode' });
     expect(current.inputOptions.join(' ')).toContain('-rtsp_transport tcp -timeout 5000000');
     expect(ffmpegArgs(source({ kind: 'rtsp', url: 'rtsp://h/s', transport: 'udp' }), out).inputOptions.join(' ')).toContain('-rtsp_transport udp -timeout 10000000');
   });

@@ -41,9 +41,23 @@ export interface SourceSecrets {
   password?: string;
 }
 
-export type ArgsCapabilities = Pick<FfmpegCapabilities, 'rtspSocketTimeout' | 'logLevelTags'>;
+export type ArgsCapabilities = Pick<FfmpegCapabilities, 'rtspSocketTimeout' | 'logLevelTags' | 'passthroughOption'>;
 
-const DEFAULT_CAPABILITIES: ArgsCapabilities = { rtspSocketTimeout: '-timeout', logLevelTags: true };
+const DEFAULT_CAPABILITIES: ArgsCapabilities = { rtspSocketTimeout: '-timeout', logLevelTags: true, passthroughOption: '-fps_mode' };
+
+/**
+ * The frame-rate limit, keeping each frame's own timestamp. ffmpeg's `fps`
+ * filter re-stamps frames onto its output grid (and duplicates frames of a
+ * slower source); this `select` takes the first frame at or after the next
+ * grid point (a quarter interval early is near enough), never duplicates,
+ * and starts over when the stream's clock jumps back. `showinfo` then logs
+ * each frame's number and timestamp, from which the agent reads how long a
+ * frame took to reach it (see StreamClock).
+ */
+export function rateFilter(fps: number): string {
+  const early = 0.25 / fps;
+  return `select='isnan(prev_selected_t)+lt(t\,prev_selected_t)+gte(t\,(floor(prev_selected_t*${fps}+0.5)+1)/${fps}-${early})',showinfo=checksum=0`;
+}
 
 /**
  * ffmpeg does the frame rate and the scaling (cheaper than any JS), and
@@ -57,9 +71,12 @@ export function ffmpegArgs(
   caps: ArgsCapabilities = DEFAULT_CAPABILITIES,
   secrets: SourceSecrets = {},
 ): FfmpegArgs {
-  // `level+` tags each line with its severity, which tells ffmpeg's fatal line from a passing warning.
-  const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', caps.logLevelTags ? 'level+warning' : 'warning'];
-  const outputOptions = ['-an', '-sn', '-vf', `fps=${out.fps},${fitFilter(out.width, out.height, out.resize)}`, '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
+  // `level+` tags each line with its severity, which tells ffmpeg's fatal line from a passing warning, and
+  // showinfo's per-frame lines (info) from both. An ffmpeg without tags gets the plain fps filter and no timestamps.
+  const timed = caps.logLevelTags;
+  const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', timed ? 'level+info' : 'warning'];
+  const rate = timed ? rateFilter(out.fps) : `fps=${out.fps}`;
+  const outputOptions = ['-an', '-sn', '-vf', `${rate},${fitFilter(out.width, out.height, out.resize)}`, ...(timed ? [caps.passthroughOption, 'passthrough'] : []), '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   switch (source.kind) {
     case 'file':
       return { input: source.path, inputOptions: [...quiet, ...(source.loop ? ['-stream_loop', '-1'] : []), '-re'], outputOptions };

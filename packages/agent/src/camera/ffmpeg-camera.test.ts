@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
@@ -50,6 +51,33 @@ describe('ffmpeg camera (real ffmpeg)', () => {
     expect(frames.length).toBeGreaterThanOrEqual(8);
     expect(online).toBe(true);
     expect(cam.state().restarts).toBe(0);
+  });
+
+  // The bundled ffmpeg (4.x, -vsync) and, where the box has one, the system's (5.x on, -fps_mode).
+  const ffmpegs = [ffmpegPath, ...(existsSync('/usr/bin/ffmpeg') && ffmpegPath !== '/usr/bin/ffmpeg' ? ['/usr/bin/ffmpeg'] : [])];
+  it.each(ffmpegs)('%s: takes each frame of a 25 fps file at most once at 5 fps, and says how late each arrived by the stream clock', async (ffmpeg) => {
+    const clip = join(dir.path, 'clip25.mp4');
+    if (!existsSync(clip)) await makeTestVideo(ffmpegPath, clip, { seconds: 2, rate: 25 });
+    const cam = new FfmpegCamera({ id: 'rate', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'file', path: clip, loop: false } }, { ffmpegPath: ffmpeg, width: 32, height: 24 }, log);
+    const frames: Uint8Array[] = [];
+    const delays: number[] = [];
+    cam.on('frame', (f) => frames.push(f));
+    cam.on('frame-delay', (ms) => delays.push(ms));
+    cam.start();
+    try {
+      // Played once: ffmpeg ends after 2 s of stream time.
+      await waitFor('the clip to end', () => cam.state().lastError?.includes('no more frames'), 30_000);
+    } finally {
+      await cam.stop();
+    }
+    // 2 s at 5 fps: 10 frames, not the 50 of the source, nor duplicates padding a constant rate.
+    expect(frames.length).toBeGreaterThanOrEqual(9);
+    expect(frames.length).toBeLessThanOrEqual(11);
+    for (let i = 1; i < frames.length; i++) expect(Buffer.from(frames[i] as Uint8Array).equals(Buffer.from(frames[i - 1] as Uint8Array))).toBe(false);
+    // One delay per frame, the quickest one 0 by definition.
+    expect(delays).toHaveLength(frames.length);
+    expect(Math.min(...delays)).toBe(0);
+    expect(delays.every((d) => d >= 0 && d < 2000)).toBe(true);
   });
 
   it('a dead camera goes offline with ffmpeg\'s reason and is restarted', async () => {
@@ -137,6 +165,13 @@ describe('the bundled ffmpeg', () => {
     expect(caps.rtspSocketTimeout).toBe('-stimeout');
     expect(caps.resolvesHostNames).toBe(false);
     expect(caps.logLevelTags).toBe(true);
+    // -fps_mode came with 5.1; here frames keep their timestamps through -vsync.
+    expect(caps.passthroughOption).toBe('-vsync');
+    if (existsSync('/usr/bin/ffmpeg')) {
+      const system = await ffmpegCapabilities('/usr/bin/ffmpeg');
+      const [major = 0, minor = 0] = (/^ffmpeg version (\d+)\.(\d+)/.exec(system.version)?.slice(1) ?? []).map(Number);
+      if (major * 100 + minor >= 501) expect(system.passthroughOption).toBe('-fps_mode');
+    }
   });
 });
 

@@ -40,6 +40,8 @@ export interface CameraIncident {
 
 type CameraEvents = {
   frame: [frame: Uint8Array, arrivedAt: number];
+  /** how late a frame reached the agent by the stream's own clock (ms; see StreamClock) */
+  'frame-delay': [delayMs: number];
   /** health changed, or a new incident changed the error */
   state: [state: CameraState];
   /** an ffmpeg run failed (or stalled); a restart follows after the backoff */
@@ -200,6 +202,9 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     this.meter.clear();
     this.log.debug({ camera: this.id, pid: proc.pid, command: this.redact(argv.join(' ')) }, 'ffmpeg started');
     proc.on('frame', (frame) => this.onFrame(proc, frame));
+    proc.on('frame-delay', (ms) => {
+      if (proc === this.proc) this.emit('frame-delay', ms);
+    });
     void proc.exited.then((exit) => this.onExit(proc, exit));
   }
 

@@ -24,6 +24,12 @@ export interface FfmpegCapabilities {
    * passing warning. Without it the stall watchdog still ends a hung run.
    */
   logLevelTags: boolean;
+  /**
+   * How to tell ffmpeg to write frames with their own timestamps, neither
+   * duplicated nor dropped to a constant rate: `-fps_mode` from 5.1, where
+   * `-vsync` still works but warns on every start.
+   */
+  passthroughOption: '-fps_mode' | '-vsync';
 }
 
 /** Reads the RTSP timeout option from `ffmpeg -h demuxer=rtsp`. */
@@ -54,18 +60,20 @@ function run(ffmpegPath: string, args: string[]): Promise<Run> {
 }
 
 async function probe(ffmpegPath: string): Promise<FfmpegCapabilities> {
-  const [version, help, lookup, tags] = await Promise.all([
+  const [version, help, lookup, tags, fpsMode] = await Promise.all([
     run(ffmpegPath, ['-hide_banner', '-version']),
     run(ffmpegPath, ['-hide_banner', '-h', 'demuxer=rtsp']),
     // Resolving `localhost` needs no network; the connection to port 9 may fail, that is fine.
     run(ffmpegPath, ['-hide_banner', '-nostdin', '-loglevel', 'quiet', '-i', 'tcp://localhost:9?timeout=1000000', '-f', 'null', '-']),
     run(ffmpegPath, ['-hide_banner', '-loglevel', 'level+error', '-version']),
+    run(ffmpegPath, ['-hide_banner', '-nostdin', '-loglevel', 'quiet', '-f', 'lavfi', '-i', 'nullsrc=s=16x16:d=0.1', '-fps_mode', 'passthrough', '-f', 'null', '-']),
   ]);
   return {
     version: version.stdout.split('\n')[0]?.trim() ?? '',
     rtspSocketTimeout: rtspTimeoutOption(help.stdout + help.stderr),
     resolvesHostNames: lookup.signal === null && (lookup.code === null || lookup.code < 128),
     logLevelTags: tags.code === 0,
+    passthroughOption: fpsMode.code === 0 ? '-fps_mode' : '-vsync',
   };
 }
 

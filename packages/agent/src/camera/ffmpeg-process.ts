@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { FrameAssembler } from './frame-assembler.js';
 import { isNoise, tidyStderrLine } from './stderr-classifier.js';
+import { parseShowinfo, StreamClock } from './stream-clock.js';
 
 export interface FfmpegProcessOptions {
   ffmpegPath: string;
@@ -36,7 +38,11 @@ const KILL_GRACE_MS = 2000;
  */
 const FATAL_GRACE_MS = 1500;
 
-type ProcessEvents = { frame: [frame: Uint8Array] };
+type ProcessEvents = {
+  frame: [frame: Uint8Array];
+  /** how late a frame arrived by the stream's clock, when ffmpeg logs frame timestamps (see StreamClock) */
+  'frame-delay': [delayMs: number];
+};
 
 /**
  * One ffmpeg process: frames cut from its stdout, the tail of its stderr
@@ -52,10 +58,15 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
   private killTimer: NodeJS.Timeout | null = null;
   private fatalTimer: NodeJS.Timeout | null = null;
   private done = false;
+  private readonly clock = new StreamClock((ms) => this.emit('frame-delay', ms));
 
   constructor(private readonly opts: FfmpegProcessOptions) {
     super();
-    const assembler = new FrameAssembler(opts.frameBytes, (frame) => this.emit('frame', frame));
+    let frameNumber = 0;
+    const assembler = new FrameAssembler(opts.frameBytes, (frame) => {
+      this.clock.frameArrived(frameNumber++, performance.now());
+      this.emit('frame', frame);
+    });
     this.child = spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.on('data', (chunk: Buffer) => assembler.push(chunk));
     this.child.stderr?.setEncoding('utf8');
@@ -95,6 +106,12 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
 
   private keep(raw: string): void {
     if (raw.trim() === '' || isNoise(raw)) return;
+    // Information (stream details, showinfo's frame lines) is never a cause: only frame timestamps are read from it.
+    if (raw.includes('[info] ')) {
+      const t = parseShowinfo(raw);
+      if (t) this.clock.frameTime(t.n, t.seconds);
+      return;
+    }
     // ffmpeg's own "<input>: <error>" ends its use of that input: it is about to exit.
     if (this.fatalTimer === null && (raw.startsWith(`[error] ${this.opts.input}: `) || raw.startsWith(`[fatal] ${this.opts.input}: `))) {
       this.fatalTimer = setTimeout(() => this.kill('fatal'), FATAL_GRACE_MS);

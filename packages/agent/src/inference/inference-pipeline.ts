@@ -192,6 +192,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
       );
       const aggregator = this.telemetry.aggregator;
       cam.on('frame', (frame, at) => this.scheduler.offer(cfg.id, frame, at));
+      cam.on('frame-delay', (ms) => aggregator.frameDelayed(cfg.id, ms));
       cam.on('restart', () => aggregator.cameraRestarted(cfg.id));
       cam.on('incident', (i) => aggregator.cameraIncident(cfg.id, i.kind, i.message, i.stalled));
       cam.on('state', (s) => {

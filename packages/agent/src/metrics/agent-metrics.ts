@@ -36,6 +36,7 @@ export class AgentMetrics implements FrameObserver {
   private readonly errors: Counter<'camera'>;
   private readonly latency: Histogram<'camera'>;
   private readonly frameAge: Histogram<'camera'>;
+  private readonly captureDelay: Histogram<'camera'>;
   private readonly lastFrameTime: Gauge<'camera'>;
   private readonly events: Counter<'camera' | 'kind'>;
   private readonly snapshotErrors: Counter;
@@ -70,6 +71,13 @@ export class AgentMetrics implements FrameObserver {
     this.frameAge = new Histogram({
       name: name('frame_age_seconds'),
       help: 'How old a frame is when inference starts on it',
+      labelNames: ['camera'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.captureDelay = new Histogram({
+      name: name('frame_capture_delay_seconds'),
+      help: "How late a frame reached the agent by its stream's own clock, above the quickest frame since the stream started",
       labelNames: ['camera'],
       buckets: LATENCY_BUCKETS,
       registers,
@@ -183,6 +191,10 @@ export class AgentMetrics implements FrameObserver {
 
   frameDropped(cameraId: string): void {
     this.dropped.inc({ camera: cameraId });
+  }
+
+  frameDelayed(cameraId: string, delayMs: number): void {
+    this.captureDelay.observe({ camera: cameraId }, Math.max(0, delayMs) / 1000);
   }
 
   inferenceStarted(cameraId: string, frameAgeMs: number): void {

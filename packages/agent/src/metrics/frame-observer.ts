@@ -4,6 +4,8 @@ import { WindowAggregator } from '../telemetry/window-aggregator.js';
 export interface FrameObserver {
   frameReceived?(cameraId: string): void;
   frameDropped?(cameraId: string): void;
+  /** how late the frame reached the agent by its stream's clock */
+  frameDelayed?(cameraId: string, delayMs: number): void;
   /** how long the frame waited between arriving and entering inference */
   inferenceStarted?(cameraId: string, frameAgeMs: number): void;
   /** `latencyMs`: frame arrival to result */
@@ -33,6 +35,11 @@ export class ObservedWindowAggregator extends WindowAggregator {
   override dropped(cameraId: string): void {
     for (const o of this.observers) o.frameDropped?.(cameraId);
     super.dropped(cameraId);
+  }
+
+  override frameDelayed(cameraId: string, delayMs: number): void {
+    for (const o of this.observers) o.frameDelayed?.(cameraId, delayMs);
+    super.frameDelayed(cameraId, delayMs);
   }
 
   override inferenceStarted(cameraId: string, frameAgeMs: number): void {

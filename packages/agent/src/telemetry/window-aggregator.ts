@@ -75,6 +75,14 @@ export class WindowAggregator {
     observe(c.frameAgeMs.inference, Math.max(0, frameAgeMs));
   }
 
+  /** How late a frame reached the agent by its stream's clock (see StreamClock). */
+  frameDelayed(cameraId: string, delayMs: number): void {
+    const c = this.camera(cameraId);
+    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
+    c.frameAgeMs.capture ??= emptyHistogram('latency-ms.v1');
+    observe(c.frameAgeMs.capture, Math.max(0, delayMs));
+  }
+
   /** How old a frame was when an event about it went to the outbox. */
   eventPublished(cameraId: string, frameAgeMs: number): void {
     const c = this.camera(cameraId);
