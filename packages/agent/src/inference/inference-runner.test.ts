@@ -96,6 +96,22 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
     await expect(wrongLabels.start()).rejects.toThrow(/\[1, 3\], metadata has 2 labels/);
   });
 
+  it('stops cleanly with runs under way in the worker, again and again (as model swaps do)', async () => {
+    // Big enough that a batch keeps session.run busy for milliseconds: stop() lands inside it.
+    const model = buildTinyModel({ width: 512, height: 512, batch: 'dynamic' });
+    const path = await modelFile('big.onnx', model.bytes);
+    const frame = new Uint8Array(512 * 512 * 3).fill(90);
+    for (let i = 0; i < 8; i++) {
+      const runner = new InferenceRunner({ modelPath: path, metadata: model.metadata, intraOpThreads: 1, maxBatch: 4 });
+      await runner.start();
+      const runs = Promise.allSettled([runner.runBatch([frame, frame, frame, frame]), runner.runBatch([frame, frame, frame, frame])]);
+      await new Promise((res) => setTimeout(res, i % 4));
+      await runner.stop();
+      // Runs not answered before stop() are rejected, never left hanging; this process is still alive to see it.
+      for (const r of await runs) if (r.status === 'rejected') expect(String(r.reason)).toMatch(/stopped/);
+    }
+  });
+
   it('rejects runs after stop', async () => {
     const model = buildTinyModel();
     const runner = new InferenceRunner({ modelPath: await modelFile('s.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });

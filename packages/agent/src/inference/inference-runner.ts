@@ -25,6 +25,9 @@ export interface BatchResult {
   startedAt: number;
 }
 
+/** How long a stopping worker may take to finish its runs and release its session before it is terminated. */
+const CLOSE_GRACE_MS = 10_000;
+
 /** Input buffers kept for reuse: one per run that can be in flight, and one being filled. */
 const INPUT_POOL_SIZE = 3;
 
@@ -173,6 +176,13 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     if (input.length === this.batch * this.frameValues && this.inputPool.length < INPUT_POOL_SIZE) this.inputPool.push(input);
   }
 
+  /**
+   * Asks the worker to finish what it was handed, release the session and
+   * end; only a worker that does not end within CLOSE_GRACE_MS is
+   * terminated. Terminating a worker inside session.run aborts the whole
+   * process (onnxruntime-node's native code throws into a torn-down thread),
+   * which a model swap with frames in flight used to do.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     const worker = this.worker;
@@ -180,7 +190,13 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     this.failPending(new InferenceError('inference runner stopped'));
     if (worker) {
       this.detach(worker);
-      await worker.terminate();
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      // Results still coming back are not waited for; an 'error' must not go unhandled.
+      worker.on('error', () => undefined);
+      worker.postMessage({ type: 'close' } satisfies ToWorker);
+      const timer = setTimeout(() => void worker.terminate(), CLOSE_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
     }
   }
 

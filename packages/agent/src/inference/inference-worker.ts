@@ -57,15 +57,32 @@ async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBa
 
 load().then(
   ({ session, run, maxBatch }) => {
+    // Runs under way: the thread must not end inside session.run, whose native code aborts the
+    // whole process when its thread is torn down beneath it ("terminate called after throwing Napi::Error").
+    let running = 0;
+    let closing = false;
+    const closeWhenIdle = () => {
+      if (!closing || running > 0) return;
+      void session.release().finally(() => process.exit(0));
+    };
     port.on('message', (msg: ToWorker) => {
-      if (msg.type !== 'run') return;
+      if (msg.type === 'close') {
+        closing = true;
+        closeWhenIdle();
+        return;
+      }
+      if (msg.type !== 'run' || closing) return;
+      running++;
       const started = performance.now();
       const startedAt = performance.timeOrigin + started;
       run(new Float32Array(msg.input), msg.frames).then(
         (probabilities) =>
           post({ type: 'result', id: msg.id, probabilities, startedAt, inferenceMs: performance.now() - started, input: msg.input }, [probabilities.buffer as ArrayBuffer, msg.input]),
         (err: Error) => post({ type: 'run-error', id: msg.id, message: err.message, input: msg.input }, [msg.input]),
-      );
+      ).finally(() => {
+        running--;
+        closeWhenIdle();
+      });
     });
     post({ type: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames], maxBatch });
   },

@@ -14,7 +14,10 @@ export interface WorkerInit {
  * `input` holds `frames` preprocessed frames back to back, in the model's
  * layout; it moves to the worker and comes back with the result for reuse.
  */
-export type ToWorker = { type: 'run'; id: number; frames: number; input: ArrayBuffer };
+export type ToWorker =
+  | { type: 'run'; id: number; frames: number; input: ArrayBuffer }
+  /** finish the runs already handed over, release the session, and end the thread */
+  | { type: 'close' };
 
 export type FromWorker =
   | { type: 'ready'; inputNames: string[]; outputNames: string[]; maxBatch: number }
