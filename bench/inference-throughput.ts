@@ -1,8 +1,8 @@
 /**
  * Frames per second through the demo model: bare onnxruntime-node on the
  * main thread (the ceiling: no worker, no preprocessing, no copies) against
- * the agent's InferenceRunner (worker thread, raw rgb24 frames preprocessed
- * in the worker, results posted back). The ratio is the price of keeping the
+ * the agent's InferenceRunner (raw rgb24 frames preprocessed on the calling
+ * thread into pooled buffers, run in a worker thread, results posted back). The ratio is the price of keeping the
  * event loop free; the main-thread columns show what that buys.
  */
 import { readFile, stat } from 'node:fs/promises';
@@ -140,7 +140,7 @@ export const inferenceThroughput: Benchmark = {
         },
         notes: [
           `agent / bare throughput = ${throughputRatio.toFixed(3)}; p50 latency agent / bare = ${p50Ratio.toFixed(3)}`,
-          `in the worker (preprocess + session.run) p50 = ${ms(agentFig.workerP50Ms)} ms; the rest of the agent's p50 is the thread hop and copies`,
+          `in the worker (session.run + softmax) p50 = ${ms(agentFig.workerP50Ms)} ms; the rest of the agent's p50 is preprocessing on the calling thread and the thread hop (one run at a time here: the scheduler's early hand-over is measured by pipeline-saturation)`,
           `main-thread loop lag with nothing running: p99 ${ms(idleLagP99Ms)} ms; on the bare path a timer waits out at most one session.run (p95 ${ms(bareFig.p95Ms)} ms here, far more for a bigger model)`,
           `both paths agree on all ${FRAME_COUNT} frames (max |dp| = ${maxDifference.toExponential(1)})`,
         ],
