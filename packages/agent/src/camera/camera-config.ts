@@ -77,6 +77,14 @@ export const cameraSchema = z
     source: cameraSourceSchema,
     /** no frame for this long and ffmpeg is restarted (Frigate's 20 s); the first frame of a network source also gets its timeoutMs */
     stallTimeoutMs: z.number().int().min(1000).max(600_000).default(20_000),
+    /**
+     * Decoder threads. 1 hands each frame on as soon as it is decoded;
+     * ffmpeg's own choice (0) decodes several frames in parallel and holds
+     * each back by one frame per extra thread (~80 ms at 25 fps on 2 cores,
+     * measured as frame delay by the stream clock) — worth it only for one
+     * big stream on many cores. Default 1.
+     */
+    decodeThreads: z.number().int().min(0).max(16).optional(),
   })
   .strict();
 

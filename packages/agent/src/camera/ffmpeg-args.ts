@@ -17,6 +17,8 @@ export interface FrameFormat {
   height: number;
   /** how the frame is fitted to that size (the model's metadata says); stretch by default */
   resize?: ResizeMode;
+  /** decoder threads; 0 lets ffmpeg choose (see the camera config's decodeThreads) */
+  decodeThreads?: number;
 }
 
 export type ResizeMode = ModelMetadata['input']['resize'];
@@ -74,7 +76,7 @@ export function ffmpegArgs(
   // `level+` tags each line with its severity, which tells ffmpeg's fatal line from a passing warning, and
   // showinfo's per-frame lines (info) from both. An ffmpeg without tags gets the plain fps filter and no timestamps.
   const timed = caps.logLevelTags;
-  const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', timed ? 'level+info' : 'warning'];
+  const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', timed ? 'level+info' : 'warning', '-threads', String(out.decodeThreads ?? 1)];
   const rate = timed ? rateFilter(out.fps) : `fps=${out.fps}`;
   const outputOptions = ['-an', '-sn', '-vf', `${rate},${fitFilter(out.width, out.height, out.resize)}`, ...(timed ? [caps.passthroughOption, 'passthrough'] : []), '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   switch (source.kind) {

@@ -114,6 +114,11 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     return this.config.id;
   }
 
+  /** frames per second asked of ffmpeg */
+  get fps(): number {
+    return this.config.fps;
+  }
+
   get size(): { width: number; height: number; resize: ResizeMode } {
     return { width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' };
   }
@@ -178,7 +183,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
         password = await this.readPassword(source);
         if (!caps.resolvesHostNames) runSource = { ...source, url: await this.resolveHost(source.url) };
       }
-      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' }, caps, password === undefined ? {} : { password });
+      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch', decodeThreads: this.config.decodeThreads }, caps, password === undefined ? {} : { password });
       argv = ffmpegArgv(args);
       input = args.input;
     } catch (err) {

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { modelRefOf, type CameraState, type ModelTarget } from '@perch/shared';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
+import { ffmpegCapabilities } from '../camera/ffmpeg-capabilities.js';
 import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
 import type { ResizeMode } from '../camera/ffmpeg-args.js';
 import type { CameraConfig } from '../config/agent-config.js';
@@ -183,7 +184,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
    */
   private startCameras(width: number, height: number, resize: ResizeMode): void {
     const n = this.opts.cameras.length;
-    this.cameras = this.opts.cameras.map((cfg, k) => {
+    const cams = this.opts.cameras.map((cfg) => {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
@@ -200,11 +201,21 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
         this.log.info({ camera: s.cameraId, state: s.state, errorKind: s.errorKind, lastError: s.lastError }, 'camera state');
         this.emit('camera-state');
       });
-      const delay = (k / n) * (1000 / cfg.fps);
-      if (delay <= 0) cam.start();
-      else this.cameraStarts.push(setTimeout(() => cam.start(), delay));
       return cam;
     });
+    this.cameras = cams;
+    // What is spread is ffmpeg's start, so the one-time probe of the ffmpeg binary, which every
+    // camera's first start waits for, comes first: it would line them up again.
+    void ffmpegCapabilities(this.opts.ffmpegPath)
+      .catch(() => undefined)
+      .then(() => {
+        if (this.cameras !== cams) return;
+        cams.forEach((cam, k) => {
+          const delay = (k / n) * (1000 / cam.fps);
+          if (delay <= 0) cam.start();
+          else this.cameraStarts.push(setTimeout(() => cam.start(), delay));
+        });
+      });
   }
 
   private async stopCameras(): Promise<void> {
