@@ -21,6 +21,12 @@ describe('ffmpeg arguments', () => {
     expect(ffmpegArgv(a).slice(-3)).toEqual(['-f', 'rawvideo', 'pipe:1']);
   });
 
+  it('decodes on one thread unless told otherwise: frame threading would hold frames back', () => {
+    const s = { kind: 'file', path: '/v/a.mp4', loop: true } as const;
+    expect(ffmpegArgs(s, out).inputOptions.join(' ')).toContain('-threads 1');
+    expect(ffmpegArgs(s, { ...out, decodeThreads: 0 }).inputOptions.join(' ')).toContain('-threads 0');
+  });
+
   it('asks for severity tags on stderr lines only where this ffmpeg knows them', () => {
     const s = { kind: 'synthetic', pattern: 'testsrc2' } as const;
     expect(ffmpegArgs(s, out).inputOptions.join(' ')).toContain('-loglevel level+info');

@@ -23,6 +23,8 @@ export interface FfmpegCameraOptions {
   resize?: ResizeMode;
   /** backoff between ffmpeg restarts (full jitter) */
   restart?: { minMs: number; maxMs: number };
+  /** niceness of ffmpeg (the agent config's ffmpegNice) */
+  nice?: number;
   /** frames must flow this long before the backoff starts again from its smallest window */
   healthyAfterMs?: number;
   health?: Partial<HealthPolicy>;
@@ -199,6 +201,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
       input,
       frameBytes: this.opts.width * this.opts.height * 3,
       redact: (t) => this.redact(t),
+      ...(this.opts.nice !== undefined ? { nice: this.opts.nice } : {}),
     });
     this.proc = proc;
     this.runStartedAt = performance.now();

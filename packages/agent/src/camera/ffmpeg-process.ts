@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { FrameAssembler } from './frame-assembler.js';
 import { isNoise, tidyStderrLine } from './stderr-classifier.js';
@@ -13,6 +14,8 @@ export interface FfmpegProcessOptions {
   frameBytes: number;
   /** masks secrets in every stderr line kept */
   redact: (text: string) => string;
+  /** niceness to run ffmpeg at; unset leaves it at the agent's */
+  nice?: number;
 }
 
 /** Why the agent ended this run, when it did. */
@@ -68,6 +71,13 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
       this.emit('frame', frame);
     });
     this.child = spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (opts.nice !== undefined && this.child.pid !== undefined) {
+      try {
+        setPriority(this.child.pid, opts.nice);
+      } catch {
+        // Gone already, or not allowed here: it runs at the agent's priority, which is only slower for inference.
+      }
+    }
     this.child.stdout?.on('data', (chunk: Buffer) => assembler.push(chunk));
     this.child.stderr?.setEncoding('utf8');
     this.child.stderr?.on('data', (text: string) => this.onStderr(text));

@@ -63,6 +63,12 @@ const fileSchema = z
     broker: brokerSchema.default({ url: 'mqtt://127.0.0.1:1883', connectTimeoutMs: 10_000, keepaliveSeconds: 30, reconnect: { minMs: 500, maxMs: 30_000 } }),
     trust: trustSchema,
     ffmpegPath: z.string().min(1).optional(),
+    /**
+     * Niceness of the ffmpeg processes (0-19): above the agent's, so an
+     * inference that is due takes the CPU from a decoder, whose pipe absorbs
+     * the short wait. Frames delayed by a starved decoder show as capture delay.
+     */
+    ffmpegNice: z.number().int().min(0).max(19).default(5),
     telemetry: z
       .object({ windowSeconds: z.number().min(0.1).max(3600).default(10) })
       .strict()
@@ -122,6 +128,7 @@ export interface AgentConfig {
   };
   trust: { keys: PublicKey[] };
   ffmpegPath: string;
+  ffmpegNice: number;
   telemetry: { windowSeconds: number };
   inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number; pipelineDepth: 1 | 2; allowSpinning: boolean };
   cameras: CameraConfig[];
@@ -213,6 +220,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     },
     trust: { keys },
     ffmpegPath,
+    ffmpegNice: cfg.ffmpegNice,
     telemetry: cfg.telemetry,
     inference: cfg.inference,
     cameras: cameras.cameras,

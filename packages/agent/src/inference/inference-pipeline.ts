@@ -13,6 +13,8 @@ import { InferenceRunner } from './inference-runner.js';
 export interface PipelineOptions {
   cameras: CameraConfig[];
   ffmpegPath: string;
+  /** niceness of the ffmpeg processes */
+  ffmpegNice?: number;
   intraOpThreads: number;
   /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
   maxBatch?: number;
@@ -188,7 +190,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
-        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, ...(counters ? { counters } : {}) },
+        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, nice: this.opts.ffmpegNice, ...(counters ? { counters } : {}) },
         this.log,
       );
       const aggregator = this.telemetry.aggregator;
