@@ -19,6 +19,8 @@ export interface FrameFormat {
   resize?: ResizeMode;
   /** decoder threads; 0 lets ffmpeg choose (see the camera config's decodeThreads) */
   decodeThreads?: number;
+  /** where in each frame interval of the wall clock this camera's frame is taken, 0 to 1 (see rateFilter) */
+  phase?: number;
 }
 
 export type ResizeMode = ModelMetadata['input']['resize'];
@@ -48,17 +50,20 @@ export type ArgsCapabilities = Pick<FfmpegCapabilities, 'rtspSocketTimeout' | 'l
 const DEFAULT_CAPABILITIES: ArgsCapabilities = { rtspSocketTimeout: '-timeout', logLevelTags: true, passthroughOption: '-fps_mode' };
 
 /**
- * The frame-rate limit, keeping each frame's own timestamp. ffmpeg's `fps`
- * filter re-stamps frames onto its output grid (and duplicates frames of a
- * slower source); this `select` takes the first frame at or after the next
- * grid point (a quarter interval early is near enough), never duplicates,
- * and starts over when the stream's clock jumps back. `showinfo` then logs
- * each frame's number and timestamp, from which the agent reads how long a
- * frame took to reach it (see StreamClock).
+ * The frame-rate limit, keeping each frame's own timestamp. The wall clock
+ * is cut into slots of one interval, shifted by `phase` of an interval, and
+ * the first frame decoded in each slot is taken (`time(0)` is the wall clock;
+ * st/ld keep the last slot taken). Cameras sharing a model get phases spread
+ * over the interval, so their frames reach the model one after another
+ * rather than at once, whenever each ffmpeg started or restarted. ffmpeg's
+ * `fps` filter would instead re-stamp frames onto its own grid, in step
+ * with when ffmpeg started, and duplicate frames of a slower source.
+ * `showinfo` then logs each frame's number and stream timestamp, from which
+ * the agent reads how long the frame took to reach it (see StreamClock).
  */
-export function rateFilter(fps: number): string {
-  const early = 0.25 / fps;
-  return `select='isnan(prev_selected_t)+lt(t\,prev_selected_t)+gte(t\,(floor(prev_selected_t*${fps}+0.5)+1)/${fps}-${early})',showinfo=checksum=0`;
+export function rateFilter(fps: number, phase = 0): string {
+  const slot = `floor(time(0)*${fps}-${Number(phase.toFixed(4))})`;
+  return `select='if(gt(${slot}\\,ld(0))\\,st(0\\,${slot})*0+1\\,0)',showinfo=checksum=0`;
 }
 
 /**
@@ -77,13 +82,14 @@ export function ffmpegArgs(
   // showinfo's per-frame lines (info) from both. An ffmpeg without tags gets the plain fps filter and no timestamps.
   const timed = caps.logLevelTags;
   const quiet = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', timed ? 'level+info' : 'warning', '-threads', String(out.decodeThreads ?? 1)];
-  const rate = timed ? rateFilter(out.fps) : `fps=${out.fps}`;
+  const rate = timed ? rateFilter(out.fps, out.phase) : `fps=${out.fps}`;
   const outputOptions = ['-an', '-sn', '-vf', `${rate},${fitFilter(out.width, out.height, out.resize)}`, ...(timed ? [caps.passthroughOption, 'passthrough'] : []), '-pix_fmt', 'rgb24', '-f', 'rawvideo'];
   switch (source.kind) {
     case 'file':
       return { input: source.path, inputOptions: [...quiet, ...(source.loop ? ['-stream_loop', '-1'] : []), '-re'], outputOptions };
     case 'synthetic':
-      return { input: `${source.pattern}=size=${out.width}x${out.height}:rate=${out.fps}`, inputOptions: [...quiet, '-re', '-f', 'lavfi'], outputOptions };
+      // At a camera's 25 fps (or more), so it is sampled as a camera is.
+      return { input: `${source.pattern}=size=${out.width}x${out.height}:rate=${Math.max(25, out.fps)}`, inputOptions: [...quiet, '-re', '-f', 'lavfi'], outputOptions };
     case 'rtsp':
       return {
         input: withCredentials(source.url, source.username, secrets.password),

@@ -25,6 +25,8 @@ export interface FfmpegCameraOptions {
   restart?: { minMs: number; maxMs: number };
   /** niceness of ffmpeg (the agent config's ffmpegNice) */
   nice?: number;
+  /** where in each frame interval this camera's frame is taken, 0 to 1, so cameras sharing a model take turns */
+  phase?: number;
   /** frames must flow this long before the backoff starts again from its smallest window */
   healthyAfterMs?: number;
   health?: Partial<HealthPolicy>;
@@ -116,11 +118,6 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     return this.config.id;
   }
 
-  /** frames per second asked of ffmpeg */
-  get fps(): number {
-    return this.config.fps;
-  }
-
   get size(): { width: number; height: number; resize: ResizeMode } {
     return { width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' };
   }
@@ -185,7 +182,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
         password = await this.readPassword(source);
         if (!caps.resolvesHostNames) runSource = { ...source, url: await this.resolveHost(source.url) };
       }
-      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch', decodeThreads: this.config.decodeThreads }, caps, password === undefined ? {} : { password });
+      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch', decodeThreads: this.config.decodeThreads, phase: this.opts.phase ?? 0 }, caps, password === undefined ? {} : { password });
       argv = ffmpegArgv(args);
       input = args.input;
     } catch (err) {

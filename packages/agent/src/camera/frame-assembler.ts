@@ -1,7 +1,7 @@
 /**
  * ffmpeg's rawvideo pipe is a byte stream; reads do not line up with frames.
- * This cuts it into exact frames, each in its own ArrayBuffer so it can be
- * transferred to the inference worker without a copy.
+ * This cuts it into exact frames, each in its own ArrayBuffer, so a frame
+ * can be kept (for a snapshot) while the next ones are read.
  */
 export class FrameAssembler {
   private current: Uint8Array;

@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { modelRefOf, type CameraState, type ModelTarget } from '@perch/shared';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
-import { ffmpegCapabilities } from '../camera/ffmpeg-capabilities.js';
 import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
 import type { ResizeMode } from '../camera/ffmpeg-args.js';
 import type { CameraConfig } from '../config/agent-config.js';
@@ -48,7 +47,6 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private runner: InferenceRunner | null = null;
   private model: ModelToRun | null = null;
   private cameras: FfmpegCamera[] = [];
-  private readonly cameraStarts: NodeJS.Timeout[] = [];
   /** restarts and stalls of cameras replaced at a model switch: the counters run since the agent started */
   private readonly cameraCounters = new Map<string, { restarts: number; stalls: number }>();
   private readonly scheduler: FrameScheduler;
@@ -179,18 +177,18 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   }
 
   /**
-   * Cameras start staggered across one frame interval (camera k of n after
-   * k/n of it): started together, their ffmpeg fps grids line up and every
-   * camera's frame arrives in the same millisecond, so the last of them waits
-   * for all the others' inferences. Spread, each frame finds the worker free.
+   * Camera k of n takes its frames k/n of an interval into each wall-clock
+   * interval (see rateFilter): otherwise cameras started together deliver
+   * in the same millisecond, and the last frame waits for all the others'
+   * inferences. Spread, each frame finds the worker free.
    */
   private startCameras(width: number, height: number, resize: ResizeMode): void {
     const n = this.opts.cameras.length;
-    const cams = this.opts.cameras.map((cfg) => {
+    this.cameras = this.opts.cameras.map((cfg, k) => {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
-        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, nice: this.opts.ffmpegNice, ...(counters ? { counters } : {}) },
+        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, nice: this.opts.ffmpegNice, phase: k / n, ...(counters ? { counters } : {}) },
         this.log,
       );
       const aggregator = this.telemetry.aggregator;
@@ -203,25 +201,12 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
         this.log.info({ camera: s.cameraId, state: s.state, errorKind: s.errorKind, lastError: s.lastError }, 'camera state');
         this.emit('camera-state');
       });
+      cam.start();
       return cam;
     });
-    this.cameras = cams;
-    // What is spread is ffmpeg's start, so the one-time probe of the ffmpeg binary, which every
-    // camera's first start waits for, comes first: it would line them up again.
-    void ffmpegCapabilities(this.opts.ffmpegPath)
-      .catch(() => undefined)
-      .then(() => {
-        if (this.cameras !== cams) return;
-        cams.forEach((cam, k) => {
-          const delay = (k / n) * (1000 / cam.fps);
-          if (delay <= 0) cam.start();
-          else this.cameraStarts.push(setTimeout(() => cam.start(), delay));
-        });
-      });
   }
 
   private async stopCameras(): Promise<void> {
-    for (const t of this.cameraStarts.splice(0)) clearTimeout(t);
     const cams = this.cameras;
     this.cameras = [];
     await Promise.all(cams.map((c) => c.stop()));
