@@ -70,6 +70,7 @@ export const fourCameras: Benchmark = {
     const seconds = envNumber('PERCH_BENCH_CAMERA_SECONDS', 30, { min: WINDOW_SECONDS, max: 3600 });
     // Unset: the agent's own default, which is what ships.
     const maxBatch = process.env['PERCH_BENCH_CAMERA_MAX_BATCH'] ? envNumber('PERCH_BENCH_CAMERA_MAX_BATCH', 4, { min: 1, max: 64, integer: true }) : undefined;
+    const ffmpegNice = process.env['PERCH_BENCH_CAMERA_NICE'] ? envNumber('PERCH_BENCH_CAMERA_NICE', 5, { min: 0, max: 19, integer: true }) : undefined;
     const clip = await cameraClip(options.workDir);
     log(`camera clip ${clip.cached ? 'reused' : 'encoded'}: ${clip.path} (${clip.encoding})`);
     const model = await mobileNetV2();
@@ -88,6 +89,7 @@ export const fourCameras: Benchmark = {
         cameras: Array.from({ length: CAMERAS }, (_, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: clip.path } })),
         telemetry: { windowSeconds: WINDOW_SECONDS },
         ...(maxBatch !== undefined ? { inference: { maxBatch } } : {}),
+        ...(ffmpegNice !== undefined ? { ffmpegNice } : {}),
         log: { level: 'info' },
       });
       await site.waitOnline(agent);
@@ -180,6 +182,7 @@ export const fourCameras: Benchmark = {
           cameras: CAMERAS,
           cameraFps: CAMERA_FPS,
           maxBatch: maxBatch ?? 'agent default',
+          ffmpegNice: ffmpegNice ?? 'agent default',
           windowSeconds: WINDOW_SECONDS,
           measuredSeconds: round(spanS, 1),
           windows: measured.length,

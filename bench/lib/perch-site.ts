@@ -36,6 +36,7 @@ export interface AgentSetup {
   cameras?: unknown[];
   telemetry?: { windowSeconds: number };
   inference?: Record<string, unknown>;
+  ffmpegNice?: number;
   log?: { level: string };
 }
 

@@ -68,7 +68,7 @@ const fileSchema = z
      * inference that is due takes the CPU from a decoder, whose pipe absorbs
      * the short wait. Frames delayed by a starved decoder show as capture delay.
      */
-    ffmpegNice: z.number().int().min(0).max(19).default(5),
+    ffmpegNice: z.number().int().min(0).max(19).default(10),
     telemetry: z
       .object({ windowSeconds: z.number().min(0.1).max(3600).default(10) })
       .strict()
