@@ -50,7 +50,8 @@ describe('agent config', () => {
     expect(cfg.trust.keys).toEqual([key]);
     expect(cfg.ffmpegPath).toBe('/usr/bin/ffmpeg');
     expect(cfg.telemetry.windowSeconds).toBe(10);
-    expect(cfg.inference.intraOpThreads).toBe(1);
+    expect(cfg.inference).toEqual({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, pipelineDepth: 2, allowSpinning: false });
+    expect(cfg.ffmpegNice).toBe(10);
     expect(cfg.download).toEqual({ chunkBytes: 262144, window: 4, requestTimeoutMs: 10000, maxRetries: 5 });
     expect(cfg.log.level).toBe('info');
     expect(cfg.cameras).toEqual([
@@ -88,11 +89,14 @@ describe('agent config', () => {
         'broker: { url: http://x, password: a, passwordFile: b, reconnect: { minMs: 100, maxMs: 50 } }',
         'trust: { keys: [{ keytype: rsa, scheme: ed25519, keyval: { public: zz } }] }',
         'telemetry: { windowSeconds: 0 }',
+        'ffmpegNice: 20',
+        'inference: { pipelineDepth: 3 }',
         'cameras:',
         '  - id: front',
         '    source: { kind: file }',
         '  - id: front',
         '    fps: -1',
+        '    decodeThreads: -1',
         '    source: { kind: rtsp, url: x }',
         'download: { chunkBytes: 99999999 }',
         'colour: blue',
@@ -112,6 +116,9 @@ describe('agent config', () => {
         'trust.keys.0.keytype',
         'trust.keys.0.keyval.public',
         'telemetry.windowSeconds',
+        'ffmpegNice',
+        'inference.pipelineDepth',
+        'cameras.1.decodeThreads',
         'cameras.0.source.path',
         'cameras.1.fps',
         'cameras.1.source.url',
