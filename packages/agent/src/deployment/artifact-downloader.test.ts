@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deviceTopic, generateSigningKey } from '@perch/shared';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { ControlPlaneDouble } from '../test-support/control-plane-double.js';
 import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
 import { startBroker, type TestBroker } from '../test-support/mqtt-broker.js';
 import { ArtifactDownloader, DownloadError, type DownloadOptions } from './artifact-downloader.js';
+import { DownloadJournal } from './download-journal.js';
 
 const deviceId = 'dl-1';
 
@@ -135,6 +136,50 @@ describe('artifact downloader (real broker, control plane played by the test)', 
     await waitFor('first requests', () => cp.requests.length >= 4);
     controller.abort(new Error('superseded'));
     await expect(done).rejects.toThrow('superseded');
+  });
+
+  it('resumes after a restart from the part file, fetching only the chunks it lacks', async () => {
+    await setup();
+    const partPath = join(dir.path, 'resume.part');
+    // The first attempt is cut off once 6 of the 11 chunks are in (as a crash or a superseding deployment would).
+    const first = new AbortController();
+    const cut = downloader.download({ sha256: sha, length: artifact.length, partPath, signal: first.signal, onProgress: (b) => b >= 6 * 1024 && first.abort(new Error('cut off')) });
+    await expect(cut).rejects.toThrow('cut off');
+    const journalText = await readFile(DownloadJournal.pathFor(partPath), 'utf8');
+    const doneOffsets = journalText.trim().split('\n').slice(1).map((l) => Number(l.split(' ')[0]));
+    const had = journalText.trim().split('\n').length - 1;
+    expect(had).toBeGreaterThanOrEqual(6);
+    // A new downloader, as after an agent restart.
+    cp.requests.length = 0;
+    await setup();
+    const progress: number[] = [];
+    await downloader.download({ sha256: sha, length: artifact.length, partPath, signal: new AbortController().signal, onProgress: (b) => progress.push(b) });
+    expect(await readFile(partPath)).toEqual(artifact);
+    // Only the missing chunks are asked for (the cut-off attempt's last requests may still reach the control plane late, for those same chunks).
+    const missing = Array.from({ length: 11 }, (_, i) => i * 1024).filter((o) => !doneOffsets.includes(o));
+    expect([...new Set(cp.requests.map((r) => r.offset))].sort((a, b) => a - b)).toEqual(missing);
+    // Progress starts from what was already there.
+    expect(progress[0]).toBe(doneOffsets.reduce((n, o) => n + Math.min(1024, artifact.length - o), 0));
+  });
+
+  it('fetches again a recorded chunk whose bytes on disk do not match, and ignores a journal of other bytes', async () => {
+    await setup();
+    const partPath = join(dir.path, 'torn.part');
+    await downloader.download({ sha256: sha, length: artifact.length, partPath, signal: new AbortController().signal });
+    // A power cut that kept the journal line but not the data of chunk 2.
+    const fh = await open(partPath, 'r+');
+    await fh.write(Buffer.alloc(100), 0, 100, 2048);
+    await fh.close();
+    cp.requests.length = 0;
+    await downloader.download({ sha256: sha, length: artifact.length, partPath, signal: new AbortController().signal });
+    expect(await readFile(partPath)).toEqual(artifact);
+    expect(cp.requests.map((r) => r.offset)).toEqual([2048]);
+    // Another chunk size: nothing recorded can be trusted to line up, so all of it is fetched.
+    cp.requests.length = 0;
+    await setup({ chunkBytes: 2048 });
+    await downloader.download({ sha256: sha, length: artifact.length, partPath, signal: new AbortController().signal });
+    expect(await readFile(partPath)).toEqual(artifact);
+    expect(cp.requests).toHaveLength(6);
   });
 
   it('logs and drops malformed chunk frames, and keeps working', async () => {

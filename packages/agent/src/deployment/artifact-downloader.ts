@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { chunkRequestSchema, decodeChunkFrame, encodeJson, type ChunkHeader, type ChunkRequest } from '@perch/shared';
 import type { Logger } from '../log/logger.js';
+import { DownloadJournal } from './download-journal.js';
 import type { MqttConnection } from '../mqtt/connection.js';
 import type { MessageHandler } from '../mqtt/dispatcher.js';
 
@@ -78,9 +79,22 @@ export class ArtifactDownloader {
     };
   }
 
+  /**
+   * Downloads into `partPath`, resuming from the chunks a journal beside it
+   * says (and the part file proves) are already there.
+   */
   async download(req: DownloadRequest): Promise<void> {
-    const fh = await open(req.partPath, 'w');
-    const job = new DownloadJob(this, req, fh, this.opts);
+    // r+ keeps what an earlier attempt wrote; w+ creates the file the first time.
+    const fh = await open(req.partPath, 'r+').catch(() => open(req.partPath, 'w+'));
+    let job: DownloadJob;
+    try {
+      const { journal, done } = await DownloadJournal.open(req.partPath, fh, { sha256: req.sha256, length: req.length, chunkBytes: this.opts.chunkBytes });
+      if (done.size > 0) this.log.info({ sha256: req.sha256, chunks: done.size, bytes: [...done.values()].reduce((a, b) => a + b, 0) }, 'download resumes from the part file');
+      job = new DownloadJob(this, req, fh, this.opts, journal, done);
+    } catch (err) {
+      await fh.close();
+      throw new DownloadError(`opening ${req.partPath}: ${(err as Error).message}`, 'failed');
+    }
     try {
       await job.run();
     } finally {
@@ -141,7 +155,7 @@ export class ArtifactDownloader {
 
 class DownloadJob {
   private readonly todo: Slice[] = [];
-  private bytesDone = 0;
+  private bytesDone: number;
   private pendingWrites = 0;
   private settled = false;
   private resolve!: () => void;
@@ -152,10 +166,14 @@ class DownloadJob {
     private readonly req: DownloadRequest,
     private readonly fh: FileHandle,
     private readonly opts: DownloadOptions,
+    private readonly journal: DownloadJournal,
+    /** chunks already in the part file (offset -> length) */
+    done: ReadonlyMap<number, number>,
   ) {
     for (let offset = 0; offset < req.length; offset += opts.chunkBytes) {
-      this.todo.push({ offset, length: Math.min(opts.chunkBytes, req.length - offset), attempts: 0 });
+      if (!done.has(offset)) this.todo.push({ offset, length: Math.min(opts.chunkBytes, req.length - offset), attempts: 0 });
     }
+    this.bytesDone = [...done.values()].reduce((a, b) => a + b, 0);
   }
 
   get sha256(): string {
@@ -168,7 +186,8 @@ class DownloadJob {
       this.reject = reject;
       if (this.req.signal.aborted) return this.fail(abortError(this.req.signal));
       this.req.signal.addEventListener('abort', () => this.fail(abortError(this.req.signal)), { once: true });
-      this.req.onProgress?.(0, this.req.length);
+      this.req.onProgress?.(this.bytesDone, this.req.length);
+      if (this.bytesDone === this.req.length) return this.succeed();
       this.pump();
     });
   }
@@ -208,6 +227,7 @@ class DownloadJob {
     this.pendingWrites++;
     this.fh
       .write(frame.data, 0, frame.data.length, slice.offset)
+      .then(() => this.journal.record(slice.offset, h.chunkSha256))
       .then(() => {
         this.pendingWrites--;
         if (this.settled) return;

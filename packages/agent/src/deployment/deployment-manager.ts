@@ -270,7 +270,9 @@ export class DeploymentManager {
       if (actual.sha256 !== sha) throw new Rejected(`artifact sha256 ${actual.sha256} does not match the signed sha256 ${sha}`);
       return await this.store.install(partPath, sha, target.raw);
     } catch (err) {
-      await this.store.discardPart(sha).catch(() => undefined);
+      // Refused bytes are thrown away; a download cut short (superseded, the link gone, too many
+      // timeouts) keeps its part file and journal, and the next attempt resumes from them.
+      if (err instanceof Rejected || (err instanceof DownloadError && err.outcome === 'rejected')) await this.store.discardPart(sha).catch(() => undefined);
       throw err;
     }
   }

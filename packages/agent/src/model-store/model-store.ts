@@ -75,6 +75,7 @@ export class ModelStore {
     const dest = this.modelPath(sha256);
     await rename(partPath, dest);
     await syncDir(this.modelsDir);
+    await rm(this.journalPath(sha256), { force: true });
     return dest;
   }
 
@@ -109,7 +110,14 @@ export class ModelStore {
     await writeFileAtomic(this.activeFile, JSON.stringify(activePointerSchema.parse(pointer)));
   }
 
+  /** Beside the part file, the downloader's record of the chunks it holds (DownloadJournal). */
+  journalPath(sha256: string): string {
+    return `${this.partPath(sha256)}.journal`;
+  }
+
+  /** Forgets a download that must not be resumed (its bytes were refused). */
   async discardPart(sha256: string): Promise<void> {
     await rm(this.partPath(sha256), { force: true });
+    await rm(this.journalPath(sha256), { force: true });
   }
 }
