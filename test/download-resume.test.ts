@@ -1,10 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
+import type { ControlPlane } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
+import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
 /**
@@ -29,23 +30,16 @@ interface DeviceView {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-resume-'));
-  const config = loadControlPlaneConfig({
-    env: {},
-    overrides: { dataDir: join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
-  });
-  cp = new ControlPlane(config, createLogger('warn'));
-  await cp.start();
-  api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
+  const site = await startTestControlPlane(dir);
+  cp = site.cp;
+  api = site.api;
+  const { keysFile, tokenFile } = site;
   const form = new FormData();
   form.set('version', '1.0.0');
   form.set('metadata', JSON.stringify({ ...model.metadata, name: 'big-tiny' }));
   form.set('file', new Blob([model.bytes]), 'model.onnx');
   const reg = await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form });
   expect(reg.status, await reg.clone().text()).toBe(201);
-  const keysFile = join(dir, 'trusted-keys.json');
-  writeFileSync(keysFile, JSON.stringify(((await (await fetch(`${api}/trust/keys`)).json()) as { keys: unknown[] }).keys));
-  const tokenFile = join(dir, 'device-token');
-  writeFileSync(tokenFile, cp.deviceToken);
   agentConfigPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),

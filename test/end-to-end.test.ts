@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
+import type { ControlPlane } from '@perch/control-plane';
 import {
   deviceTopic,
   emptyHistogram,
@@ -18,6 +18,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess } from './support/agent-process.js';
 import { demoAssets } from './support/demo-assets.js';
+import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
 const { onnx } = onnxProto;
@@ -81,18 +82,10 @@ beforeAll(async () => {
   modelBytes = readFileSync(model.modelPath);
   metadata = JSON.parse(readFileSync(model.metadataPath, 'utf8')) as Record<string, unknown>;
 
-  const config = loadControlPlaneConfig({
-    env: {},
-    overrides: { dataDir: join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
-  });
-  cp = new ControlPlane(config, createLogger('warn'));
-  await cp.start();
-  api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
-
-  const keysFile = join(dir, 'trusted-keys.json');
-  writeFileSync(keysFile, JSON.stringify((await getJson<{ keys: unknown[] }>('/trust/keys')).keys));
-  const tokenFile = join(dir, 'device-token');
-  writeFileSync(tokenFile, cp.deviceToken);
+  const site = await startTestControlPlane(dir);
+  cp = site.cp;
+  api = site.api;
+  const { keysFile, tokenFile } = site;
   for (const id of ['e2e-agent-1', 'e2e-agent-2']) {
     const configPath = AgentProcess.writeConfig(dir, {
       deviceId: id,

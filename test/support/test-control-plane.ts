@@ -1,0 +1,29 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
+
+export interface TestControlPlane {
+  cp: ControlPlane;
+  /** http://127.0.0.1:port/api/v1 */
+  api: string;
+  /** the control plane's public keys, as an agent's trust.keysFile */
+  keysFile: string;
+  /** the fleet's device token, as an agent's broker.passwordFile */
+  tokenFile: string;
+}
+
+/** A real control plane on loopback ports with its data in `dir`, and the two files an agent needs to join it. */
+export async function startTestControlPlane(dir: string): Promise<TestControlPlane> {
+  const config = loadControlPlaneConfig({
+    env: {},
+    overrides: { dataDir: join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
+  });
+  const cp = new ControlPlane(config, createLogger('warn'));
+  await cp.start();
+  const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
+  const keysFile = join(dir, 'trusted-keys.json');
+  writeFileSync(keysFile, JSON.stringify(((await (await fetch(`${api}/trust/keys`)).json()) as { keys: unknown[] }).keys));
+  const tokenFile = join(dir, 'device-token');
+  writeFileSync(tokenFile, cp.deviceToken);
+  return { cp, api, keysFile, tokenFile };
+}
