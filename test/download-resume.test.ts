@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ControlPlane } from '@perch/control-plane';
+import { ControlPlane, createLogger, type ControlPlaneConfig } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
@@ -19,6 +19,7 @@ const CHUNK = 16 * 1024;
 
 let dir: string;
 let cp: ControlPlane;
+let cpConfig: ControlPlaneConfig;
 let api: string;
 let agentConfigPath: string;
 let agent: AgentProcess | null = null;
@@ -32,6 +33,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-resume-'));
   const site = await startTestControlPlane(dir);
   cp = site.cp;
+  cpConfig = site.config;
   api = site.api;
   const { keysFile, tokenFile } = site;
   const form = new FormData();
@@ -70,15 +72,6 @@ describe('a download resumes after the agent is killed', () => {
     });
     expect(desired.status).toBe(200);
     const total = Math.ceil(model.bytes.length / CHUNK);
-    const journalLines = (): number => {
-      try {
-        const downloads = join(dir, DEVICE, 'downloads');
-        const file = readdirJournal(downloads);
-        return file ? readFileSync(file, 'utf8').trim().split('\n').length - 1 : 0;
-      } catch {
-        return 0;
-      }
-    };
     // Killed once a fifth of the chunks are on disk.
     await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
@@ -90,22 +83,66 @@ describe('a download resumes after the agent is killed', () => {
 
     agent = new AgentProcess(DEVICE, agentConfigPath);
     agent.start();
-    const view = await waitUntil(async () => {
-      const v = (await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView;
-      return v.reported?.deployment.phase === 'active' && v.reported.active ? v : null;
-    }, 'the model active after the restart', 90_000).catch((err: Error) => {
+    const active = await waitUntil(activeSha, 'the model active after the restart', 90_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
     });
-    expect(view.reported?.active?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(active).toMatch(/^[0-9a-f]{64}$/);
     const servedAfter = cp.stats.chunks.chunks - servedBefore;
     // The chunks it lacked, plus at most the one that was in flight at the kill; never the whole model again.
     expect(servedAfter).toBeGreaterThanOrEqual(total - doneAtKill);
     expect(servedAfter).toBeLessThanOrEqual(total - doneAtKill + 2);
     expect(agent.find((l) => l.msg === 'download resumes from the part file')).toBeDefined();
   });
+
+  it('the broker restarted mid-download: the agent reconnects and fetches only the missing chunks', async () => {
+    // A second version, so there is something new to fetch on the same running agent.
+    const next = buildTinyModel({ width: 512, height: 512, gain: 5 });
+    const form = new FormData();
+    form.set('version', '2.0.0');
+    form.set('metadata', JSON.stringify({ ...next.metadata, name: 'big-tiny' }));
+    form.set('file', new Blob([next.bytes]), 'model.onnx');
+    expect((await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form })).status).toBe(201);
+    const before = await activeSha();
+    const desired = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: { name: 'big-tiny', version: '2.0.0' } }),
+    });
+    expect(desired.status).toBe(200);
+    const total = Math.ceil(next.bytes.length / CHUNK);
+    await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000);
+    // The control plane and its embedded broker go away and come back on the same port and data.
+    await cp.stop();
+    const doneAtStop = journalLines();
+    expect(doneAtStop).toBeLessThan(total);
+    cp = new ControlPlane(cpConfig, createLogger('warn'));
+    await cp.start();
+    api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
+    const active = await waitUntil(async () => {
+      const sha = await activeSha();
+      return sha !== null && sha !== before ? sha : null;
+    }, 'version 2 active after the broker came back', 90_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
+    });
+    expect(active).toMatch(/^[0-9a-f]{64}$/);
+    // This control plane served only what the agent lacked (and the request that was in flight).
+    expect(cp.stats.chunks.chunks).toBeGreaterThanOrEqual(total - doneAtStop);
+    expect(cp.stats.chunks.chunks).toBeLessThanOrEqual(total - doneAtStop + 2);
+  });
 });
 
-function readdirJournal(downloads: string): string | undefined {
-  const name = readdirSync(downloads).find((f) => f.endsWith('.part.journal'));
-  return name === undefined ? undefined : join(downloads, name);
+/** Chunks the agent's download journal records (0 when there is none). */
+function journalLines(): number {
+  try {
+    const downloads = join(dir, DEVICE, 'downloads');
+    const name = readdirSync(downloads).find((f) => f.endsWith('.part.journal'));
+    return name === undefined ? 0 : readFileSync(join(downloads, name), 'utf8').trim().split('\n').length - 1;
+  } catch {
+    return 0;
+  }
+}
+
+async function activeSha(): Promise<string | null> {
+  const v = (await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView;
+  return v.reported?.deployment.phase === 'active' && v.reported.active ? v.reported.active.sha256 : null;
 }

@@ -1,9 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
+import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneConfig } from '@perch/control-plane';
 
 export interface TestControlPlane {
   cp: ControlPlane;
+  /** its config, with the MQTT port it got, so it can be started again where the devices look for it */
+  config: ControlPlaneConfig;
   /** http://127.0.0.1:port/api/v1 */
   api: string;
   /** the control plane's public keys, as an agent's trust.keysFile */
@@ -20,10 +22,11 @@ export async function startTestControlPlane(dir: string): Promise<TestControlPla
   });
   const cp = new ControlPlane(config, createLogger('warn'));
   await cp.start();
+  const fixed: ControlPlaneConfig = { ...config, mqtt: { ...config.mqtt, port: cp.mqttPort } };
   const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
   const keysFile = join(dir, 'trusted-keys.json');
   writeFileSync(keysFile, JSON.stringify(((await (await fetch(`${api}/trust/keys`)).json()) as { keys: unknown[] }).keys));
   const tokenFile = join(dir, 'device-token');
   writeFileSync(tokenFile, cp.deviceToken);
-  return { cp, api, keysFile, tokenFile };
+  return { cp, config: fixed, api, keysFile, tokenFile };
 }
