@@ -23,6 +23,8 @@ let cpConfig: ControlPlaneConfig;
 let api: string;
 let agentConfigPath: string;
 let agent: AgentProcess | null = null;
+/** version 1's sha256, once active */
+let firstSha = '';
 const model = buildTinyModel({ width: 512, height: 512 });
 
 interface DeviceView {
@@ -36,18 +38,14 @@ beforeAll(async () => {
   cpConfig = site.config;
   api = site.api;
   const { keysFile, tokenFile } = site;
-  const form = new FormData();
-  form.set('version', '1.0.0');
-  form.set('metadata', JSON.stringify({ ...model.metadata, name: 'big-tiny' }));
-  form.set('file', new Blob([model.bytes]), 'model.onnx');
-  const reg = await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form });
-  expect(reg.status, await reg.clone().text()).toBe(201);
+  await registerVersion('1.0.0', model);
   agentConfigPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),
     broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
     trust: { keysFile },
     download: { chunkBytes: CHUNK, window: 1 },
+    modelCache: { maxModels: 2 },
     cameras: [],
     events: { enabled: false },
     http: { enabled: false },
@@ -65,12 +63,7 @@ describe('a download resumes after the agent is killed', () => {
   it('SIGKILL mid-download: on restart only the missing chunks are fetched, and the model activates', async () => {
     agent = new AgentProcess(DEVICE, agentConfigPath);
     agent.start();
-    const desired = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: { name: 'big-tiny', version: '1.0.0' } }),
-    });
-    expect(desired.status).toBe(200);
+    await desire('1.0.0');
     const total = Math.ceil(model.bytes.length / CHUNK);
     // Killed once a fifth of the chunks are on disk.
     await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000).catch((err: Error) => {
@@ -87,6 +80,7 @@ describe('a download resumes after the agent is killed', () => {
       throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
     });
     expect(active).toMatch(/^[0-9a-f]{64}$/);
+    firstSha = active;
     const servedAfter = cp.stats.chunks.chunks - servedBefore;
     // The chunks it lacked, plus at most the one that was in flight at the kill; never the whole model again.
     expect(servedAfter).toBeGreaterThanOrEqual(total - doneAtKill);
@@ -97,18 +91,9 @@ describe('a download resumes after the agent is killed', () => {
   it('the broker restarted mid-download: the agent reconnects and fetches only the missing chunks', async () => {
     // A second version, so there is something new to fetch on the same running agent.
     const next = buildTinyModel({ width: 512, height: 512, gain: 5 });
-    const form = new FormData();
-    form.set('version', '2.0.0');
-    form.set('metadata', JSON.stringify({ ...next.metadata, name: 'big-tiny' }));
-    form.set('file', new Blob([next.bytes]), 'model.onnx');
-    expect((await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form })).status).toBe(201);
+    await registerVersion('2.0.0', next);
     const before = await activeSha();
-    const desired = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: { name: 'big-tiny', version: '2.0.0' } }),
-    });
-    expect(desired.status).toBe(200);
+    await desire('2.0.0');
     const total = Math.ceil(next.bytes.length / CHUNK);
     await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000);
     // The control plane and its embedded broker go away and come back on the same port and data.
@@ -129,6 +114,22 @@ describe('a download resumes after the agent is killed', () => {
     expect(cp.stats.chunks.chunks).toBeGreaterThanOrEqual(total - doneAtStop);
     expect(cp.stats.chunks.chunks).toBeLessThanOrEqual(total - doneAtStop + 2);
   });
+
+  it('keeps the active model and the one it replaced, and removes older ones from the disk', async () => {
+    const v1 = firstSha;
+    expect(models()).toContain(v1);
+    const small = buildTinyModel({ gain: 6 });
+    await registerVersion('3.0.0', small);
+    const v2 = await activeSha();
+    await desire('3.0.0');
+    const v3 = await waitUntil(async () => {
+      const sha = await activeSha();
+      return sha !== null && sha !== v2 ? sha : null;
+    }, 'version 3 active', 60_000);
+    await waitUntil(() => agent?.find((l) => l.msg === 'old models removed from the cache'), 'the cache pruned', 10_000);
+    expect(models().sort()).toEqual([v2, v3].sort());
+    expect(models()).not.toContain(v1);
+  });
 });
 
 /** Chunks the agent's download journal records (0 when there is none). */
@@ -140,6 +141,31 @@ function journalLines(): number {
   } catch {
     return 0;
   }
+}
+
+async function registerVersion(version: string, m: ReturnType<typeof buildTinyModel>): Promise<void> {
+  const form = new FormData();
+  form.set('version', version);
+  form.set('metadata', JSON.stringify({ ...m.metadata, name: 'big-tiny' }));
+  form.set('file', new Blob([m.bytes]), 'model.onnx');
+  const res = await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form });
+  expect(res.status, await res.clone().text()).toBe(201);
+}
+
+async function desire(version: string): Promise<void> {
+  const res = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: { name: 'big-tiny', version } }),
+  });
+  expect(res.status).toBe(200);
+}
+
+/** The sha256s of the models in the agent's store. */
+function models(): string[] {
+  return readdirSync(join(dir, DEVICE, 'models'))
+    .filter((f) => f.endsWith('.onnx'))
+    .map((f) => f.slice(0, 64));
 }
 
 async function activeSha(): Promise<string | null> {

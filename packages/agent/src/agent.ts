@@ -72,7 +72,7 @@ export class Agent {
     this.reporter = new ReportedStateReporter(this.connection, () => this.pipeline.cameraStates(), log.child({ feature: 'reported' }));
     this.pipeline.on('camera-state', () => this.reporter.changed());
     this.deployment = new DeploymentManager(
-      { deviceId: c.deviceId, trustedKeys: c.trust.keys },
+      { deviceId: c.deviceId, trustedKeys: c.trust.keys, maxCachedModels: c.modelCache.maxModels },
       this.store,
       this.downloader,
       this.pipeline,

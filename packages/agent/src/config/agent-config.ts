@@ -101,6 +101,11 @@ const fileSchema = z
       })
       .strict()
       .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: 4, requestTimeoutMs: 10_000, maxRetries: 5 }),
+    /** models kept on disk: the active one, the one it replaced, and the newest others up to maxModels */
+    modelCache: z
+      .object({ maxModels: z.number().int().min(2).max(100).default(3) })
+      .strict()
+      .default({ maxModels: 3 }),
     events: eventsConfigSchema,
     http: httpConfigSchema,
     outbox: outboxConfigSchema,
@@ -133,6 +138,7 @@ export interface AgentConfig {
   inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number; pipelineDepth: 1 | 2; allowSpinning: boolean };
   cameras: CameraConfig[];
   download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
+  modelCache: { maxModels: number };
   events: EventsConfig;
   http: HttpConfig;
   outbox: OutboxConfig;
@@ -225,6 +231,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     inference: cfg.inference,
     cameras: cameras.cameras,
     download: cfg.download,
+    modelCache: cfg.modelCache,
     events: { ...cfg.events, snapshots: { ...cfg.events.snapshots, dir: at(cfg.events.snapshots.dir ?? join(cfg.dataDir, 'snapshots')) } },
     http: cfg.http,
     outbox: cfg.outbox,

@@ -12,6 +12,8 @@ import { checkDesiredState, checkModelTarget, decodeDesiredState, decodeModelTar
 export interface DeploymentOptions {
   deviceId: string;
   trustedKeys: readonly PublicKey[];
+  /** models kept on disk (see ModelStore.collectGarbage); default 3 */
+  maxCachedModels?: number;
 }
 
 /** Refused: the input is wrong and retrying it cannot help (bad hash, bad model). */
@@ -230,9 +232,11 @@ export class DeploymentManager {
         if (err instanceof ModelLoadError) throw new Rejected(err.message);
         throw err;
       }
+      const replaced = this.active?.envelope.signed.hashes.sha256;
       await this.commit(generation, target);
       this.reporter.setDeployment({ phase: 'active', generation, target: ref });
       this.log.info({ generation, model: ref }, 'deployment active');
+      await this.pruneCache(sha, replaced);
     } catch (err) {
       if (err instanceof Superseded || signal.aborted) {
         this.log.info({ generation }, 'deployment superseded');
@@ -274,6 +278,17 @@ export class DeploymentManager {
       // timeouts) keeps its part file and journal, and the next attempt resumes from them.
       if (err instanceof Rejected || (err instanceof DownloadError && err.outcome === 'rejected')) await this.store.discardPart(sha).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /** Keeps the new model and the one it replaced (to fall back on); a failure here costs disk, never the model. */
+  private async pruneCache(active: string, replaced: string | undefined): Promise<void> {
+    const keep = new Set([active, ...(replaced ? [replaced] : [])]);
+    try {
+      const removed = await this.store.collectGarbage(keep, this.opts.maxCachedModels ?? 3);
+      if (removed.length > 0) this.log.info({ removed }, 'old models removed from the cache');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'model cache clean-up failed');
     }
   }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../test-support/harness.js';
@@ -49,5 +49,36 @@ describe('model store', () => {
     await expect(store.readActive()).rejects.toThrow(/acceptedGeneration/);
     await expect(store.writeActive({ acceptedGeneration: 1, active: 'nope' })).rejects.toThrow();
     expect(await readFile(join(dir.path, 'active.json'), 'utf8')).toContain('-1');
+  });
+
+  it('bounds the cache: keeps the models asked for and the newest others, drops the rest and stale part files', async () => {
+    const installed: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const bytes = Buffer.from(`model ${i}`);
+      const hash = sha(bytes);
+      await writeFile(store.partPath(hash), bytes);
+      await store.install(store.partPath(hash), hash, { signed: { i }, signatures: [] });
+      // Installed a minute apart, oldest first.
+      const t = new Date(Date.now() - (5 - i) * 60_000);
+      await utimes(store.modelPath(hash), t, t);
+      installed.push(hash);
+    }
+    const [m0, m1, m2, m3, m4] = installed as [string, string, string, string, string];
+    // A resumable download of a model that is still wanted, and one of a superseded target.
+    const wanted = 'a'.repeat(64);
+    const stale = 'b'.repeat(64);
+    for (const h of [wanted, stale]) {
+      await writeFile(store.partPath(h), 'part');
+      await writeFile(store.journalPath(h), 'journal');
+    }
+    // Active m1 and the one it replaced, m0 (the oldest): kept whatever their age; one more room for the newest, m4.
+    const removed = await store.collectGarbage(new Set([m1, m0, wanted]), 3);
+    expect(removed.sort()).toEqual([m2, m3].sort());
+    for (const h of [m0, m1, m4]) expect(await store.has(h)).toBe(true);
+    for (const h of [m2, m3]) expect(await store.has(h)).toBe(false);
+    expect((await readdir(store.downloadsDir)).sort()).toEqual([`${wanted}.part`, `${wanted}.part.journal`]);
+    // Nothing is deleted twice, and a smaller bound than the kept set keeps the kept set.
+    expect(await store.collectGarbage(new Set([m1, m0]), 1)).toEqual([m4]);
+    expect(await store.has(m1)).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatZodError, sha256Schema } from '@perch/shared';
 import { z } from 'zod';
@@ -120,4 +120,39 @@ export class ModelStore {
     await rm(this.partPath(sha256), { force: true });
     await rm(this.journalPath(sha256), { force: true });
   }
+
+  /**
+   * Bounds the cache: keeps the models in `keep` (the active one and the
+   * one it replaced, to fall back on) and the most recently installed others
+   * up to `maxModels` in all; deletes the rest, and every part file (with its
+   * journal) not of a model in `keep`. Returns the sha256s of the models
+   * deleted. A file that cannot be deleted is left for the next pass.
+   */
+  async collectGarbage(keep: ReadonlySet<string>, maxModels: number): Promise<string[]> {
+    const models = await Promise.all(
+      (await readdir(this.modelsDir))
+        .filter((f) => /^[0-9a-f]{64}\.onnx$/.test(f))
+        .map(async (f) => ({ sha: f.slice(0, 64), mtimeMs: (await stat(join(this.modelsDir, f)).catch(() => ({ mtimeMs: 0 }))).mtimeMs })),
+    );
+    models.sort((a, b) => b.mtimeMs - a.mtimeMs);
+    let room = Math.max(0, maxModels - models.filter((m) => keep.has(m.sha)).length);
+    const removed: string[] = [];
+    for (const m of models) {
+      if (keep.has(m.sha)) continue;
+      if (room > 0) {
+        room--;
+        continue;
+      }
+      // The model file first: a target without its model is never taken for an installed model.
+      await rm(this.modelPath(m.sha), { force: true }).catch(() => undefined);
+      await rm(this.targetPath(m.sha), { force: true }).catch(() => undefined);
+      removed.push(m.sha);
+    }
+    for (const f of await readdir(this.downloadsDir)) {
+      const sha = /^([0-9a-f]{64})\.part(\.journal)?$/.exec(f)?.[1];
+      if (sha !== undefined && !keep.has(sha)) await rm(join(this.downloadsDir, f), { force: true }).catch(() => undefined);
+    }
+    return removed;
+  }
+
 }
