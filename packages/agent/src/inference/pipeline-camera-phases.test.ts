@@ -14,7 +14,7 @@ const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
 const FPS = 2;
 const INTERVAL_MS = 1000 / FPS;
 
-describe('cameras sharing a model start spread over one frame interval (real ffmpeg)', () => {
+describe('cameras sharing a model take their frames in turn (real ffmpeg)', () => {
   let dir: { path: string; remove(): Promise<void> };
   beforeAll(async () => {
     dir = await tempDir();
