@@ -2,8 +2,9 @@
  * Frames per second through the demo model: bare onnxruntime-node on the
  * main thread (the ceiling: no worker, no preprocessing, no copies) against
  * the agent's InferenceRunner (raw rgb24 frames preprocessed on the calling
- * thread into pooled buffers, run in a worker thread, results posted back). The ratio is the price of keeping the
- * event loop free; the main-thread columns show what that buys.
+ * thread into pooled buffers, run in a worker thread, results posted back).
+ * The ratio is the price of keeping the event loop free; the main-thread
+ * columns show what that buys.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';

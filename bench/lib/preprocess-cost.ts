@@ -1,10 +1,8 @@
 /**
  * What the agent's preprocessing (rgb24 -> normalised tensor data) costs per
- * frame, timed in a fresh worker thread holding that one preprocessor, as the
- * agent's inference worker does. Timing it on a thread that has built other
- * preprocessors would mislead: V8 specialises the preprocessing closure only
- * while it is the sole one of its kind, and a second one (another model,
- * another size) makes the loop about twice as slow.
+ * frame with nothing else on its thread: a fresh worker thread holding that
+ * one preprocessor, the reference for the time the agent measures for it on
+ * its busy main thread.
  */
 import { Worker } from 'node:worker_threads';
 import type { ModelMetadata } from '@perch/shared';

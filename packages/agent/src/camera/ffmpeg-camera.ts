@@ -182,7 +182,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
         password = await this.readPassword(source);
         if (!caps.resolvesHostNames) runSource = { ...source, url: await this.resolveHost(source.url) };
       }
-      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch', decodeThreads: this.config.decodeThreads, phase: this.opts.phase ?? 0 }, caps, password === undefined ? {} : { password });
+      const args = ffmpegArgs(runSource, { fps: this.config.fps, width: this.opts.width, height: this.opts.height, resize: this.opts.resize, decodeThreads: this.config.decodeThreads, phase: this.opts.phase }, caps, password === undefined ? {} : { password });
       argv = ffmpegArgv(args);
       input = args.input;
     } catch (err) {
@@ -206,7 +206,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     this.flowingSince = null;
     this.meter.clear();
     this.log.debug({ camera: this.id, pid: proc.pid, command: this.redact(argv.join(' ')) }, 'ffmpeg started');
-    proc.on('frame', (frame) => this.onFrame(proc, frame));
+    proc.on('frame', (frame, at) => this.onFrame(proc, frame, at));
     proc.on('frame-delay', (ms) => {
       if (proc === this.proc) this.emit('frame-delay', ms);
     });
@@ -235,9 +235,8 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     }
   }
 
-  private onFrame(proc: FfmpegProcess, frame: Uint8Array): void {
+  private onFrame(proc: FfmpegProcess, frame: Uint8Array, at: number): void {
     if (proc !== this.proc) return;
-    const at = performance.now();
     this.lastFrameAt = at;
     this.meter.add(at);
     if (this.flowingSince === null) {

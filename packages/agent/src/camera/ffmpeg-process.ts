@@ -42,7 +42,8 @@ const KILL_GRACE_MS = 2000;
 const FATAL_GRACE_MS = 1500;
 
 type ProcessEvents = {
-  frame: [frame: Uint8Array];
+  /** `arrivedAt`: performance.now() when its last byte was read */
+  frame: [frame: Uint8Array, arrivedAt: number];
   /** how late a frame arrived by the stream's clock, when ffmpeg logs frame timestamps (see StreamClock) */
   'frame-delay': [delayMs: number];
 };
@@ -67,8 +68,9 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
     super();
     let frameNumber = 0;
     const assembler = new FrameAssembler(opts.frameBytes, (frame) => {
-      this.clock.frameArrived(frameNumber++, performance.now());
-      this.emit('frame', frame);
+      const at = performance.now();
+      this.clock.frameArrived(frameNumber++, at);
+      this.emit('frame', frame, at);
     });
     this.child = spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (opts.nice !== undefined && this.child.pid !== undefined) {
@@ -115,13 +117,13 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
   }
 
   private keep(raw: string): void {
-    if (raw.trim() === '' || isNoise(raw)) return;
     // Information (stream details, showinfo's frame lines) is never a cause: only frame timestamps are read from it.
     if (raw.includes('[info] ')) {
       const t = parseShowinfo(raw);
       if (t) this.clock.frameTime(t.n, t.seconds);
       return;
     }
+    if (raw.trim() === '' || isNoise(raw)) return;
     // ffmpeg's own "<input>: <error>" ends its use of that input: it is about to exit.
     if (this.fatalTimer === null && (raw.startsWith(`[error] ${this.opts.input}: `) || raw.startsWith(`[fatal] ${this.opts.input}: `))) {
       this.fatalTimer = setTimeout(() => this.kill('fatal'), FATAL_GRACE_MS);

@@ -1,3 +1,5 @@
+import { RunningEstimate } from '../inference/running-estimate.js';
+
 export interface WaitingFrame {
   frame: Uint8Array;
   /** performance.now() when the whole frame had arrived */
@@ -12,14 +14,14 @@ export interface WaitingFrame {
 export class LatestFrameSlot {
   private waiting: WaitingFrame | null = null;
   private lastArrivedAt = Number.NaN;
-  private intervalMs = Number.NaN;
+  private readonly interval = new RunningEstimate();
 
   /** Returns true when a waiting frame was replaced (dropped). */
   put(frame: WaitingFrame): boolean {
     const replaced = this.waiting !== null;
     this.waiting = frame;
     const gap = frame.arrivedAt - this.lastArrivedAt;
-    if (gap > 0) this.intervalMs = Number.isNaN(this.intervalMs) ? gap : 0.8 * this.intervalMs + 0.2 * gap;
+    if (gap > 0) this.interval.add(gap);
     this.lastArrivedAt = frame.arrivedAt;
     return replaced;
   }
@@ -30,9 +32,10 @@ export class LatestFrameSlot {
    * gone) is not counted on; one with no rhythm yet is, for a second.
    */
   expectsFrameBy(deadline: number, now: number): boolean {
-    if (Number.isNaN(this.intervalMs)) return now - this.lastArrivedAt < 1000;
-    const next = this.lastArrivedAt + this.intervalMs;
-    return next <= deadline && now - next < this.intervalMs;
+    const interval = this.interval.value;
+    if (interval === undefined) return now - this.lastArrivedAt < 1000;
+    const next = this.lastArrivedAt + interval;
+    return next <= deadline && now - next < interval;
   }
 
   take(): WaitingFrame | null {

@@ -19,22 +19,20 @@ export class StreamClock {
 
   /** ffmpeg logged frame `n` with stream time `seconds`. */
   frameTime(n: number, seconds: number): void {
-    const at = this.arrivals.get(n);
-    if (at === undefined) this.remember(this.times, n, seconds);
-    else {
-      this.arrivals.delete(n);
-      this.match(seconds, at);
-    }
+    this.pair(n, seconds, this.times, this.arrivals, (at) => this.match(seconds, at));
   }
 
   /** Frame `n` (counted from 0 since ffmpeg started) arrived whole at `at`. */
   frameArrived(n: number, at: number): void {
-    const seconds = this.times.get(n);
-    if (seconds === undefined) this.remember(this.arrivals, n, at);
-    else {
-      this.times.delete(n);
-      this.match(seconds, at);
-    }
+    this.pair(n, at, this.arrivals, this.times, (seconds) => this.match(seconds, at));
+  }
+
+  /** Completes frame `n` with its other half if that came first; else keeps this half in `mine` for it. */
+  private pair(n: number, value: number, mine: Map<number, number>, theirs: Map<number, number>, complete: (other: number) => void): void {
+    const other = theirs.get(n);
+    if (other === undefined) return this.remember(mine, n, value);
+    theirs.delete(n);
+    complete(other);
   }
 
   private match(seconds: number, at: number): void {

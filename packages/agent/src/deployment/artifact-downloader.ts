@@ -89,8 +89,8 @@ export class ArtifactDownloader {
     let job: DownloadJob;
     try {
       const { journal, done } = await DownloadJournal.open(req.partPath, fh, { sha256: req.sha256, length: req.length, chunkBytes: this.opts.chunkBytes });
-      if (done.size > 0) this.log.info({ sha256: req.sha256, chunks: done.size, bytes: [...done.values()].reduce((a, b) => a + b, 0) }, 'download resumes from the part file');
       job = new DownloadJob(this, req, fh, this.opts, journal, done);
+      if (done.size > 0) this.log.info({ sha256: req.sha256, chunks: done.size, bytes: job.bytesDone }, 'download resumes from the part file');
     } catch (err) {
       await fh.close();
       throw new DownloadError(`opening ${req.partPath}: ${(err as Error).message}`, 'failed');
@@ -155,7 +155,8 @@ export class ArtifactDownloader {
 
 class DownloadJob {
   private readonly todo: Slice[] = [];
-  private bytesDone: number;
+  /** bytes in the part file so far, resumed ones included */
+  bytesDone: number;
   private pendingWrites = 0;
   private settled = false;
   private resolve!: () => void;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFile, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 
 /** What a download's journal must match to be resumed: the same artifact, cut into the same chunks. */
 export interface JournalKey {
@@ -60,9 +60,5 @@ export class DownloadJournal {
   /** Call once the chunk's bytes are written to the part file. */
   async record(offset: number, chunkSha256: string): Promise<void> {
     await appendFile(this.path, `${offset} ${chunkSha256}\n`);
-  }
-
-  static async remove(partPath: string): Promise<void> {
-    await rm(DownloadJournal.pathFor(partPath), { force: true });
   }
 }

@@ -5,15 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../log/logger.js';
 import { WindowAggregator } from '../telemetry/window-aggregator.js';
 import { tempDir } from '../test-support/harness.js';
-import { buildTinyModel } from '../test-support/tiny-model.js';
+import { buildTinyModel, solidFrame } from '../test-support/tiny-model.js';
 import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
 import { InferenceRunner, type BatchResult } from './inference-runner.js';
 
-function solid(r: number, g: number, b: number): Uint8Array {
-  const f = new Uint8Array(8 * 8 * 3);
-  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
-  return f;
-}
 
 /** A real runner that also records how many frames each run carried. */
 class CountingRunner extends InferenceRunner {
@@ -44,7 +39,7 @@ describe('batching frames of several cameras into one run', () => {
     const r = await runner('dynamic', 4);
     try {
       expect(r.maxBatch).toBe(4);
-      const frames = [solid(255, 0, 0), solid(0, 255, 0), solid(0, 0, 255)];
+      const frames = [solidFrame(255, 0, 0), solidFrame(0, 255, 0), solidFrame(0, 0, 255)];
       const singles: Float32Array[] = [];
       for (const f of frames) singles.push((await r.run(f.slice())).probabilities);
       const batch = await r.runBatch(frames);
@@ -55,7 +50,7 @@ describe('batching frames of several cameras into one run', () => {
         expect(res.frame).toBe(frames[i]);
       });
       expect(batch.results[1]?.frame[1]).toBe(255);
-      await expect(r.runBatch([solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1), solid(1, 1, 1)])).rejects.toThrow(/1 to 4 frames/);
+      await expect(r.runBatch([solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1)])).rejects.toThrow(/1 to 4 frames/);
     } finally {
       await r.stop();
     }
@@ -81,7 +76,7 @@ describe('batching frames of several cameras into one run', () => {
     try {
       const colours: Record<string, [number, number, number]> = { a: [255, 0, 0], b: [0, 255, 0], c: [0, 0, 255] };
       for (let round = 0; round < 10; round++) {
-        for (const [cam, rgb] of Object.entries(colours)) scheduler.offer(cam, solid(...rgb), performance.now());
+        for (const [cam, rgb] of Object.entries(colours)) scheduler.offer(cam, solidFrame(...rgb), performance.now());
         const want = (round + 1) * 3;
         for (let i = 0; i < 200 && results.length < want; i++) await new Promise((res) => setTimeout(res, 10));
       }
@@ -123,9 +118,9 @@ describe('waiting for a batch to fill only when a frame is due', () => {
     try {
       for (let round = 0; round < rounds; round++) {
         const t = performance.now();
-        scheduler.offer('a', solid(255, 0, 0), performance.now());
+        scheduler.offer('a', solidFrame(255, 0, 0), performance.now());
         await sleep(offsetMs - (performance.now() - t));
-        scheduler.offer('b', solid(0, 0, 255), performance.now());
+        scheduler.offer('b', solidFrame(0, 0, 255), performance.now());
         await sleep(intervalMs - (performance.now() - t));
       }
       await sleep(100);

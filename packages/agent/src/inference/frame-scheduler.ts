@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.js';
 import type { WindowAggregator } from '../telemetry/window-aggregator.js';
 import type { BatchResult, InferenceRunner } from './inference-runner.js';
 import { top1 } from './postprocess.js';
+import { RunningEstimate } from './running-estimate.js';
 
 const ERROR_LOG_INTERVAL_MS = 10_000;
 
@@ -53,8 +54,6 @@ export interface SchedulerOptions {
  * timer's lateness. Earlier costs frame freshness, later leaves the worker idle.
  */
 const HANDOVER_MARGIN_MS = 1.5;
-/** Weight of the newest run in the running estimates of run and preprocessing time. */
-const ESTIMATE_WEIGHT = 0.2;
 
 /**
  * Feeds one inference runner from every camera: each camera has a slot for
@@ -79,8 +78,8 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private readonly depth: number;
   /** performance.now() when the worker began (or will begin) the run now going */
   private currentRunStartedAt = 0;
-  private runMsEstimate = 0;
-  private preprocessMsEstimate = 0;
+  private readonly runMs = new RunningEstimate();
+  private readonly preprocessMs = new RunningEstimate();
 
   constructor(
     private readonly aggregator: WindowAggregator,
@@ -108,8 +107,8 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
 
   setRunner(runner: InferenceRunner | null): void {
     this.runner = runner;
-    this.runMsEstimate = 0;
-    this.preprocessMsEstimate = 0;
+    this.runMs.reset();
+    this.preprocessMs.reset();
     this.wake?.();
   }
 
@@ -184,7 +183,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
       const now = performance.now();
       if (!this.order.some((id) => !taken.has(id) && this.slots.get(id)?.expectsFrameBy(deadline, now))) return;
       await this.pause(deadline - performance.now());
-      batch.push(...this.pickMany(want - batch.length, new Set(batch.map((b) => b.cameraId))));
+      batch.push(...this.pickMany(want - batch.length, taken));
     }
   }
 
@@ -194,7 +193,8 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
       await this.pause();
       return false;
     }
-    const due = this.currentRunStartedAt + this.runMsEstimate - this.preprocessMsEstimate - HANDOVER_MARGIN_MS;
+    // Before the first result nothing is known: hand over at once.
+    const due = this.currentRunStartedAt + (this.runMs.value ?? 0) - (this.preprocessMs.value ?? 0) - HANDOVER_MARGIN_MS;
     const now = performance.now();
     if (now >= due) return true;
     await this.pause(due - now);
@@ -246,9 +246,8 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     const endedAt = r.startedAt + r.inferenceMs;
     // The next run handed over (if any) started when this one ended.
     if (runner.inFlight > 0) this.currentRunStartedAt = endedAt;
-    const w = ESTIMATE_WEIGHT;
-    this.runMsEstimate = this.runMsEstimate === 0 ? r.inferenceMs : (1 - w) * this.runMsEstimate + w * r.inferenceMs;
-    this.preprocessMsEstimate = this.preprocessMsEstimate === 0 ? r.preprocessMs : (1 - w) * this.preprocessMsEstimate + w * r.preprocessMs;
+    this.runMs.add(r.inferenceMs);
+    this.preprocessMs.add(r.preprocessMs);
     const finishedAt = performance.now();
     const { width, height } = runner.metadata.input;
     r.results.forEach((res, i) => {

@@ -2,16 +2,11 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test-support/harness.js';
-import { buildTinyModel } from '../test-support/tiny-model.js';
+import { buildTinyModel, solidFrame } from '../test-support/tiny-model.js';
 import { InferenceRunner, ModelLoadError } from './inference-runner.js';
 import { top1 } from './postprocess.js';
 
 /** An 8x8 rgb24 frame of one colour. */
-function solid(r: number, g: number, b: number): Uint8Array {
-  const f = new Uint8Array(8 * 8 * 3);
-  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
-  return f;
-}
 
 describe('inference runner (onnxruntime in a worker thread)', () => {
   let dir: { path: string; remove(): Promise<void> };
@@ -31,7 +26,7 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
     const runner = new InferenceRunner({ modelPath: await modelFile('p.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
     await runner.start();
     try {
-      const red = solid(255, 0, 0);
+      const red = solidFrame(255, 0, 0);
       const r = await runner.run(red);
       // Preprocessed on this thread: the frame is neither moved nor changed, and comes back as the same array.
       expect(r.frame).toBe(red);
@@ -40,7 +35,7 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
       // By hand: logits [4, 0, 0] -> softmax e^4 / (e^4 + 2).
       expect(r.probabilities[0]).toBeCloseTo(Math.exp(4) / (Math.exp(4) + 2), 5);
       expect(r.inferenceMs).toBeGreaterThanOrEqual(0);
-      const blue = await runner.run(solid(0, 0, 255));
+      const blue = await runner.run(solidFrame(0, 0, 255));
       expect(top1(blue.probabilities).index).toBe(2);
       // A view into a larger buffer works as a frame.
       const big = new Uint8Array(8 * 8 * 3 * 2);
@@ -51,7 +46,7 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
       expect(big.byteLength).toBe(384);
       // A frame of the wrong size is refused before it reaches the worker, and the runner goes on.
       await expect(runner.run(new Uint8Array(10))).rejects.toThrow(/frame has 10 bytes/);
-      expect(top1((await runner.run(solid(255, 0, 0))).probabilities).index).toBe(0);
+      expect(top1((await runner.run(solidFrame(255, 0, 0))).probabilities).index).toBe(0);
     } finally {
       await runner.stop();
     }
@@ -62,7 +57,7 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
     const runner = new InferenceRunner({ modelPath: await modelFile('l.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
     await runner.start();
     try {
-      const r = await runner.run(solid(0, 255, 0));
+      const r = await runner.run(solidFrame(0, 255, 0));
       const sum = r.probabilities.reduce((a, b) => a + b, 0);
       expect(sum).toBeCloseTo(1, 5);
       expect(r.probabilities[1]).toBeCloseTo(Math.exp(2) / (Math.exp(2) + 2), 5);
@@ -117,6 +112,6 @@ describe('inference runner (onnxruntime in a worker thread)', () => {
     const runner = new InferenceRunner({ modelPath: await modelFile('s.onnx', model.bytes), metadata: model.metadata, intraOpThreads: 1 });
     await runner.start();
     await runner.stop();
-    await expect(runner.run(solid(1, 2, 3))).rejects.toThrow(/not running/);
+    await expect(runner.run(solidFrame(1, 2, 3))).rejects.toThrow(/not running/);
   });
 });

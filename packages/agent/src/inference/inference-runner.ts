@@ -64,9 +64,9 @@ type RunnerEvents = {
 /**
  * The main thread's side of one inference worker: start() loads the model
  * (and fails with ModelLoadError, leaving whatever runs now alone), run()
- * and runBatch() preprocess frames and hand them over, stop() terminates
- * the worker. Several runs may be handed over at once: the worker takes them
- * in order.
+ * and runBatch() preprocess frames and hand them over, stop() lets the
+ * worker finish and end. Several runs may be handed over at once: the worker
+ * takes them in order.
  */
 export class InferenceRunner extends EventEmitter<RunnerEvents> {
   private worker: Worker | null = null;

@@ -1,29 +1,16 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import { cameraWindowSchema, modelTargetPath, modelTargetSchema, type ModelTarget } from '@perch/shared';
+import { cameraWindowSchema } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CameraConfig } from '../camera/camera-config.js';
 import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
 import { MjpegTestServer, smpteJpeg } from '../test-support/mjpeg-server.js';
-import { buildTinyModel } from '../test-support/tiny-model.js';
+import { buildTinyModel, tinyModelTarget } from '../test-support/tiny-model.js';
 import { WindowAggregator } from '../telemetry/window-aggregator.js';
 import { InferencePipeline } from './inference-pipeline.js';
 
 const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
-
-function target(bytes: Buffer, metadata: ReturnType<typeof buildTinyModel>['metadata'], version: string): ModelTarget {
-  return modelTargetSchema.parse({
-    _type: 'model-target',
-    spec_version: '1.0',
-    version: 1,
-    expires: new Date(Date.now() + 3600_000).toISOString(),
-    path: modelTargetPath('tiny', version),
-    length: bytes.length,
-    hashes: { sha256: '0'.repeat(64) },
-    custom: { name: 'tiny', version, format: 'onnx', metadata, createdAt: new Date().toISOString() },
-  });
-}
 
 describe('camera supervision in the pipeline (real ffmpeg, real HTTP camera, real onnxruntime)', () => {
   let dir: { path: string; remove(): Promise<void> };
@@ -43,7 +30,7 @@ describe('camera supervision in the pipeline (real ffmpeg, real HTTP camera, rea
         const m = buildTinyModel({ width: size, height: size });
         const modelPath = join(dir.path, `tiny-${size}.onnx`);
         await writeFile(modelPath, m.bytes);
-        return { modelPath, target: target(m.bytes, m.metadata, String(size)) };
+        return { modelPath, target: tinyModelTarget(m, String(size)) };
       }),
     );
     const camera: CameraConfig = { id: 'door', fps: 10, stallTimeoutMs: 1000, source: { kind: 'mjpeg', url: server.url(), timeoutMs: 5000 } };

@@ -1,11 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import { modelTargetPath, modelTargetSchema } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CameraConfig } from '../camera/camera-config.js';
 import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
-import { buildTinyModel } from '../test-support/tiny-model.js';
+import { buildTinyModel, tinyModelTarget } from '../test-support/tiny-model.js';
 import { WindowAggregator } from '../telemetry/window-aggregator.js';
 import type { FrameResult } from './frame-scheduler.js';
 import { InferencePipeline } from './inference-pipeline.js';
@@ -25,16 +24,7 @@ describe('cameras sharing a model take their frames in turn (real ffmpeg)', () =
     const m = buildTinyModel();
     const modelPath = join(dir.path, 'tiny.onnx');
     await writeFile(modelPath, m.bytes);
-    const target = modelTargetSchema.parse({
-      _type: 'model-target',
-      spec_version: '1.0',
-      version: 1,
-      expires: new Date(Date.now() + 3600_000).toISOString(),
-      path: modelTargetPath('tiny', '1'),
-      length: m.bytes.length,
-      hashes: { sha256: '0'.repeat(64) },
-      custom: { name: 'tiny', version: '1', format: 'onnx', metadata: m.metadata, createdAt: new Date().toISOString() },
-    });
+    const target = tinyModelTarget(m, '1');
     const ids = ['north', 'east', 'south', 'west'];
     const cameras: CameraConfig[] = ids.map((id) => ({ id, fps: FPS, stallTimeoutMs: 5000, source: { kind: 'synthetic', pattern: 'testsrc2' } }) as CameraConfig);
     const aggregator = new WindowAggregator(ids);

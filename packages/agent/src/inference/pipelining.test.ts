@@ -5,15 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../log/logger.js';
 import { WindowAggregator } from '../telemetry/window-aggregator.js';
 import { tempDir } from '../test-support/harness.js';
-import { buildTinyModel } from '../test-support/tiny-model.js';
+import { buildTinyModel, solidFrame } from '../test-support/tiny-model.js';
 import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
 import { InferenceRunner, type BatchResult } from './inference-runner.js';
 
-function solid(r: number, g: number, b: number): Uint8Array {
-  const f = new Uint8Array(8 * 8 * 3);
-  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
-  return f;
-}
 
 /** A real runner that records the most runs it ever had handed over at once. */
 class DepthRunner extends InferenceRunner {
@@ -42,7 +37,7 @@ describe('handing the next run to the worker before the current one ends', () =>
   async function saturate(
     pipelineDepth: number | undefined,
     frames: number,
-    source: Record<string, Uint8Array> = { red: solid(255, 0, 0), blue: solid(0, 0, 255) },
+    source: Record<string, Uint8Array> = { red: solidFrame(255, 0, 0), blue: solidFrame(0, 0, 255) },
     maxBatch = 1,
   ): Promise<{ runner: DepthRunner; results: FrameResult[]; aggregator: WindowAggregator; lateResults: number }> {
     const runner = new DepthRunner({ modelPath, metadata: model.metadata, intraOpThreads: 1, maxBatch });
@@ -94,7 +89,7 @@ describe('handing the next run to the worker before the current one ends', () =>
   });
 
   it('takes every waiting camera into a batch, round-robin', async () => {
-    const source = { red: solid(255, 0, 0), green: solid(0, 255, 0), blue: solid(0, 0, 255), red2: solid(250, 5, 5) };
+    const source = { red: solidFrame(255, 0, 0), green: solidFrame(0, 255, 0), blue: solidFrame(0, 0, 255), red2: solidFrame(250, 5, 5) };
     const { runner, results } = await saturate(undefined, 200, source, 4);
     expect(results.length).toBeGreaterThanOrEqual(200);
     // Every camera always has a frame waiting, so every run carries all four.

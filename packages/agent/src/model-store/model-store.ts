@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { formatZodError, sha256Schema } from '@perch/shared';
 import { z } from 'zod';
 import { readJsonFile, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
+import { DownloadJournal } from '../deployment/download-journal.js';
 import { fileSha256 } from '../storage/file-sha256.js';
 
 /** What the box runs after a restart, with no control plane to ask. */
@@ -110,9 +111,9 @@ export class ModelStore {
     await writeFileAtomic(this.activeFile, JSON.stringify(activePointerSchema.parse(pointer)));
   }
 
-  /** Beside the part file, the downloader's record of the chunks it holds (DownloadJournal). */
+  /** Beside the part file, the downloader's record of the chunks it holds. */
   journalPath(sha256: string): string {
-    return `${this.partPath(sha256)}.journal`;
+    return DownloadJournal.pathFor(this.partPath(sha256));
   }
 
   /** Forgets a download that must not be resumed (its bytes were refused). */

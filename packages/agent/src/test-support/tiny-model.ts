@@ -1,6 +1,6 @@
 import onnxProto from 'onnx-proto';
-import type { ModelMetadata, ModelMetadataInput } from '@perch/shared';
-import { modelMetadataSchema } from '@perch/shared';
+import type { ModelMetadata, ModelMetadataInput, ModelTarget } from '@perch/shared';
+import { modelMetadataSchema, modelTargetPath, modelTargetSchema } from '@perch/shared';
 
 const { onnx } = onnxProto;
 
@@ -85,4 +85,29 @@ function tensorInfo(name: string, dims: (number | string)[]) {
       },
     },
   };
+}
+
+/** An rgb24 frame of one colour, 8x8 unless told otherwise: the tiny model names its dominant channel. */
+export function solidFrame(r: number, g: number, b: number, width = 8, height = 8): Uint8Array {
+  const f = new Uint8Array(width * height * 3);
+  for (let i = 0; i < f.length; i += 3) f.set([r, g, b], i);
+  return f;
+}
+
+/**
+ * A model target for a tiny model, as the pipeline takes it (unsigned: the
+ * pipeline only reads the metadata and the name; signatures are checked
+ * before it, in the deployment).
+ */
+export function tinyModelTarget(model: TinyModel, version: string): ModelTarget {
+  return modelTargetSchema.parse({
+    _type: 'model-target',
+    spec_version: '1.0',
+    version: 1,
+    expires: new Date(Date.now() + 3600_000).toISOString(),
+    path: modelTargetPath('tiny', version),
+    length: model.bytes.length,
+    hashes: { sha256: '0'.repeat(64) },
+    custom: { name: 'tiny', version, format: 'onnx', metadata: model.metadata, createdAt: new Date().toISOString() },
+  });
 }
