@@ -8,7 +8,7 @@
  * ready within two inferences of its arrival (p95).
  */
 import { readFile } from 'node:fs/promises';
-import { emptyHistogram, histogramCount, histogramQuantile, histogramQuantileBin, HISTOGRAM_SPECS, mergeHistograms, type CameraWindow, type Histogram, type TelemetryWindow } from '@perch/shared';
+import { emptyHistogram, histogramCount, LATENCY_SPEC, histogramQuantile, histogramQuantileBin, mergeHistograms, type CameraWindow, type Histogram, type TelemetryWindow } from '@perch/shared';
 import { waitUntil } from '../test/support/wait-until.js';
 import { bareInference } from './lib/bare-inference.js';
 import { mobileNetV2 } from './lib/bench-models.js';
@@ -46,9 +46,9 @@ function totalsOf(cameraId: string, cams: CameraWindow[]): CameraTotals {
     inferred: 0,
     dropped: 0,
     errors: 0,
-    ageAtInference: emptyHistogram('latency-ms.v1'),
-    ageAtResult: emptyHistogram('latency-ms.v1'),
-    captureDelay: emptyHistogram('latency-ms.v1'),
+    ageAtInference: emptyHistogram(LATENCY_SPEC),
+    ageAtResult: emptyHistogram(LATENCY_SPEC),
+    captureDelay: emptyHistogram(LATENCY_SPEC),
   };
   for (const c of cams) {
     t.received += c.framesReceived;
@@ -174,7 +174,7 @@ export const fourCameras: Benchmark = {
           `CPU over ${wallS.toFixed(0)} s: agent process ${core(agentCpuS)}, its ${ffmpegCpu.processes} ffmpeg processes ${core(ffmpegCpu.seconds)} together (${core(ffmpegCpu.seconds / CAMERAS)} each), control plane (this process) ${core(cpS)}; 2 cores = 200 %`,
           `RSS at the end: agent ${(agentRss / 2 ** 20).toFixed(0)} MiB, ffmpeg processes ${(ffmpegRss / 2 ** 20).toFixed(0)} MiB together; camera restarts ${restarts}; inference errors ${all.errors}; main-thread loop lag p99 ${ms(lagP99)} ms`,
           `the agent takes each camera's frames in its own slot of the wall clock (${(1000 / CAMERA_FPS / CAMERAS).toFixed(0)} ms apart here), so their frames do not arrive at once; four simultaneous frames would put the last result ~${Math.min(CAMERAS * oneP50, four.p50Ms).toFixed(1)} ms (${CAMERAS} inferences or one batch of ${CAMERAS}) after its arrival`,
-          `maxBatch ${maxBatch ?? 'agent default'}; ages come from the windows' latency-ms.v1 histograms (edges ${HISTOGRAM_SPECS['latency-ms.v1'].edges.filter((e) => e <= 50).join('/')} ms ...), interpolated within a bin`,
+          `maxBatch ${maxBatch ?? 'agent default'}; ages come from the windows' ${LATENCY_SPEC} histograms (1 ms bins up to 20 ms, then about 10 % wide), interpolated within a bin`,
         ],
         figures: {
           model: { name: model.name, width: model.metadata.input.width, height: model.metadata.input.height },

@@ -5,6 +5,7 @@ import type { ControlPlane } from '@perch/control-plane';
 import {
   deviceTopic,
   emptyHistogram,
+  LATENCY_SPEC,
   encodeJson,
   histogramCount,
   generateSigningKey,
@@ -158,10 +159,10 @@ describe('a model version from registry to camera and back', () => {
         const counted = Object.values(cam.classCounts).reduce((n, c) => n + c, 0);
         expect(counted).toBe(cam.framesInferred);
         received += cam.framesReceived;
-        agedFrames += histogramCount(cam.frameAgeMs?.inference ?? emptyHistogram('latency-ms.v1'));
-        timedFrames += histogramCount(cam.frameAgeMs?.capture ?? emptyHistogram('latency-ms.v1'));
+        agedFrames += histogramCount(cam.frameAgeMs?.inference ?? emptyHistogram(LATENCY_SPEC));
+        timedFrames += histogramCount(cam.frameAgeMs?.capture ?? emptyHistogram(LATENCY_SPEC));
         // The agent samples its own event loop in every window.
-        expect(histogramCount(w.eventLoopLagMs ?? emptyHistogram('latency-ms.v1'))).toBeGreaterThan(0);
+        expect(histogramCount(w.eventLoopLagMs ?? emptyHistogram(LATENCY_SPEC))).toBeGreaterThan(0);
         for (const [label, n] of Object.entries(cam.classCounts)) {
           expect(labels).toContain(label);
           totals[label] = (totals[label] ?? 0) + n;

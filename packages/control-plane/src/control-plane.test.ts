@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceTopic, emptyHistogram, encodeJson, type TelemetryWindow } from '@perch/shared';
+import { deviceTopic, emptyHistogram, LATENCY_SPEC, encodeJson, type TelemetryWindow } from '@perch/shared';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadControlPlaneConfig } from './config/control-plane-config.js';
@@ -47,7 +47,7 @@ function telemetryWindow(deviceId: string, seq: number): TelemetryWindow {
         inferenceErrors: 0,
         classCounts: { cat: 6, dog: 3 },
         confidence: emptyHistogram('confidence.v1'),
-        latencyMs: emptyHistogram('latency-ms.v1'),
+        latencyMs: emptyHistogram(LATENCY_SPEC),
       },
     ],
   };

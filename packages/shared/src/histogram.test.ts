@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { binIndex, emptyHistogram, HISTOGRAM_SPECS, histogramCount, histogramQuantile, histogramQuantileBin, histogramSchema, mergeHistograms, observe } from './histogram.js';
+import { binIndex, LATENCY_SPEC, emptyHistogram, HISTOGRAM_SPECS, histogramCount, histogramQuantile, histogramQuantileBin, histogramSchema, mergeHistograms, observe } from './histogram.js';
 
 describe('fixed-bin histograms', () => {
   it('puts values in half-open bins with open-ended first and last bins', () => {
@@ -60,5 +60,20 @@ describe('fixed-bin histograms', () => {
     expect(r.success).toBe(false);
     expect(histogramSchema.safeParse({ spec: 'made-up.v9', counts: [], sum: 0 }).success).toBe(false);
     expect(() => observe(emptyHistogram('confidence.v1'), Number.NaN)).toThrow(/finite/);
+  });
+
+  it('keeps every spec strictly increasing, and the latency spec agents publish fine where inference times fall', () => {
+    for (const spec of Object.values(HISTOGRAM_SPECS)) {
+      spec.edges.forEach((e, i) => {
+        if (i > 0) expect(e).toBeGreaterThan(spec.edges[i - 1] as number);
+      });
+    }
+    const h = emptyHistogram(LATENCY_SPEC);
+    for (let i = 0; i < 95; i++) observe(h, 8);
+    for (let i = 0; i < 5; i++) observe(h, 15.5);
+    // v1 could only say [15, 20) here.
+    expect(histogramQuantileBin(h, 0.96)).toEqual([15, 16]);
+    // Windows from agents still on v1 stay valid on the wire.
+    expect(histogramSchema.safeParse(emptyHistogram('latency-ms.v1')).success).toBe(true);
   });
 });

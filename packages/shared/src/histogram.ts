@@ -17,6 +17,11 @@ export interface HistogramSpec {
 
 const confidenceEdges = Array.from({ length: 19 }, (_, i) => Math.round((i + 1) * 5) / 100);
 
+/** from, from + step, ... up to and including to */
+function steps(from: number, to: number, step: number): number[] {
+  return Array.from({ length: Math.round((to - from) / step) + 1 }, (_, i) => from + i * step);
+}
+
 export const HISTOGRAM_SPECS = {
   /** top-1 confidence, 20 bins of 0.05 over [0, 1] */
   'confidence.v1': { id: 'confidence.v1', unit: 'probability', edges: confidenceEdges },
@@ -26,9 +31,30 @@ export const HISTOGRAM_SPECS = {
     unit: 'ms',
     edges: [1, 2, 3, 5, 7.5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10000],
   },
+  /**
+   * milliseconds, 1 ms bins up to 20 ms and about 10 % wide above that, to 10 s.
+   * Inference on a box takes a few to a few tens of ms: v1's 5 ms bins there
+   * could not tell a p95 of 15.5 ms from one of 19.5 ms.
+   */
+  'latency-ms.v2': {
+    id: 'latency-ms.v2',
+    unit: 'ms',
+    edges: [
+      0.25, 0.5, 0.75,
+      ...steps(1, 20, 1),
+      ...steps(22, 50, 2),
+      ...steps(55, 100, 5),
+      ...steps(110, 200, 10),
+      ...steps(225, 500, 25),
+      ...steps(550, 1000, 50),
+      1250, 1500, 1750, 2000, 2500, 3000, 4000, 5000, 7500, 10000,
+    ],
+  },
 } as const satisfies Record<string, HistogramSpec>;
 
 export type HistogramSpecId = keyof typeof HISTOGRAM_SPECS;
+/** The latency spec agents publish now; the control plane still reads v1 from older agents. */
+export const LATENCY_SPEC = 'latency-ms.v2' satisfies HistogramSpecId;
 const specIds = Object.keys(HISTOGRAM_SPECS) as [HistogramSpecId, ...HistogramSpecId[]];
 
 export const histogramSchema = z

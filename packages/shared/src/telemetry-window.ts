@@ -18,7 +18,7 @@ export const cameraWindowSchema = z.object({
   confidence: histogramSchema,
   latencyMs: histogramSchema,
   /**
-   * How old a frame is (ms, `latency-ms.v1`) at each step. `capture`: how
+   * How old a frame is (ms, `latency-ms.v2`; `v1` from older agents) at each step. `capture`: how
    * late it reached the agent by its stream's own timestamps, above the
    * quickest frame since the stream started (decoding, backlogs, network
    * stalls; absent where ffmpeg cannot log timestamps). `inference`: from
@@ -54,7 +54,7 @@ export const telemetryWindowSchema = z
     windowEnd: z.number().int().nonnegative(),
     model: modelRefSchema.nullable(),
     cameras: z.array(cameraWindowSchema).max(64),
-    /** main-thread event-loop delay over the window (ms, `latency-ms.v1`): the agent stays responsive */
+    /** main-thread event-loop delay over the window (ms, `latency-ms.v2`; `v1` from older agents): the agent stays responsive */
     eventLoopLagMs: histogramSchema.optional(),
     /**
      * The store-and-forward outbox at the time the window was closed: records

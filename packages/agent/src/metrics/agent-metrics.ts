@@ -14,7 +14,10 @@ export interface RuntimeView {
 
 export const METRIC_PREFIX = 'perch_agent_';
 
-/** The contract's latency bins (`latency-ms.v1`) in seconds, so Prometheus and telemetry windows bin alike. */
+/**
+ * The contract's coarse latency bins (`latency-ms.v1`, 22 edges) in seconds: every bucket is a
+ * series per camera in Prometheus, so the fine `latency-ms.v2` bins stay in the telemetry windows.
+ */
 const LATENCY_BUCKETS = HISTOGRAM_SPECS['latency-ms.v1'].edges.map((ms) => ms / 1000);
 const CAMERA_STATES = cameraHealthSchema.options;
 

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { emptyHistogram, observe, type Histogram } from '@perch/shared';
+import { emptyHistogram, LATENCY_SPEC, observe, type Histogram } from '@perch/shared';
 
 /**
  * Measures how late the main thread runs a timer: the agent's proof that MQTT,
@@ -11,7 +11,7 @@ import { emptyHistogram, observe, type Histogram } from '@perch/shared';
 export class EventLoopLag {
   private timer: NodeJS.Timeout | null = null;
   private expected = 0;
-  private window: Histogram = emptyHistogram('latency-ms.v1');
+  private window: Histogram = emptyHistogram(LATENCY_SPEC);
 
   constructor(private readonly intervalMs = 50) {}
 
@@ -35,7 +35,7 @@ export class EventLoopLag {
   /** The lag samples since the last call, and a fresh window. */
   takeWindow(): Histogram {
     const w = this.window;
-    this.window = emptyHistogram('latency-ms.v1');
+    this.window = emptyHistogram(LATENCY_SPEC);
     return w;
   }
 }

@@ -1,4 +1,4 @@
-import { histogramCount, telemetryWindowSchema } from '@perch/shared';
+import { binIndex, HISTOGRAM_SPECS, histogramCount, LATENCY_SPEC, telemetryWindowSchema } from '@perch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../test-support/harness.js';
 import { SequenceStore } from './sequence-store.js';
@@ -26,8 +26,10 @@ describe('window aggregator', () => {
     // 0.97 -> bin [0.95, 1), 0.51 -> [0.5, 0.55), 1.0 (clamped) -> the last bin [0.95, inf).
     expect(front?.confidence.counts[19]).toBe(2);
     expect(front?.confidence.counts[10]).toBe(1);
-    // 0.5 ms -> bin 0 (< 1), 4 ms -> [3, 5), 12 ms -> [10, 15).
-    expect(front?.latencyMs.counts.slice(0, 7)).toEqual([1, 0, 0, 1, 0, 0, 1]);
+    // 0.5 ms -> [0.5, 0.75), 4 ms -> [4, 5), 12 ms -> [12, 13): one frame each, nothing elsewhere.
+    const bins = [0.5, 4, 12].map((ms) => binIndex(LATENCY_SPEC, ms));
+    expect(bins.map((b) => HISTOGRAM_SPECS[LATENCY_SPEC].edges[b - 1])).toEqual([0.5, 4, 12]);
+    expect(front?.latencyMs.counts.flatMap((c, i) => (c > 0 ? [[i, c]] : []))).toEqual(bins.map((b) => [b, 1]));
     expect(w.cameras.find((c) => c.cameraId === 'back')?.framesReceived).toBe(0);
     expect(telemetryWindowSchema.safeParse({ deviceId: 'd1', seq: 0, ...w }).success).toBe(true);
     const next = agg.close(21_000);

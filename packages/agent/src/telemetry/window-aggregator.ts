@@ -1,4 +1,4 @@
-import { emptyHistogram, histogramQuantile, observe, type CameraErrorKind, type CameraWindow, type ModelRef } from '@perch/shared';
+import { emptyHistogram, histogramQuantile, LATENCY_SPEC, observe, type CameraErrorKind, type CameraWindow, type ModelRef } from '@perch/shared';
 
 type CameraHealthWindow = NonNullable<CameraWindow['health']>;
 
@@ -19,8 +19,8 @@ function emptyCamera(cameraId: string): CameraWindow {
     inferenceErrors: 0,
     classCounts: {},
     confidence: emptyHistogram('confidence.v1'),
-    latencyMs: emptyHistogram('latency-ms.v1'),
-    frameAgeMs: { inference: emptyHistogram('latency-ms.v1') },
+    latencyMs: emptyHistogram(LATENCY_SPEC),
+    frameAgeMs: { inference: emptyHistogram(LATENCY_SPEC) },
   };
 }
 
@@ -71,23 +71,23 @@ export class WindowAggregator {
   /** How long the frame waited between arriving from ffmpeg and entering inference. */
   inferenceStarted(cameraId: string, frameAgeMs: number): void {
     const c = this.camera(cameraId);
-    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
+    c.frameAgeMs ??= { inference: emptyHistogram(LATENCY_SPEC) };
     observe(c.frameAgeMs.inference, Math.max(0, frameAgeMs));
   }
 
   /** How late a frame reached the agent by its stream's clock (see StreamClock). */
   frameDelayed(cameraId: string, delayMs: number): void {
     const c = this.camera(cameraId);
-    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
-    c.frameAgeMs.capture ??= emptyHistogram('latency-ms.v1');
+    c.frameAgeMs ??= { inference: emptyHistogram(LATENCY_SPEC) };
+    c.frameAgeMs.capture ??= emptyHistogram(LATENCY_SPEC);
     observe(c.frameAgeMs.capture, Math.max(0, delayMs));
   }
 
   /** How old a frame was when an event about it went to the outbox. */
   eventPublished(cameraId: string, frameAgeMs: number): void {
     const c = this.camera(cameraId);
-    c.frameAgeMs ??= { inference: emptyHistogram('latency-ms.v1') };
-    c.frameAgeMs.publish ??= emptyHistogram('latency-ms.v1');
+    c.frameAgeMs ??= { inference: emptyHistogram(LATENCY_SPEC) };
+    c.frameAgeMs.publish ??= emptyHistogram(LATENCY_SPEC);
     observe(c.frameAgeMs.publish, Math.max(0, frameAgeMs));
   }
 
