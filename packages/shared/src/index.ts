@@ -10,3 +10,4 @@ export * from './telemetry-window.js';
 export * from './detection-event.js';
 export * from './artifact-transfer.js';
 export * from './model-io-check.js';
+export * from './tuf-transport.js';

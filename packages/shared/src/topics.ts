@@ -27,6 +27,10 @@ export const DEVICE_TOPIC_KINDS = {
   'artifact/request': 'from-device',
   /** control plane -> device: one artifact chunk (binary frame) */
   'artifact/chunk': 'to-device',
+  /** device -> control plane: a request for one TUF metadata file (tuf-transport.ts) */
+  'metadata/request': 'from-device',
+  /** control plane -> device: the TUF metadata file asked for, or why not */
+  'metadata/response': 'to-device',
 } as const;
 
 export type DeviceTopicKind = keyof typeof DEVICE_TOPIC_KINDS;
