@@ -7,6 +7,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { crashSoak } from './crash-soak.js';
+import { delivery } from './delivery.js';
 import { fourCameras } from './four-cameras.js';
 import { inferenceThroughput } from './inference-throughput.js';
 import type { Benchmark } from './lib/benchmark.js';
@@ -17,7 +19,7 @@ import { memory } from './memory.js';
 import { pipelineSaturation } from './pipeline-saturation.js';
 
 /** Add later benchmarks here; each gets its own table and key in the JSON. */
-const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory];
+const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory, delivery, crashSoak];
 
 /** PERCH_BENCH_ONLY=name[,name...] runs only those benchmarks. */
 function selected(env: NodeJS.ProcessEnv = process.env): Benchmark[] {

@@ -2,20 +2,26 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlPlane, createLogger, type ControlPlaneConfig } from '@perch/control-plane';
+import { chunkBytes } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
+import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
 /**
  * A download cut off by SIGKILL resumes from the part file when the agent
  * comes back, across real processes: a control plane (embedded broker,
- * registry, chunk server) and an agent process fetching a ~9 MB model in
- * 16 KiB chunks, one at a time, so the kill lands mid-download.
+ * registry, chunk server) and an agent process fetching a ~9 MB model
+ * (random weights: every chunk of its manifest distinct) one chunk at a
+ * time from a control plane that serves it 2 MiB/s at most, so the kill
+ * lands mid-download.
  */
 const DEVICE = 'resume-agent';
-const CHUNK = 16 * 1024;
+/** one request per manifest chunk (the largest is 1 MiB); the rate limit is what makes the download last */
+const CHUNK = 1024 * 1024;
+const RATE = 2 * 1024 * 1024;
 
 let dir: string;
 let cp: ControlPlane;
@@ -25,7 +31,9 @@ let agentConfigPath: string;
 let agent: AgentProcess | null = null;
 /** version 1's sha256, once active */
 let firstSha = '';
-const model = buildTinyModel({ width: 512, height: 512 });
+const model = buildBackboneModel({ side: 32, hidden: 768, seed: 21 });
+/** the chunks the registry's manifest cuts a model into */
+const chunksOf = (m: BackboneModel): number => chunkBytes(m.bytes).length;
 
 interface DeviceView {
   reported: { deployment: { phase: string }; active: { sha256: string } | null } | null;
@@ -33,19 +41,20 @@ interface DeviceView {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-resume-'));
-  const site = await startTestControlPlane(dir);
+  const site = await startTestControlPlane(dir, { artifacts: { maxBytesPerSecondPerDevice: RATE } });
   cp = site.cp;
   cpConfig = site.config;
   api = site.api;
-  const { keysFile, tokenFile } = site;
+  const { rootFile, tokenFile } = site;
   await registerVersion('1.0.0', model);
   agentConfigPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),
     broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
-    trust: { keysFile },
+    trust: { rootFile },
     download: { chunkBytes: CHUNK, window: 1 },
     modelCache: { maxModels: 2 },
+    deployment: { healthWindowSeconds: 0.5 },
     cameras: [],
     events: { enabled: false },
     http: { enabled: false },
@@ -64,7 +73,7 @@ describe('a download resumes after the agent is killed', () => {
     agent = new AgentProcess(DEVICE, agentConfigPath);
     agent.start();
     await desire('1.0.0');
-    const total = Math.ceil(model.bytes.length / CHUNK);
+    const total = chunksOf(model);
     // Killed once a fifth of the chunks are on disk.
     await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000).catch((err: Error) => {
       throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
@@ -82,19 +91,20 @@ describe('a download resumes after the agent is killed', () => {
     expect(active).toMatch(/^[0-9a-f]{64}$/);
     firstSha = active;
     const servedAfter = cp.stats.chunks.chunks - servedBefore;
-    // The chunks it lacked, plus at most the one that was in flight at the kill; never the whole model again.
+    // The chunks it lacked, plus the manifest again and at most the one that was in flight at the kill; never the whole model again.
     expect(servedAfter).toBeGreaterThanOrEqual(total - doneAtKill);
-    expect(servedAfter).toBeLessThanOrEqual(total - doneAtKill + 2);
+    expect(servedAfter).toBeLessThanOrEqual(total - doneAtKill + 3);
     expect(agent.find((l) => l.msg === 'download resumes from the part file')).toBeDefined();
   });
 
   it('the broker restarted mid-download: the agent reconnects and fetches only the missing chunks', async () => {
     // A second version, so there is something new to fetch on the same running agent.
-    const next = buildTinyModel({ width: 512, height: 512, gain: 5 });
+    // Other weights: nothing to copy from version 1, so every chunk comes over the link.
+    const next = buildBackboneModel({ side: 32, hidden: 768, seed: 22 });
     await registerVersion('2.0.0', next);
     const before = await activeSha();
     await desire('2.0.0');
-    const total = Math.ceil(next.bytes.length / CHUNK);
+    const total = chunksOf(next);
     await waitUntil(() => journalLines() >= total / 5, 'a fifth of the chunks downloaded', 60_000);
     // The control plane and its embedded broker go away and come back on the same port and data.
     await cp.stop();
@@ -110,9 +120,9 @@ describe('a download resumes after the agent is killed', () => {
       throw new Error(`${err.message}\n${agent?.tail() ?? ''}`);
     });
     expect(active).toMatch(/^[0-9a-f]{64}$/);
-    // This control plane served only what the agent lacked (and the request that was in flight).
+    // This control plane served only what the agent lacked (and the manifest, and the request that was in flight).
     expect(cp.stats.chunks.chunks).toBeGreaterThanOrEqual(total - doneAtStop);
-    expect(cp.stats.chunks.chunks).toBeLessThanOrEqual(total - doneAtStop + 2);
+    expect(cp.stats.chunks.chunks).toBeLessThanOrEqual(total - doneAtStop + 3);
   });
 
   it('keeps the active model and the one it replaced, and removes older ones from the disk', async () => {
@@ -143,7 +153,7 @@ function journalLines(): number {
   }
 }
 
-async function registerVersion(version: string, m: ReturnType<typeof buildTinyModel>): Promise<void> {
+async function registerVersion(version: string, m: ReturnType<typeof buildTinyModel> | BackboneModel): Promise<void> {
   const form = new FormData();
   form.set('version', version);
   form.set('metadata', JSON.stringify({ ...m.metadata, name: 'big-tiny' }));

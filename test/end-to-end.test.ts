@@ -86,14 +86,15 @@ beforeAll(async () => {
   const site = await startTestControlPlane(dir);
   cp = site.cp;
   api = site.api;
-  const { keysFile, tokenFile } = site;
+  const { rootFile, tokenFile } = site;
   for (const id of ['e2e-agent-1', 'e2e-agent-2']) {
     const configPath = AgentProcess.writeConfig(dir, {
       deviceId: id,
       dataDir: join(dir, id),
       broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
-      trust: { keysFile },
+      trust: { rootFile },
       telemetry: { windowSeconds: 2 },
+      deployment: { healthWindowSeconds: 2 },
       cameras: [{ id: 'park', fps: 5, source: { kind: 'file', path: video.outPath } }],
       log: { level: 'info' },
     });
@@ -113,9 +114,12 @@ describe('a model version from registry to camera and back', () => {
   it('registers the demo model through the API, content-addressed and signed', async () => {
     const res = await register('1.0.0', modelBytes);
     expect(res.status).toBe(201);
-    const body = (await res.json()) as { sha256: string; length: number; signedTarget: { signatures: unknown[] } };
+    const body = (await res.json()) as { sha256: string; length: number; target: { path: string; hashes: { sha256: string } } };
     expect(body.length).toBe(modelBytes.length);
-    expect(body.signedTarget.signatures).toHaveLength(1);
+    // Listed, with its hash, in the repository's targets metadata, which the targets role signs.
+    const targets = JSON.parse(readFileSync(join(dir, 'cp', 'tuf', 'repository', 'targets.json'), 'utf8')) as { signed: { targets: Record<string, { hashes: { sha256: string } }> }; signatures: unknown[] };
+    expect(targets.signed.targets[body.target.path]?.hashes.sha256).toBe(body.sha256);
+    expect(targets.signatures).toHaveLength(1);
     v1Sha = body.sha256;
     expect(readFileSync(join(dir, 'cp', 'artifacts', 'sha256', v1Sha)).equals(modelBytes)).toBe(true);
   });

@@ -38,7 +38,11 @@ it('runs Perch on its embedded defaults and shows predictions in the log and the
       return body.framesInferred > 0 ? body : null;
     }, 'predictions through the API', 60_000);
     expect(Object.keys(totals.classCounts).every((l) => ['empty', 'cat', 'dog'].includes(l))).toBe(true);
-    const device = (await (await fetch(`${api}/devices/demo-agent-1`)).json()) as { status: string; reported: { deployment: { phase: string } } };
+    // Predictions flow from the switch on; 'active' follows once the model's health window has passed.
+    const device = await waitUntil(async () => {
+      const d = (await (await fetch(`${api}/devices/demo-agent-1`)).json()) as { status: string; reported: { deployment: { phase: string } } };
+      return d.reported.deployment.phase === 'health-check' ? null : d;
+    }, 'the health window to end', 60_000);
     expect(device.status).toBe('online');
     expect(device.reported.deployment.phase).toBe('active');
   } finally {

@@ -91,8 +91,8 @@ beforeAll(async () => {
   const reg = await fetch(`${api}/models/pet-park-classifier/versions`, { method: 'POST', body: form });
   expect(reg.status).toBe(201);
 
-  const keysFile = join(dir, 'trusted-keys.json');
-  writeFileSync(keysFile, JSON.stringify(((await (await fetch(`${api}/trust/keys`)).json()) as { keys: unknown[] }).keys));
+  const rootFile = join(dir, 'root.json');
+  writeFileSync(rootFile, await (await fetch(`${api}/trust/root`)).text());
   const tokenFile = join(dir, 'device-token');
   writeFileSync(tokenFile, running().deviceToken);
   agentDataDir = join(dir, DEVICE);
@@ -100,7 +100,7 @@ beforeAll(async () => {
     deviceId: DEVICE,
     dataDir: agentDataDir,
     broker: { url: `mqtt://127.0.0.1:${running().mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
-    trust: { keysFile },
+    trust: { rootFile },
     telemetry: { windowSeconds: 0.5 },
     cameras: [{ id: 'park', fps: 5, source: { kind: 'file', path: video.outPath } }],
     // Only telemetry here: no events, no local port that could clash with a test running beside this one.

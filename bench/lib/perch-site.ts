@@ -37,6 +37,8 @@ export interface AgentSetup {
   telemetry?: { windowSeconds: number };
   inference?: Record<string, unknown>;
   ffmpegNice?: number;
+  /** default here: a 1 s health window, so swaps are not 60 s apart */
+  deployment?: Record<string, unknown>;
   log?: { level: string };
 }
 
@@ -47,7 +49,7 @@ export class PerchSite {
     readonly dir: string,
     readonly cp: ControlPlane,
     readonly api: string,
-    private readonly keysFile: string,
+    private readonly rootFile: string,
     private readonly tokenFile: string,
   ) {}
 
@@ -65,12 +67,11 @@ export class PerchSite {
       throw err;
     }
     const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
-    const keysFile = path.join(dir, 'trusted-keys.json');
-    const keys = (await getJson<{ keys: unknown[] }>(`${api}/trust/keys`)).keys;
-    await writeFile(keysFile, JSON.stringify(keys));
+    const rootFile = path.join(dir, 'root.json');
+    await writeFile(rootFile, JSON.stringify(await getJson<unknown>(`${api}/trust/root`)));
     const tokenFile = path.join(dir, 'device-token');
     await writeFile(tokenFile, cp.deviceToken);
-    return new PerchSite(dir, cp, api, keysFile, tokenFile);
+    return new PerchSite(dir, cp, api, rootFile, tokenFile);
   }
 
   /** Uploads a model version with its metadata, as an operator would. */
@@ -96,13 +97,13 @@ export class PerchSite {
     return ((await res.json()) as { generation: number }).generation;
   }
 
-  /** Waits until the device reports `generation` active; a rejection, or the agent process dying, fails at once. */
+  /** Waits until the device reports `generation` active; a rejection, failure or roll-back, or the agent process dying, fails at once. */
   async waitActive(agent: AgentProcess, generation: number, timeoutMs = 120_000): Promise<void> {
     const settled = await waitUntil(
       async () => {
         if (!agent.running) return 'exited' as const;
         const d = (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`)).reported?.deployment;
-        return d?.generation === generation && (d.phase === 'active' || d.phase === 'rejected') ? d : null;
+        return d?.generation === generation && ['active', 'rejected', 'failed', 'rolled-back'].includes(d.phase) ? d : null;
       },
       `${agent.deviceId} to report generation ${generation} active`,
       timeoutMs,
@@ -110,7 +111,7 @@ export class PerchSite {
       throw new Error(`${err.message}\n${agent.tail()}`);
     });
     if (settled === 'exited') throw new Error(`the agent process ${agent.deviceId} exited while waiting for generation ${generation}\n${agent.tail()}`);
-    if (settled.phase === 'rejected') throw new Error(`${agent.deviceId} rejected generation ${generation}: ${settled.reason ?? 'no reason given'}`);
+    if (settled.phase !== 'active') throw new Error(`${agent.deviceId} ${settled.phase} generation ${generation}: ${settled.reason ?? 'no reason given'}`);
   }
 
   async waitOnline(agent: AgentProcess, timeoutMs = 60_000): Promise<void> {
@@ -130,10 +131,11 @@ export class PerchSite {
   /** Starts a real agent process connected to this site. */
   async startAgent(setup: AgentSetup): Promise<{ agent: AgentProcess; pid: number }> {
     const configPath = AgentProcess.writeConfig(this.dir, {
+      deployment: { healthWindowSeconds: 1 },
       ...setup,
       dataDir: path.join(this.dir, setup.deviceId),
       broker: { url: `mqtt://127.0.0.1:${this.cp.mqttPort}`, passwordFile: this.tokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
-      trust: { keysFile: this.keysFile },
+      trust: { rootFile: this.rootFile },
       // Port 0: other agents or tests on this machine may hold the default port.
       http: { port: 0 },
     });

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneConfig } from '@perch/control-plane';
+import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneConfig, type ControlPlaneConfigInput } from '@perch/control-plane';
 
 export interface TestControlPlane {
   cp: ControlPlane;
@@ -8,25 +8,25 @@ export interface TestControlPlane {
   config: ControlPlaneConfig;
   /** http://127.0.0.1:port/api/v1 */
   api: string;
-  /** the control plane's public keys, as an agent's trust.keysFile */
-  keysFile: string;
+  /** the control plane's TUF root, as an agent's trust.rootFile */
+  rootFile: string;
   /** the fleet's device token, as an agent's broker.passwordFile */
   tokenFile: string;
 }
 
-/** A real control plane on loopback ports with its data in `dir`, and the two files an agent needs to join it. */
-export async function startTestControlPlane(dir: string): Promise<TestControlPlane> {
+/** A real control plane on loopback ports with its data in `dir`, and the two files an agent needs to join it. `overrides` adds config (e.g. bandwidth limits). */
+export async function startTestControlPlane(dir: string, overrides: ControlPlaneConfigInput = {}): Promise<TestControlPlane> {
   const config = loadControlPlaneConfig({
     env: {},
-    overrides: { dataDir: join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
+    overrides: { ...overrides, dataDir: join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
   });
   const cp = new ControlPlane(config, createLogger('warn'));
   await cp.start();
   const fixed: ControlPlaneConfig = { ...config, mqtt: { ...config.mqtt, port: cp.mqttPort } };
   const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
-  const keysFile = join(dir, 'trusted-keys.json');
-  writeFileSync(keysFile, JSON.stringify(((await (await fetch(`${api}/trust/keys`)).json()) as { keys: unknown[] }).keys));
+  const rootFile = join(dir, 'root.json');
+  writeFileSync(rootFile, await (await fetch(`${api}/trust/root`)).text());
   const tokenFile = join(dir, 'device-token');
   writeFileSync(tokenFile, cp.deviceToken);
-  return { cp, config: fixed, api, keysFile, tokenFile };
+  return { cp, config: fixed, api, rootFile, tokenFile };
 }

@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import { deviceTopic, generateSigningKey, modelRefOf, type SignedModelTarget, type TelemetryWindow } from '@perch/shared';
+import { deviceTopic, generateSigningKey, modelRefOf, type ModelTarget, type TelemetryWindow } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from './agent.js';
 import { resolveAgentConfig, type AgentConfig } from './config/agent-config.js';
@@ -34,8 +34,8 @@ describe('agent end to end', () => {
   const stranger = generateSigningKey();
   const modelA = buildTinyModel({ kind: 'probabilities' });
   const modelB = buildTinyModel({ kind: 'logits', width: 16, height: 12, labels: ['cat', 'dog', 'empty'] });
-  let targetA: SignedModelTarget;
-  let targetB: SignedModelTarget;
+  let targetA: ModelTarget;
+  let targetB: ModelTarget;
 
   async function makeConfig(brokerUrl: string): Promise<AgentConfig> {
     return resolveAgentConfig(
@@ -43,7 +43,7 @@ describe('agent end to end', () => {
         deviceId,
         dataDir: 'data',
         broker: { url: brokerUrl, password: credentials[deviceId], reconnect: { minMs: 50, maxMs: 500 } },
-        trust: { keys: [cp.key.publicKey] },
+        trust: { rootFile: cp.rootFile },
         ffmpegPath,
         telemetry: { windowSeconds: 0.5 },
         cameras: [
@@ -51,6 +51,8 @@ describe('agent end to end', () => {
           { id: 'cam-b', fps: 10, source: { kind: 'file', path: 'clip.mp4' } },
         ],
         download: { chunkBytes: 1024, requestTimeoutMs: 2000, maxRetries: 3 },
+        // Short, so each step's model is known-good before the next; the window itself is tested in model-activation.test.ts.
+        deployment: { healthWindowSeconds: 0.3 },
         log: { level: 'debug' },
       },
       dir.path,
@@ -79,7 +81,7 @@ describe('agent end to end', () => {
 
   beforeAll(async () => {
     broker = await startBroker({ credentials });
-    cp = new ControlPlaneDouble(broker.url, generateSigningKey(), { username: 'control-plane-double', password: credentials['control-plane-double'] });
+    cp = new ControlPlaneDouble(broker.url, { username: 'control-plane-double', password: credentials['control-plane-double'] });
     await cp.start();
     observer = new DeviceObserver(broker.url, deviceId, { username: `observer-${deviceId}`, password: credentials[`observer-${deviceId}`] });
     await observer.start();
@@ -111,14 +113,15 @@ describe('agent end to end', () => {
   it('deploys a signed model: download, verify, install, run on both cameras, telemetry with seq', async () => {
     await cp.publishDesired(deviceId, cp.desiredState(deviceId, 1, targetA));
     const active = await waitFor('model A active', reportedWith((r) => r.deployment.phase === 'active' && r.acceptedGeneration === 1));
-    expect(active.active).toEqual(modelRefOf(targetA.signed));
-    const phases = observer.reported.map((r) => r.deployment.phase);
-    expect(phases).toEqual(expect.arrayContaining(['downloading', 'verifying', 'loading', 'active']));
+    expect(active.active).toEqual(modelRefOf(targetA));
+    // Every phase in order, each once (progress restates downloading).
+    const phases = observer.reported.filter((r) => r.deployment.generation === 1).map((r) => r.deployment.phase).filter((p, i, all) => p !== all[i - 1]);
+    expect(phases).toEqual(['queued', 'downloading', 'verifying', 'ready', 'activating', 'health-check', 'active']);
     expect(observer.reported.find((r) => r.deployment.phase === 'downloading')?.deployment.progress?.total).toBe(modelA.bytes.length);
     expect(cp.requests.length).toBe(Math.ceil(modelA.bytes.length / 1024));
 
     const w = await nextWindow((w) => inferredOn(w, 'cam-a') > 0 && inferredOn(w, 'cam-b') > 0);
-    expect(w.model).toEqual(modelRefOf(targetA.signed));
+    expect(w.model).toEqual(modelRefOf(targetA));
     const cam = w.cameras.find((c) => c.cameraId === 'cam-a');
     expect(Object.keys(cam?.classCounts ?? {}).every((l) => modelA.metadata.labels.includes(l))).toBe(true);
     expect(cam?.latencyMs.counts.reduce((a, b) => a + b, 0)).toBe(cam?.framesInferred);
@@ -126,7 +129,7 @@ describe('agent end to end', () => {
     expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] ?? 0) + i));
     await waitFor('cameras reported online', reportedWith((r) => r.cameras.every((c) => c.state === 'online')));
     expect(captured.messages().some((m) => /^camera cam-a: \d+ inferred, (red|green|blue) \d+/.test(m))).toBe(true);
-    const sha = targetA.signed.hashes.sha256;
+    const sha = targetA.hashes.sha256;
     expect(await readdir(join(config.dataDir, 'models'))).toEqual(expect.arrayContaining([`${sha}.onnx`, `${sha}.target.json`]));
     expect(observer.invalid).toEqual([]);
   });
@@ -152,13 +155,13 @@ describe('agent end to end', () => {
     const r = await waitFor('rejected', reportedWith((r) => r.deployment.phase === 'rejected' && r.deployment.generation === 2));
     expect(r.deployment.reason).toMatch(/signature check failed: 0 of 1 required trusted signatures, 1 by unknown keys/);
     expect(r.acceptedGeneration).toBe(1);
-    expect(r.active).toEqual(modelRefOf(targetA.signed));
+    expect(r.active).toEqual(modelRefOf(targetA));
     const w = await nextWindow((w) => inferredOn(w, 'cam-a') > 0);
-    expect(w.model).toEqual(modelRefOf(targetA.signed));
+    expect(w.model).toEqual(modelRefOf(targetA));
   });
 
   it('refuses an artifact with one tampered byte, keeps the previous model and says why', async () => {
-    const shaB = targetB.signed.hashes.sha256;
+    const shaB = targetB.hashes.sha256;
     cp.tamper = (req, honest) => {
       if (req.sha256 !== shaB || req.offset !== 0 || 'error' in honest.header) return honest;
       const data = Buffer.from(honest.data);
@@ -170,22 +173,22 @@ describe('agent end to end', () => {
       await cp.publishDesired(deviceId, cp.desiredState(deviceId, 3, targetB));
       const r = await waitFor('rejected', reportedWith((r) => r.deployment.phase === 'rejected' && r.deployment.generation === 3));
       expect(r.deployment.reason).toMatch(new RegExp(`does not match the signed sha256 ${shaB}`));
-      expect(r.deployment.target).toEqual(modelRefOf(targetB.signed));
+      expect(r.deployment.target).toEqual(modelRefOf(targetB));
       expect(r.acceptedGeneration).toBe(1);
-      expect(r.active).toEqual(modelRefOf(targetA.signed));
+      expect(r.active).toEqual(modelRefOf(targetA));
     } finally {
       cp.tamper = null;
     }
-    expect((await readdir(join(config.dataDir, 'models'))).some((f) => f.startsWith(targetB.signed.hashes.sha256))).toBe(false);
+    expect((await readdir(join(config.dataDir, 'models'))).some((f) => f.startsWith(targetB.hashes.sha256))).toBe(false);
     expect(await readdir(join(config.dataDir, 'downloads'))).toEqual([]);
     const w = await nextWindow((w) => inferredOn(w, 'cam-a') > 0);
-    expect(w.model).toEqual(modelRefOf(targetA.signed));
+    expect(w.model).toEqual(modelRefOf(targetA));
   });
 
   it('switches to a new model with another input size; cameras follow', async () => {
     await cp.publishDesired(deviceId, cp.desiredState(deviceId, 4, targetB));
     const r = await waitFor('model B active', reportedWith((r) => r.deployment.phase === 'active' && r.acceptedGeneration === 4));
-    expect(r.active).toEqual(modelRefOf(targetB.signed));
+    expect(r.active).toEqual(modelRefOf(targetB));
     const w = await nextWindow((w) => w.model?.name === 'pets' && inferredOn(w, 'cam-a') > 0 && inferredOn(w, 'cam-b') > 0);
     expect(Object.keys(w.cameras[0]?.classCounts ?? {}).every((l) => ['cat', 'dog', 'empty'].includes(l))).toBe(true);
   });
@@ -194,7 +197,7 @@ describe('agent end to end', () => {
     await cp.publishDesired(deviceId, cp.desiredState(deviceId, 2, targetA));
     const r = await waitFor('rejected', reportedWith((r) => r.deployment.phase === 'rejected' && r.deployment.generation === 2));
     expect(r.deployment.reason).toBe('replay: desired state generation 2 is older than the accepted generation 4');
-    expect(r.active).toEqual(modelRefOf(targetB.signed));
+    expect(r.active).toEqual(modelRefOf(targetB));
   });
 
   it('a newer desired state arriving mid-download supersedes the old one', async () => {
@@ -208,8 +211,8 @@ describe('agent end to end', () => {
       await waitFor('downloading C', reportedWith((r) => r.deployment.phase === 'downloading' && r.deployment.generation === 5));
       await cp.publishDesired(deviceId, cp.desiredState(deviceId, 6, targetA));
       const r = await waitFor('A active again', reportedWith((r) => r.deployment.phase === 'active' && r.acceptedGeneration === 6));
-      expect(r.active).toEqual(modelRefOf(targetA.signed));
-      expect(agent.deployment.state).toEqual({ acceptedGeneration: 6, active: modelRefOf(targetA.signed) });
+      expect(r.active).toEqual(modelRefOf(targetA));
+      expect(agent.deployment.state).toEqual({ acceptedGeneration: 6, active: modelRefOf(targetA) });
       // The abandoned download left nothing behind.
       expect(await readdir(join(config.dataDir, 'downloads'))).toEqual([]);
     } finally {
@@ -225,9 +228,9 @@ describe('agent end to end', () => {
     const r = await waitFor('rejected', reportedWith((r) => r.deployment.phase === 'rejected' && r.deployment.generation === 7));
     expect(r.deployment.reason).toMatch(/^model failed to load/);
     expect(r.acceptedGeneration).toBe(6);
-    expect(r.active).toEqual(modelRefOf(targetA.signed));
+    expect(r.active).toEqual(modelRefOf(targetA));
     const w = await nextWindow((w) => inferredOn(w, 'cam-a') > 0);
-    expect(w.model).toEqual(modelRefOf(targetA.signed));
+    expect(w.model).toEqual(modelRefOf(targetA));
   });
 
   it('after a restart with no control plane, runs its last good model and keeps its telemetry sequence', async () => {
@@ -241,7 +244,7 @@ describe('agent end to end', () => {
     const deadPort = (server.address() as AddressInfo).port;
     await new Promise<void>((r) => server.close(() => r()));
     agent = await startAgent(await makeConfig(`mqtt://127.0.0.1:${deadPort}`));
-    expect(agent.deployment.state).toEqual({ acceptedGeneration: 6, active: modelRefOf(targetA.signed) });
+    expect(agent.deployment.state).toEqual({ acceptedGeneration: 6, active: modelRefOf(targetA) });
     const first = await waitFor('a window summary in the log', () => captured.find((l) => typeof l.msg === 'string' && l.msg.startsWith('camera cam-a:')));
     expect(first.seq).toBe(lastSeq + 1);
     const summary = await waitFor('inference in the log', () => captured.find((l) => typeof l.msg === 'string' && /^camera cam-a: [1-9]\d* inferred, (red|green|blue) /.test(l.msg)));
@@ -255,7 +258,7 @@ describe('agent end to end', () => {
     agent = await startAgent(config);
     // The retained desired state is still generation 7 (the model that does not load): tried again, refused again.
     const r = await waitFor('generation 7 refused again', () => observer.reported.slice(seen).find((r) => r.deployment.phase === 'rejected' && r.deployment.generation === 7));
-    expect(r).toMatchObject({ acceptedGeneration: 6, active: modelRefOf(targetA.signed) });
+    expect(r).toMatchObject({ acceptedGeneration: 6, active: modelRefOf(targetA) });
     await cp.publishDesired(deviceId, cp.desiredState(deviceId, 8, null));
     const idle = await waitFor('idle', reportedWith((r) => r.deployment.phase === 'idle' && r.acceptedGeneration === 8));
     expect(idle.active).toBeNull();

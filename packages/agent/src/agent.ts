@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AgentConfig } from './config/agent-config.js';
 import { ArtifactDownloader } from './deployment/artifact-downloader.js';
 import { DeploymentManager } from './deployment/deployment-manager.js';
@@ -17,6 +18,11 @@ import { MessageDispatcher } from './mqtt/dispatcher.js';
 import { Outbox } from './outbox/outbox.js';
 import { SequenceStore } from './telemetry/sequence-store.js';
 import { TelemetryReporter } from './telemetry/telemetry-reporter.js';
+import { MqttMetadataFetcher } from './trust/mqtt-metadata-fetcher.js';
+import { TrustedMetadata } from './trust/trusted-metadata.js';
+
+/** One metadata file over MQTT; targets.json of a large registry is the longest. */
+const METADATA_TIMEOUT_MS = 30_000;
 
 /**
  * The agent: its features (connection, outbox, deployment, inference
@@ -40,6 +46,8 @@ export class Agent {
   /** /healthz, /metrics, /snapshot/:camera, unless `http.enabled` is false */
   readonly endpoints: LocalEndpoints | null;
   private readonly sequence: SequenceStore;
+  private readonly metadataFetcher: MqttMetadataFetcher;
+  private trust: TrustedMetadata | null = null;
   private started = false;
 
   constructor(
@@ -72,14 +80,26 @@ export class Agent {
     this.reporter = new ReportedStateReporter(this.connection, () => this.pipeline.cameraStates(), log.child({ feature: 'reported' }));
     this.pipeline.on('camera-state', () => this.reporter.changed());
     this.deployment = new DeploymentManager(
-      { deviceId: c.deviceId, trustedKeys: c.trust.keys, maxCachedModels: c.modelCache.maxModels },
+      {
+        deviceId: c.deviceId,
+        // Opened in start() (it reads and may install files); nothing asks for it before.
+        trust: {
+          refresh: () => this.trusted().refresh(),
+          targetInfo: (path) => this.trusted().targetInfo(path),
+          checkDesiredSignatures: (envelope) => this.trusted().checkDesiredSignatures(envelope),
+        },
+        maxCachedModels: c.modelCache.maxModels,
+        config: c.deployment,
+      },
       this.store,
       this.downloader,
       this.pipeline,
       this.reporter,
       log.child({ feature: 'deployment' }),
     );
+    this.metadataFetcher = new MqttMetadataFetcher(this.connection, { timeoutMs: METADATA_TIMEOUT_MS }, log.child({ feature: 'trust' }));
     this.dispatcher.register(this.deployment.handler());
+    this.dispatcher.register(this.metadataFetcher.handler());
     this.dispatcher.register(this.downloader.handler());
     const snapshots = c.events.enabled && c.events.snapshots.enabled ? new SnapshotStore(c.events.snapshots, log.child({ feature: 'snapshots' })) : null;
     this.events = c.events.enabled
@@ -108,6 +128,12 @@ export class Agent {
     await mkdir(this.config.dataDir, { recursive: true });
     await this.store.init();
     await this.sequence.load();
+    this.trust = await TrustedMetadata.open({
+      dir: join(this.config.dataDir, 'tuf'),
+      bootstrapRootFile: this.config.trust.rootFile,
+      fetcher: this.metadataFetcher,
+      log: this.log.child({ feature: 'trust' }),
+    });
     // Before anything that produces records; it sends once the connection is up.
     this.outbox.start();
     this.telemetry.start();
@@ -124,12 +150,18 @@ export class Agent {
     this.log.info({ deviceId: this.config.deviceId, cameras: this.config.cameras.length }, 'agent started');
   }
 
+  private trusted(): TrustedMetadata {
+    if (!this.trust) throw new Error('trust metadata not open yet');
+    return this.trust;
+  }
+
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
     await this.endpoints?.stop();
     this.dispatcher.stop();
     await this.deployment.stop();
+    this.metadataFetcher.close();
     await this.pipeline.stop();
     // After the pipeline (no more results) and before the connection (its end events go out).
     await this.events?.stop();

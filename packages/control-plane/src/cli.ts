@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { loadControlPlaneConfig } from './config/control-plane-config.js';
 import { ControlPlane } from './control-plane.js';
 import { createLogger } from './logger.js';
-import { trustedKeysDocument } from './registry/signing-keys.js';
+import { addTrustCommands } from './trust/trust-commands.js';
 
 const program = new Command('perch-control-plane').description('Perch control plane: registry, broker, fleet state and telemetry');
 
@@ -33,15 +33,7 @@ program
     process.on('SIGTERM', () => stop('SIGTERM'));
   });
 
-program
-  .command('trusted-keys')
-  .description("print the public keys devices must trust (the agent's trust.keysFile)")
-  .option('-c, --config <file>', 'YAML config file')
-  .action((opts: { config?: string }) => {
-    const config = loadControlPlaneConfig({ file: opts.config });
-    const cp = new ControlPlane(config, createLogger('silent'));
-    process.stdout.write(`${JSON.stringify(trustedKeysDocument([cp.signingKey]), null, 2)}\n`);
-  });
+addTrustCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`perch-control-plane: ${(err as Error).message}\n`);

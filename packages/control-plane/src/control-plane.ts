@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
-import { allDevicesFilter, type PublicKey, type SigningKey } from '@perch/shared';
+import { allDevicesFilter, tufTargetOf } from '@perch/shared';
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { createApi } from './api/app.js';
@@ -19,12 +19,13 @@ import { statusHandler } from './ingest/status-handler.js';
 import { TelemetryIngest } from './ingest/telemetry-ingest.js';
 import { ArtifactStore } from './registry/artifact-store.js';
 import { ModelRegistry } from './registry/model-registry.js';
-import { loadOrCreateSigningKey } from './registry/signing-keys.js';
 import { openDatabase, type Db } from './store/database.js';
 import { DesiredStateStore } from './store/desired-state-store.js';
 import { DeviceStore } from './store/device-store.js';
 import { ModelVersionStore } from './store/model-version-store.js';
 import { TelemetryStore } from './store/telemetry-store.js';
+import { MetadataServer } from './trust/metadata-server.js';
+import { TufRepository, tufRepositoryPaths } from './trust/tuf-repository.js';
 
 const CONTROL_PLANE_USERNAME = 'perch-control-plane';
 
@@ -43,6 +44,7 @@ interface Running {
   telemetry: TelemetryStore;
   desired: DesiredStateService;
   registry: ModelRegistry;
+  tuf: TufRepository;
 }
 
 /**
@@ -51,7 +53,6 @@ interface Running {
  * REST API. Started and stopped as a whole.
  */
 export class ControlPlane {
-  readonly signingKey: SigningKey;
   readonly deviceToken: string;
   private running: Running | null = null;
 
@@ -59,12 +60,12 @@ export class ControlPlane {
     readonly config: ControlPlaneConfig,
     private readonly log: Logger,
   ) {
-    this.signingKey = loadOrCreateSigningKey(join(config.dataDir, 'keys', 'signing-key.pem'));
     this.deviceToken = resolveDeviceToken(config.devices, join(config.dataDir, 'secrets', 'device-token'));
   }
 
-  get trustedKeys(): PublicKey[] {
-    return [this.signingKey.publicKey];
+  /** The TUF root devices are provisioned with (the agent's `trust.rootFile`); the newest version. */
+  trustedRoot(): Promise<Record<string, unknown>> {
+    return this.r.tuf.currentRoot();
   }
 
   private get r(): Running {
@@ -97,12 +98,16 @@ export class ControlPlane {
   async start(): Promise<void> {
     if (this.running) return;
     const { config, log } = this;
+    // First: a repository that cannot be opened stops the start before anything listens.
+    const tuf = new TufRepository({ ...tufRepositoryPaths(config.dataDir), log: log.child({ part: 'tuf' }) });
+    await tuf.open();
     const db = openDatabase(join(config.dataDir, 'perch.db'));
     const devices = new DeviceStore(db);
     const versions = new ModelVersionStore(db);
+    await tuf.addMissingTargets(versions.all().map((v) => tufTargetOf(v.target)));
     const telemetry = new TelemetryStore(db);
     const artifacts = new ArtifactStore(join(config.dataDir, 'artifacts'));
-    const registry = new ModelRegistry(versions, artifacts, this.signingKey);
+    const registry = new ModelRegistry(versions, artifacts, tuf);
 
     const busPassword = randomBytes(24).toString('base64url');
     const broker = new EmbeddedBroker(
@@ -115,27 +120,37 @@ export class ControlPlane {
       { url: `mqtt://127.0.0.1:${broker.port}`, username: CONTROL_PLANE_USERNAME, password: busPassword, clientId: `perch-cp-${randomBytes(4).toString('hex')}` },
       log.child({ part: 'bus' }),
     );
-    const desired = new DesiredStateService(new DesiredStateStore(db), devices, versions, bus, this.signingKey, log.child({ part: 'desired-state' }));
+    const desired = new DesiredStateService(new DesiredStateStore(db), devices, versions, bus, () => tuf.desiredSigners(), log.child({ part: 'desired-state' }));
     const ingest = new TelemetryIngest(telemetry, devices, log.child({ part: 'telemetry' }));
-    const chunkServer = new ChunkServer(artifacts, versions, bus, log.child({ part: 'artifacts' }));
+    // Chunk frames are published inside the broker, not through the bus: the bus's MQTT client reads its
+    // next incoming packet only once its send buffer has drained, so frames there would hold back every
+    // device message (telemetry included), and each frame would cross loopback and be parsed and copied
+    // again. The delivery benchmark measured 1.3-1.5x the throughput this way, and a telemetry p50
+    // during a delivery of 2-4 ms instead of 9-30 ms.
+    const chunkServer = new ChunkServer(artifacts, versions, broker, log.child({ part: 'artifacts' }), {
+      perDevice: config.artifacts.maxBytesPerSecondPerDevice,
+      total: config.artifacts.maxBytesPerSecondTotal,
+    });
     const dispatcher = new DeviceMessageDispatcher(log.child({ part: 'dispatch' }))
       .register(statusHandler(devices, log.child({ part: 'devices' })))
       .register(reportedStateHandler(devices, log.child({ part: 'devices' })))
       .register(ingest.handler())
       .register(eventIngestHandler(db))
-      .register(chunkServer.handler());
+      .register(chunkServer.handler())
+      .register(new MetadataServer(tuf, bus, log.child({ part: 'tuf' })).handler());
     bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
     bus.onConnect(() => {
       desired.republishAll().catch((err: unknown) => log.error({ err }, 'republishing desired states failed'));
     });
     await bus.start(dispatcher.kinds().map(allDevicesFilter));
 
-    const api = createApi({ log: log.child({ part: 'api' }), registry, versions, devices, desired, telemetry, signingKeys: [this.signingKey] }, { maxUploadBytes: config.http.maxUploadBytes });
+    const api = createApi({ log: log.child({ part: 'api' }), registry, versions, artifacts, devices, desired, telemetry, tuf }, { maxUploadBytes: config.http.maxUploadBytes });
     const http = await new Promise<ServerType>((resolve, reject) => {
       const server = serve({ fetch: api.fetch, hostname: config.http.host, port: config.http.port }, () => resolve(server));
       server.once('error', reject);
     });
-    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry };
+    tuf.start();
+    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry, tuf };
     log.info({ http: this.httpPort, mqtt: this.mqttPort, dataDir: config.dataDir }, 'control plane started');
   }
 
@@ -149,6 +164,8 @@ export class ControlPlane {
     await r.bus.stop();
     await r.broker.stop();
     r.ingest.stop();
+    r.chunkServer.close();
+    await r.tuf.stop();
     r.db.close();
     this.log.info('control plane stopped');
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeChunkFrame, encodeChunkFrame } from './artifact-transfer.js';
+import { CHUNK_FRAME_HEADROOM, decodeChunkFrame, encodeChunkFrame, frameAroundChunk } from './artifact-transfer.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -23,5 +23,15 @@ describe('artifact chunk frames', () => {
     const hugeHeader = Buffer.from(frame);
     hugeHeader.writeUInt32BE(1e9, 4);
     expect(decodeChunkFrame(hugeHeader)).toEqual({ ok: false, error: expect.stringMatching(/bad header length/) });
+  });
+
+  it('builds a frame around data read in place, byte for byte the encoded one', () => {
+    const data = Buffer.from('chunk bytes read straight into the frame');
+    const header = { requestId: 'r3', sha256: sha(data), offset: 8, length: data.length, total: 100, chunkSha256: sha(data) };
+    const buf = Buffer.alloc(CHUNK_FRAME_HEADROOM + data.length);
+    data.copy(buf, CHUNK_FRAME_HEADROOM);
+    const frame = frameAroundChunk(buf, header);
+    expect(frame.equals(encodeChunkFrame(header, data))).toBe(true);
+    expect(frame.buffer).toBe(buf.buffer);
   });
 });

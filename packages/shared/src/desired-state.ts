@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { envelopeSchema, signedCommonShape, type Envelope } from './signed-envelope.js';
-import { signedModelTargetSchema } from './model-metadata.js';
+import { modelTargetSchema } from './model-metadata.js';
 import { deviceIdSchema } from './topics.js';
 
 /**
- * What the control plane wants one device to run, published retained on the
- * device's `desired` topic. The device converges on it whenever it sees it,
+ * What the control plane wants one device to run, signed by the keys of the
+ * TUF root's `desired` role and published retained on the device's `desired` topic. The device converges on it whenever it sees it,
  * so a device that was offline catches up by itself. `generation` only grows:
  * a device refuses a generation older than the one it holds (replay).
  */
@@ -15,8 +15,17 @@ export const desiredStateSchema = z.object({
   deviceId: deviceIdSchema,
   generation: z.number().int().positive(),
   issuedAt: z.string().datetime({ offset: true }),
-  /** the model to run; null means run none. Carries the registry's own signed target. */
-  active: signedModelTargetSchema.nullable(),
+  /**
+   * The model to run, as TUF's targets.json lists it; null means run none.
+   * The device runs it only when its own verified targets metadata lists the
+   * same description (path, length, hashes and custom, all of it).
+   */
+  active: modelTargetSchema.nullable(),
+  /**
+   * An explicit, signed rollback: allows a model older than the one running
+   * (by its registration time). Without it such a state is refused as a downgrade.
+   */
+  rollback: z.boolean().optional(),
 });
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 export const signedDesiredStateSchema = envelopeSchema(desiredStateSchema);

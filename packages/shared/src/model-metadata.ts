@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { envelopeSchema, signedCommonShape, type Envelope } from './signed-envelope.js';
+import { modelGoldenSchema } from './golden-input.js';
 
 /** What a device needs to know to feed frames to a model and read its output. */
 export const modelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, '1-64 of a-z 0-9 . _ -, starting with a letter or digit');
@@ -44,11 +44,11 @@ export type ModelRef = z.infer<typeof modelRefSchema>;
 
 /**
  * A model artifact as TUF describes a target file: length and hashes, plus
- * Perch's description in `custom`. Signed on registration by the registry.
+ * Perch's description in `custom`. The registry adds it to TUF's
+ * `targets.json` on registration, so the targets role signs it; a device
+ * trusts one only as that metadata lists it.
  */
 export const modelTargetSchema = z.object({
-  _type: z.literal('model-target'),
-  ...signedCommonShape,
   /** target path in the registry, content-addressed */
   path: z.string().regex(/^models\/[a-z0-9._-]+\/[0-9A-Za-z.+_-]+\.onnx$/),
   length: z.number().int().positive(),
@@ -59,11 +59,17 @@ export const modelTargetSchema = z.object({
     format: z.literal('onnx'),
     metadata: modelMetadataSchema,
     createdAt: z.string().datetime({ offset: true }),
+    /** the golden input and the output it must give (see golden-input.ts); absent in targets registered before it existed */
+    golden: modelGoldenSchema.optional(),
+    /**
+     * The artifact's chunk manifest (chunk-manifest.ts), itself an artifact:
+     * signing its hash signs every chunk hash in it. Absent on targets
+     * registered before manifests; those download by whole-file hash only.
+     */
+    chunkManifest: z.object({ sha256: sha256Schema, length: z.number().int().positive() }).optional(),
   }),
 });
 export type ModelTarget = z.infer<typeof modelTargetSchema>;
-export const signedModelTargetSchema = envelopeSchema(modelTargetSchema);
-export type SignedModelTarget = Envelope<ModelTarget>;
 
 export function modelTargetPath(name: string, version: string): string {
   return `models/${name}/${version}.onnx`;

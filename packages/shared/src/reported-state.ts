@@ -2,17 +2,35 @@ import { z } from 'zod';
 import { modelRefSchema } from './model-metadata.js';
 import { deviceIdSchema } from './topics.js';
 
-/** Where the device is on its way to the desired state. */
+/**
+ * Where the device is on its way to the desired state:
+ * queued -> downloading (with progress) -> verifying -> ready -> activating
+ * (a fresh worker loads the model and runs its golden input) -> health-check
+ * (the new model runs the cameras and is watched) -> active. It ends early
+ * in rejected, failed or rolled-back, with the reason.
+ */
 export const deploymentPhaseSchema = z.enum([
+  /** no model desired */
   'idle',
+  /** accepted for work, waiting for the job before it */
+  'queued',
   'downloading',
+  /** the artifact's hash is being checked against the signed one */
   'verifying',
-  'loading',
+  /** the model is installed on the device and checked; the switch comes next */
+  'ready',
+  /** loading in a fresh worker and running the golden input, while the old model still runs */
+  'activating',
+  /** the new model runs the cameras and is watched (error rate, latency) for the health window */
+  'health-check',
+  /** running, and it passed its health window (the device's known-good model) */
   'active',
-  /** refused before anything ran: bad signature, replay, bad hash, bad model */
+  /** refused before anything ran: bad signature, replay, bad hash, a model that fails to load or fails its golden input */
   'rejected',
-  /** accepted but could not be done: transfer failed, disk error */
+  /** accepted but could not be done: transfer failed, disk full ("disk full: ..."), disk error; may succeed when desired again */
   'failed',
+  /** the model failed its health window (or the agent restarted inside it) and the device went back to its known-good model; not retried */
+  'rolled-back',
 ]);
 export type DeploymentPhase = z.infer<typeof deploymentPhaseSchema>;
 

@@ -1,16 +1,17 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateSigningKey } from '@perch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../test-support/harness.js';
 import { ConfigError, loadAgentConfig } from './agent-config.js';
 
 describe('agent config', () => {
   let dir: { path: string; remove(): Promise<void> };
-  const key = generateSigningKey().publicKey;
+  /** enough of a root.json for the config's shape check; its signatures are TUF's to check, at start */
+  const root = JSON.stringify({ signed: { _type: 'root', version: 1 }, signatures: [{ keyid: 'k', sig: 's' }] });
 
   beforeEach(async () => {
     dir = await tempDir();
+    await writeFile(join(dir.path, 'root.json'), root);
   });
   afterEach(() => dir.remove());
 
@@ -23,14 +24,13 @@ describe('agent config', () => {
   it('fills defaults, reads secrets from files and resolves paths against the config folder', async () => {
     await mkdir(join(dir.path, 'secrets'));
     await write('secrets/password', 's3cret\n');
-    await write('keys.json', JSON.stringify([key]));
     const file = await write(
       'agent.yaml',
       [
         'deviceId: gate-7',
         'dataDir: ./data',
         'broker: { passwordFile: secrets/password }',
-        'trust: { keysFile: keys.json }',
+        'trust: { rootFile: root.json }',
         'ffmpegPath: /usr/bin/ffmpeg',
         'cameras:',
         '  - id: front',
@@ -47,12 +47,13 @@ describe('agent config', () => {
     expect(cfg.deviceId).toBe('gate-7');
     expect(cfg.dataDir).toBe(join(dir.path, 'data'));
     expect(cfg.broker).toMatchObject({ url: 'mqtt://127.0.0.1:1883', username: 'gate-7', password: 's3cret', reconnect: { minMs: 500, maxMs: 30000 } });
-    expect(cfg.trust.keys).toEqual([key]);
+    expect(cfg.trust.rootFile).toBe(join(dir.path, 'root.json'));
     expect(cfg.ffmpegPath).toBe('/usr/bin/ffmpeg');
     expect(cfg.telemetry.windowSeconds).toBe(10);
     expect(cfg.inference).toEqual({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, pipelineDepth: 2, allowSpinning: false });
     expect(cfg.ffmpegNice).toBe(10);
-    expect(cfg.download).toEqual({ chunkBytes: 262144, window: 4, requestTimeoutMs: 10000, maxRetries: 5 });
+    expect(cfg.deployment).toEqual({ healthWindowSeconds: 60, maxErrorRate: 0.05, maxLatencyFactor: 5, latencyFloorMs: 50, minFrames: 20 });
+    expect(cfg.download).toEqual({ chunkBytes: 1048576, window: 8, requestTimeoutMs: 10000, maxRetries: 5 });
     expect(cfg.log.level).toBe('info');
     expect(cfg.cameras).toEqual([
       { id: 'front', fps: 5, stallTimeoutMs: 20_000, source: { kind: 'file', path: join(dir.path, 'videos/front.mp4'), loop: true } },
@@ -68,7 +69,7 @@ describe('agent config', () => {
   });
 
   it('defaults ffmpegPath to PERCH_FFMPEG_PATH, else the bundled binary', async () => {
-    const file = await write('agent.yaml', `deviceId: d1\ndataDir: data\ntrust:\n  keys: [${JSON.stringify(key)}]\n`);
+    const file = await write('agent.yaml', 'deviceId: d1\ndataDir: data\ntrust: { rootFile: root.json }\n');
     const before = process.env.PERCH_FFMPEG_PATH;
     try {
       process.env.PERCH_FFMPEG_PATH = '/opt/ffmpeg';
@@ -87,7 +88,7 @@ describe('agent config', () => {
       [
         'deviceId: "bad id!"',
         'broker: { url: http://x, password: a, passwordFile: b, reconnect: { minMs: 100, maxMs: 50 } }',
-        'trust: { keys: [{ keytype: rsa, scheme: ed25519, keyval: { public: zz } }] }',
+        'trust: { rootFile: root.json, keys: [] }',
         'telemetry: { windowSeconds: 0 }',
         'ffmpegNice: 20',
         'inference: { pipelineDepth: 3 }',
@@ -99,6 +100,7 @@ describe('agent config', () => {
         '    decodeThreads: -1',
         '    source: { kind: rtsp, url: x }',
         'download: { chunkBytes: 99999999 }',
+        'deployment: { healthWindowSeconds: -1, maxErrorRate: 2, minFrames: 0, window: 5 }',
         'colour: blue',
       ].join('\n'),
     );
@@ -113,8 +115,7 @@ describe('agent config', () => {
         'broker.url',
         'broker.reconnect.maxMs',
         'broker.passwordFile',
-        'trust.keys.0.keytype',
-        'trust.keys.0.keyval.public',
+        'trust',
         'telemetry.windowSeconds',
         'ffmpegNice',
         'inference.pipelineDepth',
@@ -123,6 +124,10 @@ describe('agent config', () => {
         'cameras.1.fps',
         'cameras.1.source.url',
         'download.chunkBytes',
+        'deployment.healthWindowSeconds',
+        'deployment.maxErrorRate',
+        'deployment.minFrames',
+        'deployment',
         '(root)',
       ]),
     );
@@ -131,20 +136,26 @@ describe('agent config', () => {
     expect((err as ConfigError).message).toContain(file);
   });
 
-  it('reports unreadable secret and key files, and malformed keys files', async () => {
-    await write('keys.json', '[{"keytype": "ed25519"');
-    const file = await write('agent.yaml', 'deviceId: d1\ndataDir: data\nbroker: { passwordFile: missing }\ntrust: { keysFile: keys.json }\n');
+  it('reports unreadable secret files, and root files that are malformed or not a root', async () => {
+    await write('bad-root.json', '{"signed": {"_type": "root"');
+    const file = await write('agent.yaml', 'deviceId: d1\ndataDir: data\nbroker: { passwordFile: missing }\ntrust: { rootFile: bad-root.json }\n');
     const err = (await loadAgentConfig(file).catch((e: unknown) => e)) as ConfigError;
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.problems).toHaveLength(2);
     expect(err.problems[0]).toMatch(/^broker\.passwordFile: cannot read .*missing/);
-    expect(err.problems[1]).toMatch(/^trust\.keysFile: .*malformed JSON/);
+    expect(err.problems[1]).toMatch(/^trust\.rootFile: .*malformed JSON/);
+    await write('targets.json', JSON.stringify({ signed: { _type: 'targets', version: 1 }, signatures: [] }));
+    const notRoot = await write('agent2.yaml', 'deviceId: d1\ndataDir: data\ntrust: { rootFile: targets.json }\n');
+    const err2 = (await loadAgentConfig(notRoot).catch((e: unknown) => e)) as ConfigError;
+    expect(err2.problems).toEqual(expect.arrayContaining([expect.stringMatching(/^trust\.rootFile\(.*targets\.json\)\.signed\._type/)]));
+    const missing = await write('agent3.yaml', 'deviceId: d1\ndataDir: data\ntrust: { rootFile: nowhere.json }\n');
+    expect(((await loadAgentConfig(missing).catch((e: unknown) => e)) as ConfigError).problems).toEqual([expect.stringMatching(/^trust\.rootFile: cannot use .*nowhere\.json/)]);
   });
 
   it('reports a camera password file that cannot be read', async () => {
     const file = await write(
       'agent.yaml',
-      `deviceId: d1\ndataDir: data\ntrust:\n  keys: [${JSON.stringify(key)}]\ncameras:\n  - id: gate\n    source: { kind: mjpeg, url: "http://10.0.0.8/video.mjpg", username: u, passwordFile: nope }\n`,
+      `deviceId: d1\ndataDir: data\ntrust: { rootFile: root.json }\ncameras:\n  - id: gate\n    source: { kind: mjpeg, url: "http://10.0.0.8/video.mjpg", username: u, passwordFile: nope }\n`,
     );
     const err = (await loadAgentConfig(file).catch((e: unknown) => e)) as ConfigError;
     expect(err).toBeInstanceOf(ConfigError);

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema, publicKeySchema, type PublicKey } from '@perch/shared';
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema } from '@perch/shared';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { cameraSchema, resolveCameras, type CameraConfig } from '../camera/camera-config.js';
+import { DEFAULT_DOWNLOAD_WINDOW } from '../deployment/artifact-downloader.js';
+import { deploymentConfigSchema, type DeploymentConfig } from '../deployment/deployment-config.js';
 import { eventsConfigSchema, type EventsConfig } from '../events/events-config.js';
 import { httpConfigSchema, type HttpConfig } from '../http/http-config.js';
 import { outboxConfigSchema, type OutboxConfig } from '../outbox/outbox-config.js';
@@ -46,15 +48,22 @@ const brokerSchema = z
     path: ['passwordFile'],
   });
 
-/** One object rather than a union, so a bad key is reported at its own path. */
 const trustSchema = z
   .object({
-    keys: z.array(publicKeySchema).min(1).optional(),
-    /** a JSON array of public keys, as the control plane exposes them */
-    keysFile: z.string().min(1).optional(),
+    /**
+     * The TUF root.json the box is provisioned with (the control plane's
+     * `root show`): every key the agent trusts comes from it and the roots
+     * that follow it. Read once, on the first start; later roots arrive over MQTT.
+     */
+    rootFile: z.string().min(1),
   })
-  .strict()
-  .refine((t) => (t.keys === undefined) !== (t.keysFile === undefined), 'give exactly one of keys or keysFile');
+  .strict();
+
+/** Enough of a root.json to say early that the file is not one; TUF checks its signatures. */
+const rootFileSchema = z.object({
+  signed: z.object({ _type: z.literal('root'), version: z.number().int().positive() }),
+  signatures: z.array(z.unknown()).min(1),
+});
 
 const fileSchema = z
   .object({
@@ -95,17 +104,18 @@ const fileSchema = z
     download: z
       .object({
         chunkBytes: z.number().int().min(1024).max(MAX_CHUNK_BYTES).default(DEFAULT_CHUNK_BYTES),
-        window: z.number().int().min(1).max(64).default(4),
+        window: z.number().int().min(1).max(64).default(DEFAULT_DOWNLOAD_WINDOW),
         requestTimeoutMs: z.number().int().positive().default(10_000),
         maxRetries: z.number().int().nonnegative().default(5),
       })
       .strict()
-      .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: 4, requestTimeoutMs: 10_000, maxRetries: 5 }),
+      .default({ chunkBytes: DEFAULT_CHUNK_BYTES, window: DEFAULT_DOWNLOAD_WINDOW, requestTimeoutMs: 10_000, maxRetries: 5 }),
     /** models kept on disk: the active one, the one it replaced, and the newest others up to maxModels */
     modelCache: z
       .object({ maxModels: z.number().int().min(2).max(100).default(3) })
       .strict()
       .default({ maxModels: 3 }),
+    deployment: deploymentConfigSchema,
     events: eventsConfigSchema,
     http: httpConfigSchema,
     outbox: outboxConfigSchema,
@@ -131,7 +141,7 @@ export interface AgentConfig {
     keepaliveSeconds: number;
     reconnect: { minMs: number; maxMs: number };
   };
-  trust: { keys: PublicKey[] };
+  trust: { rootFile: string };
   ffmpegPath: string;
   ffmpegNice: number;
   telemetry: { windowSeconds: number };
@@ -139,6 +149,7 @@ export interface AgentConfig {
   cameras: CameraConfig[];
   download: { chunkBytes: number; window: number; requestTimeoutMs: number; maxRetries: number };
   modelCache: { maxModels: number };
+  deployment: DeploymentConfig;
   events: EventsConfig;
   http: HttpConfig;
   outbox: OutboxConfig;
@@ -183,23 +194,19 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     }
   }
 
-  let keys: PublicKey[] = cfg.trust.keys ?? [];
-  if (cfg.trust.keysFile !== undefined) {
-    const keysFile = at(cfg.trust.keysFile);
+  const rootFile = at(cfg.trust.rootFile);
+  try {
+    const text = await readFile(rootFile, 'utf8');
+    let json: unknown;
     try {
-      const text = await readFile(keysFile, 'utf8');
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch (err) {
-        throw new Error(`malformed JSON: ${(err as Error).message}`);
-      }
-      const r = z.array(publicKeySchema).min(1).safeParse(json, { error: errorMap });
-      if (r.success) keys = r.data;
-      else problems.push(...issuesToProblems(r.error, `trust.keysFile(${keysFile})`));
+      json = JSON.parse(text);
     } catch (err) {
-      problems.push(`trust.keysFile: cannot use ${keysFile}: ${(err as Error).message}`);
+      throw new Error(`malformed JSON: ${(err as Error).message}`);
     }
+    const r = rootFileSchema.safeParse(json, { error: errorMap });
+    if (!r.success) problems.push(...issuesToProblems(r.error, `trust.rootFile(${rootFile})`));
+  } catch (err) {
+    problems.push(`trust.rootFile: cannot use ${rootFile}: ${(err as Error).message}`);
   }
 
   let ffmpegPath = '';
@@ -224,7 +231,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
       keepaliveSeconds: cfg.broker.keepaliveSeconds,
       reconnect: cfg.broker.reconnect,
     },
-    trust: { keys },
+    trust: { rootFile },
     ffmpegPath,
     ffmpegNice: cfg.ffmpegNice,
     telemetry: cfg.telemetry,
@@ -232,6 +239,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     cameras: cameras.cameras,
     download: cfg.download,
     modelCache: cfg.modelCache,
+    deployment: cfg.deployment,
     events: { ...cfg.events, snapshots: { ...cfg.events.snapshots, dir: at(cfg.events.snapshots.dir ?? join(cfg.dataDir, 'snapshots')) } },
     http: cfg.http,
     outbox: cfg.outbox,

@@ -26,7 +26,7 @@ describe('artifact downloader (real broker, control plane played by the test)', 
 
   beforeAll(async () => {
     broker = await startBroker();
-    cp = new ControlPlaneDouble(broker.url, generateSigningKey());
+    cp = new ControlPlaneDouble(broker.url);
     await cp.start();
     cp.addArtifact(artifact);
     connection = new MqttConnection(

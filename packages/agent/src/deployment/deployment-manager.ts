@@ -1,19 +1,25 @@
-import { modelRefOf, type ModelRef, type PublicKey } from '@perch/shared';
-import { ModelLoadError } from '../inference/inference-runner.js';
+import { modelRefOf, type ModelRef } from '@perch/shared';
 import type { InferencePipeline } from '../inference/inference-pipeline.js';
 import type { Logger } from '../log/logger.js';
 import type { MessageHandler } from '../mqtt/dispatcher.js';
 import type { ModelStore } from '../model-store/model-store.js';
+import { diskFullReason, isDiskFull } from '../storage/disk-full.js';
 import { fileSha256 } from '../storage/file-sha256.js';
 import { DownloadError, type ArtifactDownloader } from './artifact-downloader.js';
+import type { DeploymentConfig } from './deployment-config.js';
+import { ModelActivation, RefusedModel, type ActivationOutcome } from './model-activation.js';
 import type { ReportedStateReporter } from './reported-state-reporter.js';
-import { checkDesiredState, checkModelTarget, decodeDesiredState, decodeModelTarget, type ReceivedDesiredState, type VerifiedTarget } from './signed-documents.js';
+import { TrustError, type TrustedMetadata } from '../trust/trusted-metadata.js';
+import { checkAgainstSignedTarget, checkDesiredState, checkDowngrade, decodeDesiredState, type ReceivedDesiredState, type VerifiedTarget } from './signed-documents.js';
 
 export interface DeploymentOptions {
   deviceId: string;
-  trustedKeys: readonly PublicKey[];
+  /** the device's TUF metadata: the desired role's keys, and the signed targets */
+  trust: Pick<TrustedMetadata, 'refresh' | 'targetInfo' | 'checkDesiredSignatures'>;
   /** models kept on disk (see ModelStore.collectGarbage); default 3 */
   maxCachedModels?: number;
+  /** the health window and its thresholds */
+  config: DeploymentConfig;
 }
 
 /** Refused: the input is wrong and retrying it cannot help (bad hash, bad model). */
@@ -21,17 +27,23 @@ class Rejected extends Error {}
 
 class Superseded extends Error {}
 
-type Job = { kind: 'restore' } | { kind: 'apply'; desired: ReceivedDesiredState };
+type Job =
+  | { kind: 'restore'; done: () => void }
+  | { kind: 'apply'; desired: ReceivedDesiredState }
+  /** the health window of a model restored inside it */
+  | { kind: 'watch'; generation: number };
 
 /**
  * Converges the device on its signed desired state. Jobs run one at a time;
  * a newer desired state aborts the one in progress (a download stops at
- * once). A refused state leaves the running model and acceptedGeneration as
- * they were and is reported as 'rejected' with the reason.
+ * once, a health window ends unjudged). A refused state leaves the running
+ * model and acceptedGeneration as they were and is reported as 'rejected'
+ * with the reason; a model that fails its health window is 'rolled-back'
+ * and that generation is not tried again. Switching, the pointer on disk
+ * and the health window are ModelActivation's.
  */
 export class DeploymentManager {
-  private acceptedGeneration = 0;
-  private active: VerifiedTarget | null = null;
+  private readonly activation: ModelActivation;
   /** generation being worked on (queued or running) */
   private working: number | null = null;
   /** last generation refused after its signature was good (bad artifact, bad model): not fetched again */
@@ -50,7 +62,23 @@ export class DeploymentManager {
     private readonly pipeline: InferencePipeline,
     private readonly reporter: ReportedStateReporter,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.activation = new ModelActivation(
+      { config: opts.config, maxCachedModels: opts.maxCachedModels ?? 3 },
+      store,
+      pipeline,
+      reporter,
+      log,
+    );
+  }
+
+  private get acceptedGeneration(): number {
+    return this.activation.acceptedGeneration;
+  }
+
+  private get active(): VerifiedTarget | null {
+    return this.activation.active;
+  }
 
   /** The dispatcher's handler for `desired`. */
   handler(): MessageHandler<ReceivedDesiredState> {
@@ -62,15 +90,18 @@ export class DeploymentManager {
     };
   }
 
-  /** Brings back the last good model from the store, with no control plane needed. */
+  /**
+   * Brings back the last good model from the store, with no control plane
+   * needed; resolves once it runs (a health window it resumes goes on as a job).
+   */
   start(): Promise<void> {
     this.stopped = false;
-    this.enqueue({ kind: 'restore' });
-    return this.idle();
+    return new Promise((done) => this.enqueue({ kind: 'restore', done }));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.queued?.kind === 'restore') this.queued.done();
     this.queued = null;
     this.controller?.abort(new Superseded('agent stopping'));
     await this.drain;
@@ -82,17 +113,30 @@ export class DeploymentManager {
   }
 
   get state(): { acceptedGeneration: number; active: ModelRef | null } {
-    return { acceptedGeneration: this.acceptedGeneration, active: this.active ? modelRefOf(this.active.envelope.signed) : null };
+    return { acceptedGeneration: this.acceptedGeneration, active: this.active ? modelRefOf(this.active) : null };
   }
 
-  onDesired(desired: ReceivedDesiredState): void {
+  /**
+   * `refreshed`: the trust metadata was brought up to date for this state
+   * already. A signature by a key the device does not know yet may be by a
+   * key a newer root brought in: the root walk runs once, then the state is
+   * judged again.
+   */
+  onDesired(desired: ReceivedDesiredState, refreshed = false): void {
     const d = desired.envelope.signed;
-    const target = d.active ? modelRefOf(d.active.signed) : null;
+    const target = d.active ? modelRefOf(d.active) : null;
     const check = checkDesiredState(desired, {
       deviceId: this.opts.deviceId,
-      trustedKeys: this.opts.trustedKeys,
+      signatures: (envelope) => this.opts.trust.checkDesiredSignatures(envelope),
       acceptedGeneration: this.acceptedGeneration,
     });
+    if (!check.ok && check.signature && !refreshed) {
+      this.opts.trust.refresh().then(
+        () => this.onDesired(desired, true),
+        (err: Error) => this.refuse(d.generation, target, `${check.reason}; trust metadata not refreshed: ${err.message}`),
+      );
+      return;
+    }
     if (!check.ok) return this.refuse(d.generation, target, check.reason);
     if (this.working !== null) {
       if (d.generation === this.working) return void this.log.debug({ generation: d.generation }, 'desired state already in progress');
@@ -104,6 +148,13 @@ export class DeploymentManager {
       // The same refused document again (e.g. retained, after a reconnect): say so again, fetch nothing.
       return this.refuse(d.generation, target, this.rejected.reason);
     }
+    const rolledBack = this.activation.rolledBack;
+    if (rolledBack?.generation === d.generation) {
+      // Its model failed the health window here: restated, never tried again. A newer generation may name it again.
+      this.log.info({ generation: d.generation }, 'desired state was rolled back; not tried again');
+      this.reporter.setDeployment({ phase: 'rolled-back', generation: d.generation, target: rolledBack.target, reason: rolledBack.reason });
+      return;
+    }
     if (d.generation === this.acceptedGeneration && this.converged && this.working === null) {
       // Already carried out (a retained redelivery after reconnect): restate it, do nothing else.
       this.log.debug({ generation: d.generation }, 'desired state already applied');
@@ -111,6 +162,7 @@ export class DeploymentManager {
       return;
     }
     this.log.info({ generation: d.generation, target }, 'desired state accepted for work');
+    this.reporter.setDeployment({ phase: 'queued', generation: d.generation, target });
     this.enqueue({ kind: 'apply', desired });
   }
 
@@ -121,7 +173,8 @@ export class DeploymentManager {
 
   private enqueue(job: Job): void {
     this.queued = job;
-    if (job.kind === 'apply') this.working = job.desired.envelope.signed.generation;
+    const generation = jobGeneration(job);
+    if (generation !== null) this.working = generation;
     this.controller?.abort(new Superseded('superseded by a newer desired state'));
     if (!this.drain) {
       this.drain = this.run().finally(() => {
@@ -137,55 +190,29 @@ export class DeploymentManager {
       this.controller = controller;
       try {
         if (job.kind === 'restore') await this.restore();
+        else if (job.kind === 'watch') await this.watch(job.generation, controller.signal);
         else await this.apply(job.desired, controller.signal);
       } catch (err) {
         this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'deployment job failed unexpectedly');
       } finally {
         this.controller = null;
-        if (job.kind === 'apply' && this.working === job.desired.envelope.signed.generation && this.queued === null) this.working = null;
+        if (job.kind === 'restore') job.done();
+        if (this.working === jobGeneration(job) && this.queued === null) this.working = null;
       }
     }
   }
 
   private async restore(): Promise<void> {
-    let pointer;
+    const r = await this.activation.restore();
+    this.converged = r.settled;
+    if (r.resumeWindow) this.enqueue({ kind: 'watch', generation: this.acceptedGeneration });
+  }
+
+  private async watch(generation: number, signal: AbortSignal): Promise<void> {
     try {
-      pointer = await this.store.readActive();
+      this.settle(generation, await this.activation.resumeHealthWindow(signal));
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'active model pointer unreadable; starting with no model');
-    }
-    if (!pointer) {
-      this.converged = true;
-      this.reporter.setDeployment({ phase: 'idle', generation: 0, target: null });
-      return;
-    }
-    this.acceptedGeneration = pointer.acceptedGeneration;
-    this.reporter.setAccepted(this.acceptedGeneration, null);
-    if (pointer.active === null) {
-      this.converged = true;
-      this.reporter.setDeployment({ phase: 'idle', generation: pointer.acceptedGeneration, target: null });
-      return;
-    }
-    const sha = pointer.active;
-    try {
-      const decoded = decodeModelTarget(await this.store.readTarget(sha));
-      if (!decoded.ok) throw new Error(`stored target document invalid: ${decoded.error}`);
-      const target = decoded.value;
-      // No expiry check here: a box cut off from its control plane keeps running its last good model.
-      const check = checkModelTarget(target, this.opts.trustedKeys, { checkExpiry: false });
-      if (!check.ok) throw new Error(check.reason);
-      if (target.envelope.signed.hashes.sha256 !== sha) throw new Error(`stored target describes ${target.envelope.signed.hashes.sha256}, not ${sha}`);
-      const modelPath = await this.store.verify(sha);
-      await this.pipeline.activate({ modelPath, target: target.envelope.signed });
-      this.active = target;
-      this.converged = true;
-      this.reporter.setAccepted(this.acceptedGeneration, modelRefOf(target.envelope.signed));
-      this.reporter.setDeployment({ phase: 'active', generation: this.acceptedGeneration, target: modelRefOf(target.envelope.signed) });
-      this.log.info({ model: modelRefOf(target.envelope.signed), generation: this.acceptedGeneration }, 'restored the active model from the store');
-    } catch (err) {
-      const reason = `stored active model ${sha} not restored: ${(err as Error).message}`;
-      this.log.error({ reason }, 'running no model');
-      this.reporter.setDeployment({ phase: 'failed', generation: this.acceptedGeneration, target: null, reason });
+      this.fail(generation, null, err);
     }
   }
 
@@ -194,24 +221,25 @@ export class DeploymentManager {
     const generation = d.generation;
     if (generation < this.acceptedGeneration) {
       // Checked on arrival too; this covers a state that was queued before a newer one was carried out.
-      return this.refuse(generation, d.active ? modelRefOf(d.active.signed) : null, `replay: desired state generation ${generation} is older than the accepted generation ${this.acceptedGeneration}`);
+      return this.refuse(generation, d.active ? modelRefOf(d.active) : null, `replay: desired state generation ${generation} is older than the accepted generation ${this.acceptedGeneration}`);
     }
-    if (d.active === null || desired.rawTarget === null) {
-      await this.pipeline.deactivate();
-      await this.commit(generation, null);
-      this.reporter.setDeployment({ phase: 'idle', generation, target: null });
+    if (d.active === null) {
+      try {
+        await this.activation.runNothing(generation);
+        this.settle(generation, { kind: 'active' });
+      } catch (err) {
+        this.fail(generation, null, err);
+      }
       return;
     }
-    const target: VerifiedTarget = { envelope: d.active, raw: desired.rawTarget };
-    const t = d.active.signed;
-    const ref = modelRefOf(t);
-    const sha = t.hashes.sha256;
-    const report = (phase: 'downloading' | 'verifying' | 'loading') => this.reporter.setDeployment({ phase, generation, target: ref });
+    const ref = modelRefOf(d.active);
+    const report = (phase: 'verifying' | 'ready') => this.reporter.setDeployment({ phase, generation, target: ref });
     try {
-      if (this.active?.envelope.signed.hashes.sha256 === sha && this.pipeline.activeModel) {
+      const target = await this.signedTarget(desired);
+      const sha = target.hashes.sha256;
+      if (this.active?.hashes.sha256 === sha && this.pipeline.activeModel) {
         // Same artifact, newer generation (e.g. a re-signed target): nothing to load.
-        await this.commit(generation, target);
-        this.reporter.setDeployment({ phase: 'active', generation, target: ref });
+        this.settle(generation, await this.activation.reaffirm(generation, target, signal));
         return;
       }
       let modelPath: string | null = null;
@@ -223,35 +251,59 @@ export class DeploymentManager {
           this.log.warn({ err: (err as Error).message }, 'stored copy is damaged; downloading again');
         }
       }
-      if (modelPath === null) modelPath = await this.download(sha, t.length, target, signal, () => report('verifying'), generation, ref);
+      if (modelPath === null) modelPath = await this.download(sha, target.length, target, signal, () => report('verifying'), generation, ref);
       if (signal.aborted) throw new Superseded();
-      report('loading');
-      try {
-        await this.pipeline.activate({ modelPath, target: t });
-      } catch (err) {
-        if (err instanceof ModelLoadError) throw new Rejected(err.message);
-        throw err;
-      }
-      const replaced = this.active?.envelope.signed.hashes.sha256;
-      await this.commit(generation, target);
-      this.reporter.setDeployment({ phase: 'active', generation, target: ref });
-      this.log.info({ generation, model: ref }, 'deployment active');
-      await this.pruneCache(sha, replaced);
+      report('ready');
+      this.settle(generation, await this.activation.activate(generation, target, modelPath, signal));
     } catch (err) {
       if (err instanceof Superseded || signal.aborted) {
         this.log.info({ generation }, 'deployment superseded');
         return;
       }
-      const rejected = err instanceof Rejected || (err instanceof DownloadError && err.outcome === 'rejected');
-      const reason = (err as Error).message;
+      const rejected = err instanceof Rejected || err instanceof RefusedModel || (err instanceof DownloadError && err.outcome === 'rejected');
       if (rejected) {
+        const reason = (err as Error).message;
         this.rejected = { generation, reason, target: ref };
         this.refuse(generation, ref, reason);
-      } else {
-        this.log.warn({ generation, reason }, 'deployment failed');
-        this.reporter.setDeployment({ phase: 'failed', generation, target: ref, reason });
-      }
+      } else this.fail(generation, ref, err);
     }
+  }
+
+  /**
+   * The model the desired state names, as the freshly verified TUF targets
+   * metadata lists it, and not a downgrade unless the state is a signed
+   * rollback. Metadata that cannot be fetched is a failure (retried with the
+   * next state or reconnect); metadata that fails its checks is a refusal.
+   */
+  private async signedTarget(desired: ReceivedDesiredState): Promise<VerifiedTarget> {
+    const d = desired.envelope.signed;
+    if (!d.active) throw new Error('no model named');
+    try {
+      await this.opts.trust.refresh();
+    } catch (err) {
+      if (err instanceof TrustError && err.failure !== 'unavailable') throw new Rejected(`trust metadata: ${err.message}`);
+      throw err;
+    }
+    const signed = checkAgainstSignedTarget(desired.rawSigned, await this.opts.trust.targetInfo(d.active.path));
+    if (!signed.ok) throw new Rejected(signed.reason);
+    const downgrade = checkDowngrade(signed.target, this.active, d.rollback === true);
+    if (!downgrade.ok) throw new Rejected(downgrade.reason);
+    return signed.target;
+  }
+
+  /** The job for `generation` ended its way (active, rolled back, idle): a redelivery of it is only restated. */
+  private settle(generation: number, outcome: ActivationOutcome): void {
+    if (outcome.kind === 'superseded') return void this.log.info({ generation }, 'deployment superseded');
+    this.converged = true;
+    if (this.rejected && this.rejected.generation <= generation) this.rejected = null;
+    if (outcome.kind === 'active') this.log.info({ generation, model: this.state.active }, 'deployment active');
+  }
+
+  /** Could not be done; the model running before goes on. A full disk says so first, whatever layer hit it. */
+  private fail(generation: number, target: ModelRef | null, err: unknown): void {
+    const reason = isDiskFull(err) ? diskFullReason(err) : (err as Error).message;
+    this.log.warn({ generation, reason }, 'deployment failed');
+    this.reporter.setDeployment({ phase: 'failed', generation, target, reason });
   }
 
   private async download(
@@ -266,13 +318,28 @@ export class DeploymentManager {
     const partPath = this.store.partPath(sha);
     this.reporter.setDeployment({ phase: 'downloading', generation, target: ref, progress: { bytes: 0, total: length } });
     try {
-      await this.downloader.download({ sha256: sha, length, partPath, signal, onProgress: (bytes, total) => this.reporter.setProgress(generation, ref, bytes, total) });
+      const result = await this.downloader.download({
+        sha256: sha,
+        length,
+        partPath,
+        signal,
+        onProgress: (bytes, total) => this.reporter.setProgress(generation, ref, bytes, total),
+        // Signed with the target: every chunk is checked against it, and chunks of models already here are copied.
+        chunkManifest: target.custom.chunkManifest ?? null,
+        localSources: await this.store.chunkSources().catch(() => []),
+      });
       if (signal.aborted) throw new Superseded();
       verifying();
       const actual = await fileSha256(partPath);
       if (actual.length !== length) throw new Rejected(`artifact is ${actual.length} bytes, the signed length is ${length}`);
       if (actual.sha256 !== sha) throw new Rejected(`artifact sha256 ${actual.sha256} does not match the signed sha256 ${sha}`);
-      return await this.store.install(partPath, sha, target.raw);
+      const installed = await this.store.install(partPath, sha, target);
+      if (result.manifestBytes) {
+        await this.store
+          .writeChunkManifest(sha, result.manifestBytes)
+          .catch((err: Error) => this.log.warn({ err: err.message }, 'chunk manifest not kept; the next version downloads in full'));
+      }
+      return installed;
     } catch (err) {
       // Refused bytes are thrown away; a download cut short (superseded, the link gone, too many
       // timeouts) keeps its part file and journal, and the next attempt resumes from them.
@@ -280,26 +347,8 @@ export class DeploymentManager {
       throw err;
     }
   }
+}
 
-  /** Keeps the new model and the one it replaced (to fall back on); a failure here costs disk, never the model. */
-  private async pruneCache(active: string, replaced: string | undefined): Promise<void> {
-    const keep = new Set([active, ...(replaced ? [replaced] : [])]);
-    try {
-      const removed = await this.store.collectGarbage(keep, this.opts.maxCachedModels ?? 3);
-      if (removed.length > 0) this.log.info({ removed }, 'old models removed from the cache');
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'model cache clean-up failed');
-    }
-  }
-
-  /** Records the new state on disk before claiming it, so a reboot resumes from it. */
-  private async commit(generation: number, target: VerifiedTarget | null): Promise<void> {
-    const sha = target ? target.envelope.signed.hashes.sha256 : null;
-    await this.store.writeActive({ acceptedGeneration: generation, active: sha });
-    this.acceptedGeneration = generation;
-    this.active = target;
-    this.converged = true;
-    if (this.rejected && this.rejected.generation <= generation) this.rejected = null;
-    this.reporter.setAccepted(generation, target ? modelRefOf(target.envelope.signed) : null);
-  }
+function jobGeneration(job: Job): number | null {
+  return job.kind === 'apply' ? job.desired.envelope.signed.generation : job.kind === 'watch' ? job.generation : null;
 }

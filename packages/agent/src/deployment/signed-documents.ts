@@ -1,15 +1,23 @@
 import {
+  canonicalJson,
   formatZodError,
   isExpired,
   modelTargetPath,
+  modelTargetFromTuf,
+  modelTargetSchema,
   signedDesiredStateSchema,
-  signedModelTargetSchema,
-  verifyEnvelope,
   type Decoded,
-  type PublicKey,
+  type ModelTarget,
   type SignedDesiredState,
-  type SignedModelTarget,
+  type TufTargetEntry,
+  type VerifyResult,
 } from '@perch/shared';
+
+/**
+ * A model target the device has checked against its verified TUF targets
+ * metadata (or read back from its own store, where only checked targets go).
+ */
+export type VerifiedTarget = ModelTarget;
 
 /**
  * Signatures are checked over the document exactly as it arrived, not over
@@ -20,18 +28,6 @@ import {
 export interface ReceivedDesiredState {
   envelope: SignedDesiredState;
   rawSigned: unknown;
-  /** the nested signed model target as received; null when `active` is null */
-  rawTarget: RawEnvelope | null;
-}
-
-export interface RawEnvelope {
-  signed: unknown;
-  signatures: unknown;
-}
-
-export interface VerifiedTarget {
-  envelope: SignedModelTarget;
-  raw: RawEnvelope;
 }
 
 function parseJson(payload: Uint8Array | string): Decoded<unknown> {
@@ -43,57 +39,31 @@ function parseJson(payload: Uint8Array | string): Decoded<unknown> {
   }
 }
 
-function rawEnvelopeOf(value: unknown): RawEnvelope {
-  // Only called after a schema accepted `value` as an envelope.
-  const v = value as RawEnvelope;
-  return { signed: v.signed, signatures: v.signatures };
-}
-
 export function decodeDesiredState(payload: Uint8Array | string): Decoded<ReceivedDesiredState> {
   const json = parseJson(payload);
   if (!json.ok) return json;
   const parsed = signedDesiredStateSchema.safeParse(json.value);
   if (!parsed.success) return { ok: false, error: formatZodError(parsed.error) };
-  const raw = rawEnvelopeOf(json.value);
-  const rawActive = (raw.signed as { active: unknown }).active;
-  return {
-    ok: true,
-    value: { envelope: parsed.data, rawSigned: raw.signed, rawTarget: rawActive === null ? null : rawEnvelopeOf(rawActive) },
-  };
+  return { ok: true, value: { envelope: parsed.data, rawSigned: (json.value as { signed: unknown }).signed } };
 }
 
-export function decodeModelTarget(raw: unknown): Decoded<VerifiedTarget> {
-  const parsed = signedModelTargetSchema.safeParse(raw);
-  if (!parsed.success) return { ok: false, error: formatZodError(parsed.error) };
-  return { ok: true, value: { envelope: parsed.data, raw: rawEnvelopeOf(raw) } };
+/**
+ * A target document from the device's own store. Models installed by an
+ * earlier release kept the target in its own signed envelope: its `signed`
+ * part is the same description.
+ */
+export function decodeStoredTarget(raw: unknown): Decoded<VerifiedTarget> {
+  const inner = typeof raw === 'object' && raw !== null && 'signed' in raw ? (raw as { signed: unknown }).signed : raw;
+  const parsed = modelTargetSchema.safeParse(inner);
+  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: formatZodError(parsed.error) };
 }
 
-export type Check = { ok: true } | { ok: false; reason: string };
-
-/** verifyEnvelope throws when canonical JSON cannot encode a value: that is a refusal too, never a crash. */
-function verify(envelope: { signed: unknown; signatures: SignedDesiredState['signatures'] }, trusted: readonly PublicKey[]): Check {
-  try {
-    const r = verifyEnvelope(envelope, trusted);
-    return r.ok ? { ok: true } : { ok: false, reason: r.error };
-  } catch (err) {
-    return { ok: false, reason: `signature check failed: ${(err as Error).message}` };
-  }
-}
-
-/** Signature of a model target by the trusted keys, and that it describes itself consistently. */
-export function checkModelTarget(target: VerifiedTarget, trusted: readonly PublicKey[], opts: { now?: Date; checkExpiry: boolean }): Check {
-  const sig = verify({ signed: target.raw.signed, signatures: target.envelope.signatures }, trusted);
-  if (!sig.ok) return { ok: false, reason: `model target: ${sig.reason}` };
-  const t = target.envelope.signed;
-  if (opts.checkExpiry && isExpired(t.expires, opts.now)) return { ok: false, reason: `model target ${t.custom.name}@${t.custom.version} expired at ${t.expires}` };
-  const want = modelTargetPath(t.custom.name, t.custom.version);
-  if (t.path !== want) return { ok: false, reason: `model target path ${t.path} does not match ${want}` };
-  return { ok: true };
-}
+export type Check = { ok: true } | { ok: false; reason: string; signature?: boolean };
 
 export interface DesiredStateContext {
   deviceId: string;
-  trustedKeys: readonly PublicKey[];
+  /** the signature check by the trusted root's `desired` role */
+  signatures: (envelope: { signed: unknown; signatures: SignedDesiredState['signatures'] }) => VerifyResult;
   acceptedGeneration: number;
   now?: Date;
 }
@@ -101,21 +71,61 @@ export interface DesiredStateContext {
 /**
  * The checks a desired state must pass before the device acts on it, in
  * TUF's order: signature first (nothing unsigned is looked at further),
- * then who it is for, freshness (freeze) and generation (rollback/replay),
- * then the nested model target (arbitrary software, mix-and-match).
+ * then who it is for, freshness (freeze) and generation (rollback/replay).
+ * The model it names is checked against the targets metadata afterwards
+ * (checkAgainstSignedTarget), once that metadata is fresh.
  */
 export function checkDesiredState(received: ReceivedDesiredState, ctx: DesiredStateContext): Check {
   const { envelope } = received;
-  const sig = verify({ signed: received.rawSigned, signatures: envelope.signatures }, ctx.trustedKeys);
-  if (!sig.ok) return { ok: false, reason: `desired state: ${sig.reason}` };
+  let sig: VerifyResult;
+  try {
+    sig = ctx.signatures({ signed: received.rawSigned, signatures: envelope.signatures });
+  } catch (err) {
+    // Canonical JSON cannot encode some values: a refusal too, never a crash.
+    sig = { ok: false, error: `signature check failed: ${(err as Error).message}` };
+  }
+  if (!sig.ok) return { ok: false, reason: `desired state: ${sig.error}`, signature: true };
   const d = envelope.signed;
   if (d.deviceId !== ctx.deviceId) return { ok: false, reason: `desired state is for device ${d.deviceId}, this is ${ctx.deviceId}` };
   if (isExpired(d.expires, ctx.now)) return { ok: false, reason: `desired state generation ${d.generation} expired at ${d.expires}` };
   if (d.generation < ctx.acceptedGeneration) {
     return { ok: false, reason: `replay: desired state generation ${d.generation} is older than the accepted generation ${ctx.acceptedGeneration}` };
   }
-  if (d.active !== null && received.rawTarget !== null) {
-    return checkModelTarget({ envelope: d.active, raw: received.rawTarget }, ctx.trustedKeys, { now: ctx.now, checkExpiry: true });
+  if (d.active && d.active.path !== modelTargetPath(d.active.custom.name, d.active.custom.version)) {
+    return { ok: false, reason: `model target path ${d.active.path} does not match ${modelTargetPath(d.active.custom.name, d.active.custom.version)}` };
   }
   return { ok: true };
+}
+
+/**
+ * The model the desired state names must be, to the last field, the one the
+ * targets role signed: a desired state paired with another moment's target
+ * (mix-and-match), or naming a file the targets role never signed
+ * (arbitrary software), is refused. Returns the target as TUF lists it.
+ */
+export function checkAgainstSignedTarget(rawDesired: unknown, signed: TufTargetEntry | undefined): { ok: true; target: VerifiedTarget } | { ok: false; reason: string } {
+  const active = (rawDesired as { active?: { path?: unknown } } | null)?.active;
+  const path = typeof active?.path === 'string' ? active.path : '?';
+  if (!signed) return { ok: false, reason: `arbitrary model: target ${path} is not in the signed targets metadata` };
+  const listed = modelTargetFromTuf(signed);
+  if (!listed.ok) return { ok: false, reason: `signed target ${path} is not a Perch model target: ${listed.error}` };
+  // Compared as sent, unknown fields included: the device runs nothing the targets role did not describe.
+  const custom = JSON.parse((signed.custom as { perch: string }).perch) as unknown;
+  if (canonicalJson(active) !== canonicalJson({ path: signed.path, length: signed.length, hashes: signed.hashes, custom })) {
+    return { ok: false, reason: `mix-and-match: the desired state's description of ${path} differs from the signed targets metadata` };
+  }
+  return { ok: true, target: listed.value };
+}
+
+/**
+ * A model registered before the one running, under the same name, runs only
+ * when the desired state says, signed, that going back is meant.
+ */
+export function checkDowngrade(next: VerifiedTarget, running: VerifiedTarget | null, rollback: boolean): Check {
+  if (rollback || !running || running.custom.name !== next.custom.name) return { ok: true };
+  if (Date.parse(next.custom.createdAt) >= Date.parse(running.custom.createdAt)) return { ok: true };
+  return {
+    ok: false,
+    reason: `downgrade: ${next.custom.name} ${next.custom.version} (registered ${next.custom.createdAt}) is older than the running ${running.custom.version} (registered ${running.custom.createdAt}) and the desired state is not a signed rollback`,
+  };
 }

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { generateSigningKey } from '@perch/shared';
+import { rootFileForConfig } from '../test-support/root-file.js';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveAgentConfig } from '../config/agent-config.js';
 
-const minimal = { deviceId: 'gate-1', dataDir: 'data', trust: { keys: [generateSigningKey().publicKey] }, ffmpegPath: '/usr/bin/ffmpeg' };
+const minimal = { deviceId: 'gate-1', dataDir: 'data', trust: { rootFile: rootFileForConfig() }, ffmpegPath: '/usr/bin/ffmpeg' };
 
 describe('events and http config', () => {
   it('has defaults for every key; snapshots go under the data folder', async () => {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import { decodeJson, detectionEventSchema, deviceTopic, generateSigningKey, modelRefOf, type DetectionEvent, type SignedModelTarget } from '@perch/shared';
+import { decodeJson, detectionEventSchema, deviceTopic, generateSigningKey, modelRefOf, type DetectionEvent, type ModelTarget } from '@perch/shared';
 import type { MqttClient } from 'mqtt';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,7 +32,7 @@ describe('local HTTP endpoints', () => {
   let listener: MqttClient;
   const events: DetectionEvent[] = [];
   const model = buildTinyModel({ width: 16, height: 12, gain: 8 });
-  let target: SignedModelTarget;
+  let target: ModelTarget;
 
   const get = (path: string) => fetch(`${base}${path}`);
   const metrics = async () => parseMetrics(await (await get('/metrics')).text());
@@ -40,7 +40,7 @@ describe('local HTTP endpoints', () => {
 
   beforeAll(async () => {
     broker = await startBroker();
-    cp = new ControlPlaneDouble(broker.url, generateSigningKey());
+    cp = new ControlPlaneDouble(broker.url);
     await cp.start();
     listener = await connectAsync(broker.url, 'events-listener');
     listener.on('message', (_topic, payload) => {
@@ -57,7 +57,7 @@ describe('local HTTP endpoints', () => {
         deviceId,
         dataDir: 'data',
         broker: { url: broker.url, reconnect: { minMs: 50, maxMs: 500 } },
-        trust: { keys: [cp.key.publicKey] },
+        trust: { rootFile: cp.rootFile },
         ffmpegPath,
         telemetry: { windowSeconds: 1 },
         cameras: [
@@ -117,7 +117,7 @@ describe('local HTTP endpoints', () => {
       const r = await get('/healthz');
       return r.status === 200 ? ((await r.json()) as { status: string; model: unknown; reasons: string[] }) : undefined;
     }, 45_000);
-    expect(ok).toMatchObject({ status: 'ok', model: modelRefOf(target.signed), reasons: [] });
+    expect(ok).toMatchObject({ status: 'ok', model: modelRefOf(target), reasons: [] });
 
     const first = await inferred('cam-a');
     expect(first).toBeGreaterThan(0);
@@ -125,7 +125,7 @@ describe('local HTTP endpoints', () => {
     await waitFor('frames inferred on cam-b', async () => (await inferred('cam-b')) > 0);
 
     const m = await metrics();
-    const ref = modelRefOf(target.signed);
+    const ref = modelRefOf(target);
     expect(sampleValue(m, 'perch_agent_model_info', { name: ref.name, version: ref.version, sha256: ref.sha256 })).toBe(1);
     expect(sampleValue(m, 'perch_agent_camera_up', { camera: 'cam-a' })).toBe(1);
     expect(sampleValue(m, 'perch_agent_frames_received_total', { camera: 'cam-a' })).toBeGreaterThanOrEqual(sampleValue(m, 'perch_agent_frames_inferred_total', { camera: 'cam-a' }) ?? 0);

@@ -29,7 +29,12 @@ type SchedulerEvents = {
   result: [result: FrameResult];
   /** frames of these cameras were taken from their slots and handed to the worker */
   dispatched: [cameraIds: string[]];
+  /** one run of the current runner ended, with its frames and the worker's run time or the error */
+  ran: [run: RunOutcome];
 };
+
+/** What the health window of a new model watches. */
+export type RunOutcome = { frames: number; ok: true; inferenceMs: number } | { frames: number; ok: false; error: string };
 
 interface Waiting {
   cameraId: string;
@@ -248,6 +253,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     if (runner.inFlight > 0) this.currentRunStartedAt = endedAt;
     this.runMs.add(r.inferenceMs);
     this.preprocessMs.add(r.preprocessMs);
+    this.emit('ran', { frames: r.results.length, ok: true, inferenceMs: r.inferenceMs });
     const finishedAt = performance.now();
     const { width, height } = runner.metadata.input;
     r.results.forEach((res, i) => {
@@ -275,6 +281,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private onFailed(runner: InferenceRunner, frames: Waiting[], err: Error): void {
     if (!this.running || runner !== this.runner) return;
     for (const f of frames) this.aggregator.inferenceError(f.cameraId);
+    this.emit('ran', { frames: frames.length, ok: false, error: err.message });
     const now = performance.now();
     if (now - this.lastErrorLog > ERROR_LOG_INTERVAL_MS) {
       this.lastErrorLog = now;

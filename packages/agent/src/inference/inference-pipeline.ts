@@ -6,7 +6,7 @@ import type { ResizeMode } from '../camera/ffmpeg-args.js';
 import type { CameraConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
-import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
+import { FrameScheduler, type FrameResult, type RunOutcome } from './frame-scheduler.js';
 import { InferenceRunner } from './inference-runner.js';
 
 export interface PipelineOptions {
@@ -29,11 +29,22 @@ export interface ModelToRun {
   target: ModelTarget;
 }
 
+/** A model loaded in its own worker and not yet running any camera's frames (see prepare()). */
+export interface PreparedModel {
+  readonly model: ModelToRun;
+  /** the new worker: runs only what it is handed directly, e.g. the golden input */
+  readonly runner: InferenceRunner;
+}
+
 type PipelineEvents = {
   /** a camera's state changed, for the reported state */
   'camera-state': [];
   /** one frame's inference result, with the frame (for events and snapshots) */
   result: [result: FrameResult];
+  /** one run of the active model's worker ended (for its health window) */
+  ran: [run: RunOutcome, model: ModelToRun];
+  /** the active model's worker died; a fresh one is started with backoff */
+  'worker-died': [error: Error, model: ModelToRun];
 };
 
 /**
@@ -63,6 +74,9 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     super();
     this.scheduler = new FrameScheduler(telemetry.aggregator, log, { maxBatchDelayMs: opts.maxBatchDelayMs ?? 0, pipelineDepth: opts.pipelineDepth });
     this.scheduler.on('result', (r) => this.emit('result', r));
+    this.scheduler.on('ran', (run) => {
+      if (this.model) this.emit('ran', run, this.model);
+    });
   }
 
   get activeModel(): ModelToRun | null {
@@ -87,7 +101,25 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
 
   /** Loads `next` in a fresh worker and switches to it; throws ModelLoadError and keeps the old one running. */
   async activate(next: ModelToRun): Promise<void> {
-    const runner = await this.startRunner(next);
+    await this.switchTo(await this.prepare(next));
+  }
+
+  /**
+   * Loads `next` in a fresh worker beside the running one, which goes on
+   * with the cameras; throws ModelLoadError. The caller then switches to it
+   * (switchTo) or throws it away (discard).
+   */
+  async prepare(next: ModelToRun): Promise<PreparedModel> {
+    return { model: next, runner: await this.startRunner(next) };
+  }
+
+  async discard(prepared: PreparedModel): Promise<void> {
+    if (prepared.runner !== this.runner) await prepared.runner.stop();
+  }
+
+  /** Hands the cameras to a prepared model and stops the old worker. */
+  async switchTo(prepared: PreparedModel): Promise<void> {
+    const { model: next, runner } = prepared;
     this.clearWorkerRestart();
     const meta = next.target.custom.metadata;
     const old = this.runner;
@@ -146,6 +178,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private onWorkerDeath(runner: InferenceRunner, err: Error): void {
     if (runner !== this.runner || this.stopped) return;
     this.log.error({ err: err.message }, 'inference worker died; restarting it');
+    if (this.model) this.emit('worker-died', err, this.model);
     this.scheduleWorkerRestart();
   }
 

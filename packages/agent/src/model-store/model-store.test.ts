@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { diskFullReason, isDiskFull } from '../storage/disk-full.js';
 import { tempDir } from '../test-support/harness.js';
+import { fillUp, mountSmallFilesystem, type SmallFilesystem } from '../test-support/small-filesystem.js';
 import { ModelStore, ModelStoreError } from './model-store.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -42,8 +44,8 @@ describe('model store', () => {
 
   it('keeps the active pointer atomically and refuses a malformed one', async () => {
     expect(await store.readActive()).toBeUndefined();
-    await store.writeActive({ acceptedGeneration: 3, active: 'a'.repeat(64) });
-    expect(await store.readActive()).toEqual({ acceptedGeneration: 3, active: 'a'.repeat(64) });
+    await store.writeActive({ acceptedGeneration: 3, active: 'a'.repeat(64), knownGood: 'b'.repeat(64), trial: { generation: 3, smokeMs: 0.5 } });
+    expect(await store.readActive()).toEqual({ acceptedGeneration: 3, active: 'a'.repeat(64), knownGood: 'b'.repeat(64), trial: { generation: 3, smokeMs: 0.5 } });
     expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     await writeFile(join(dir.path, 'active.json'), '{"acceptedGeneration": -1, "active": null}');
     await expect(store.readActive()).rejects.toThrow(/acceptedGeneration/);
@@ -80,5 +82,54 @@ describe('model store', () => {
     // Nothing is deleted twice, and a smaller bound than the kept set keeps the kept set.
     expect(await store.collectGarbage(new Set([m1, m0]), 1)).toEqual([m4]);
     expect(await store.has(m1)).toBe(true);
+  });
+
+  it('reads a pointer written before health windows: its active model counts as known-good', async () => {
+    await writeFile(join(dir.path, 'active.json'), JSON.stringify({ acceptedGeneration: 2, active: 'c'.repeat(64) }));
+    expect(await store.readActive()).toEqual({ acceptedGeneration: 2, active: 'c'.repeat(64), knownGood: 'c'.repeat(64) });
+    await writeFile(join(dir.path, 'active.json'), JSON.stringify({ acceptedGeneration: 2, active: null }));
+    expect(await store.readActive()).toEqual({ acceptedGeneration: 2, active: null, knownGood: null });
+  });
+
+  it('at start, removes temp files of atomic writes a crash cut off, and nothing else', async () => {
+    const stale = [join(dir.path, '.active.json.0a1b2c3d.tmp'), join(store.modelsDir, `.${'d'.repeat(64)}.target.json.deadbeef.tmp`)];
+    const kept = [join(dir.path, '.telemetry-seq.json.0a1b2c3d.tmp'), join(dir.path, 'active.json')];
+    for (const f of [...stale, ...kept]) await writeFile(f, '{');
+    await new ModelStore(dir.path).init();
+    expect(await readdir(dir.path)).toEqual(expect.arrayContaining(['.telemetry-seq.json.0a1b2c3d.tmp', 'active.json']));
+    expect(await readdir(dir.path)).not.toContain('.active.json.0a1b2c3d.tmp');
+    expect(await readdir(store.modelsDir)).toEqual([]);
+  });
+});
+
+describe('model store on a full disk (a real ENOSPC from a small tmpfs)', () => {
+  let small: SmallFilesystem = { ok: false, skip: 'not mounted' };
+  beforeAll(async () => {
+    small = await mountSmallFilesystem(512 * 1024);
+  });
+  afterAll(async () => {
+    if (small.ok) await small.unmount();
+  });
+
+  it('an install that hits ENOSPC throws a disk-full error, leaves no temp file, keeps the part file, and succeeds once there is room', async (ctx) => {
+    if (!small.ok) return ctx.skip(small.skip);
+    const store = new ModelStore(join(small.path, 'data'));
+    await store.init();
+    const bytes = Buffer.alloc(64 * 1024, 7);
+    const hash = sha(bytes);
+    await writeFile(store.partPath(hash), bytes);
+    const ballast = await fillUp(small, 0);
+    // The target document is written first, and there is no room for it.
+    const err: unknown = await store.install(store.partPath(hash), hash, { signed: { big: 'x'.repeat(8192) }, signatures: [] }).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ENOSPC' });
+    expect(isDiskFull(err)).toBe(true);
+    expect(diskFullReason(err)).toMatch(/^disk full: ENOSPC: no space left on device/);
+    expect(await store.has(hash)).toBe(false);
+    expect(await readdir(store.modelsDir)).toEqual([]);
+    expect(await readdir(store.downloadsDir)).toEqual([`${hash}.part`]);
+
+    await rm(ballast);
+    await store.install(store.partPath(hash), hash, { signed: { big: 'x'.repeat(8192) }, signatures: [] });
+    expect(await store.verify(hash)).toBe(store.modelPath(hash));
   });
 });

@@ -1,17 +1,37 @@
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatZodError, sha256Schema } from '@perch/shared';
+import { decodeChunkManifest, formatZodError, modelRefSchema, sha256Schema } from '@perch/shared';
 import { z } from 'zod';
 import { readJsonFile, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
 import { DownloadJournal } from '../deployment/download-journal.js';
+import type { LocalChunkSource } from '../deployment/local-chunks.js';
 import { fileSha256 } from '../storage/file-sha256.js';
 
-/** What the box runs after a restart, with no control plane to ask. */
-export const activePointerSchema = z.object({
-  /** generation of the last desired state that was carried out; replay protection across reboots */
-  acceptedGeneration: z.number().int().nonnegative(),
-  active: sha256Schema.nullable(),
-});
+const generationSchema = z.number().int().nonnegative();
+
+/**
+ * What the box runs after a restart, with no control plane to ask. Every
+ * change is one atomic replacement of the file, so a crash at any instant
+ * leaves either the pointer before or the pointer after it.
+ */
+export const activePointerSchema = z
+  .object({
+    /** generation of the last desired state that was carried out; replay protection across reboots */
+    acceptedGeneration: generationSchema,
+    /** the model running */
+    active: sha256Schema.nullable(),
+    /**
+     * The last model that passed its health window: where a failed window,
+     * or a restart inside one, goes back to. Pointers written before health
+     * windows existed lack it; their active model is taken as known-good.
+     */
+    knownGood: sha256Schema.nullable().optional(),
+    /** present while `active` is inside its health window: the generation and the golden input's run time, the window's latency baseline */
+    trial: z.object({ generation: generationSchema, smokeMs: z.number().nonnegative().nullable() }).optional(),
+    /** the generation whose model was rolled back after its health window, the model and why: not tried again */
+    rolledBack: z.object({ generation: generationSchema, target: modelRefSchema.nullable(), reason: z.string().max(2000) }).optional(),
+  })
+  .transform(({ knownGood, ...p }) => ({ ...p, knownGood: knownGood === undefined ? p.active : knownGood }));
 export type ActivePointer = z.infer<typeof activePointerSchema>;
 
 export class ModelStoreError extends Error {
@@ -37,6 +57,19 @@ export class ModelStore {
   async init(): Promise<void> {
     await mkdir(this.modelsDir, { recursive: true });
     await mkdir(this.downloadsDir, { recursive: true });
+    await this.removeStaleTemps();
+  }
+
+  /**
+   * Temp files of atomic writes cut off by a crash or power cut (the
+   * pointer's, a target document's): never renamed into place, so never
+   * read; without this, a box that loses power often fills its disk.
+   */
+  private async removeStaleTemps(): Promise<void> {
+    const stale = (dir: string, name: RegExp) =>
+      readdir(dir).then((files) => Promise.all(files.filter((f) => name.test(f)).map((f) => rm(join(dir, f), { force: true }))));
+    await stale(this.dataDir, /^\.active\.json\.[0-9a-f]{8}\.tmp$/).catch(() => undefined);
+    await stale(this.modelsDir, /^\.[0-9a-f]{64}\.(target|chunks)\.json\.[0-9a-f]{8}\.tmp$/).catch(() => undefined);
   }
 
   modelPath(sha256: string): string {
@@ -49,6 +82,34 @@ export class ModelStore {
 
   partPath(sha256: string): string {
     return join(this.downloadsDir, `${sha256Schema.parse(sha256)}.part`);
+  }
+
+  /** The model's chunk manifest, kept so a later version can copy the chunks it shares instead of downloading them. */
+  chunkManifestPath(sha256: string): string {
+    return join(this.modelsDir, `${sha256Schema.parse(sha256)}.chunks.json`);
+  }
+
+  /** Keeps a model's manifest (as it was signed and verified) beside it. */
+  async writeChunkManifest(sha256: string, bytes: Uint8Array): Promise<void> {
+    await writeFileAtomic(this.chunkManifestPath(sha256), bytes);
+  }
+
+  /**
+   * Installed models with their chunk manifests: where a download looks for
+   * chunks it already has. A model without one (installed before
+   * manifests) or with an unreadable one is left out; every chunk taken
+   * from a source is checked against the new signed manifest anyway.
+   */
+  async chunkSources(): Promise<LocalChunkSource[]> {
+    const shas = (await readdir(this.modelsDir)).filter((f) => /^[0-9a-f]{64}\.onnx$/.test(f)).map((f) => f.slice(0, 64));
+    const sources = await Promise.all(
+      shas.map(async (sha): Promise<LocalChunkSource | null> => {
+        const bytes = await readFile(this.chunkManifestPath(sha)).catch(() => null);
+        const decoded = bytes ? decodeChunkManifest(bytes) : null;
+        return decoded?.ok && decoded.value.sha256 === sha ? { path: this.modelPath(sha), manifest: decoded.value } : null;
+      }),
+    );
+    return sources.filter((s) => s !== null);
   }
 
   async has(sha256: string): Promise<boolean> {
@@ -107,8 +168,11 @@ export class ModelStore {
     return parsed.data;
   }
 
-  async writeActive(pointer: ActivePointer): Promise<void> {
-    await writeFileAtomic(this.activeFile, JSON.stringify(activePointerSchema.parse(pointer)));
+  /** Replaces the pointer atomically: temp file, fsync, rename, fsync of the folder (writeFileAtomic). */
+  async writeActive(pointer: z.input<typeof activePointerSchema>): Promise<ActivePointer> {
+    const parsed = activePointerSchema.parse(pointer);
+    await writeFileAtomic(this.activeFile, JSON.stringify(parsed));
+    return parsed;
   }
 
   /** Beside the part file, the downloader's record of the chunks it holds. */
@@ -147,6 +211,7 @@ export class ModelStore {
       // The model file first: a target without its model is never taken for an installed model.
       await rm(this.modelPath(m.sha), { force: true }).catch(() => undefined);
       await rm(this.targetPath(m.sha), { force: true }).catch(() => undefined);
+      await rm(this.chunkManifestPath(m.sha), { force: true }).catch(() => undefined);
       removed.push(m.sha);
     }
     for (const f of await readdir(this.downloadsDir)) {

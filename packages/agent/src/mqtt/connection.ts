@@ -114,6 +114,9 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
   }
 
   private onConnect(client: MqttClient): void {
+    // Nagle's algorithm holds a small packet (a chunk request, a PUBACK) until the last one is
+    // acknowledged, and delayed ACKs hold that ~40 ms: request/answer traffic would crawl.
+    (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     this.backoff.reset();
     this.lastError = undefined;
     this.log.info({ url: this.opts.url, clientId: this.opts.deviceId }, 'mqtt connected');

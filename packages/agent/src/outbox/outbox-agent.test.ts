@@ -34,7 +34,7 @@ describe('agent with a full outbox disk', () => {
   beforeAll(async () => {
     broker = await startBroker({ credentials });
     proxy = await LinkProxy.start(broker.port);
-    cp = new ControlPlaneDouble(broker.url, generateSigningKey(), { username: 'control-plane-double', password: 'cp-secret' });
+    cp = new ControlPlaneDouble(broker.url, { username: 'control-plane-double', password: 'cp-secret' });
     await cp.start();
     observer = new DeviceObserver(broker.url, deviceId, { username: `observer-${deviceId}`, password: 'obs-secret' });
     await observer.start();
@@ -44,7 +44,7 @@ describe('agent with a full outbox disk', () => {
         deviceId,
         dataDir: 'data',
         broker: { url: proxy.url, password: credentials[deviceId], reconnect: { minMs: 50, maxMs: 300 } },
-        trust: { keys: [cp.key.publicKey] },
+        trust: { rootFile: cp.rootFile },
         ffmpegPath: process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path,
         telemetry: { windowSeconds: 0.2 },
         cameras: [{ id: 'cam', fps: 10, source: { kind: 'synthetic' } }],

@@ -1,8 +1,8 @@
-import { generateSigningKey } from '@perch/shared';
+import { rootFileForConfig } from '../test-support/root-file.js';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveAgentConfig } from '../config/agent-config.js';
 
-const base = { deviceId: 'gate-1', dataDir: '/var/lib/perch', trust: { keys: [generateSigningKey().publicKey] }, ffmpegPath: '/usr/bin/ffmpeg' };
+const base = { deviceId: 'gate-1', dataDir: '/var/lib/perch', trust: { rootFile: rootFileForConfig() }, ffmpegPath: '/usr/bin/ffmpeg' };
 
 describe('outbox config', () => {
   it('has a default for every key', async () => {

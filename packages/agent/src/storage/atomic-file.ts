@@ -11,14 +11,15 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   } catch (err) {
+    // A full disk fails the write: the partial temp file must not keep the space.
     await unlink(tmp).catch(() => undefined);
     throw err;
   }

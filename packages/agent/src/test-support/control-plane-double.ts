@@ -1,8 +1,18 @@
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { connect, type MqttClient } from 'mqtt';
 import {
   allDevicesFilter,
+  chunkBytes,
   chunkRequestSchema,
+  metadataRequestSchema,
+  tufTargetOf,
+  DEFAULT_CHUNKING,
+  encodeChunkManifest,
+  makeChunkManifest,
   decodeJson,
   deviceTopic,
   encodeChunkFrame,
@@ -11,14 +21,19 @@ import {
   parseDeviceTopic,
   signEnvelope,
   type ChunkHeader,
+  type ChunkingParams,
+  type ChunkManifest,
+  type ChunkManifestRef,
   type ChunkRequest,
   type DesiredState,
+  type ModelGolden,
   type ModelMetadata,
   type ModelTarget,
   type SignedDesiredState,
-  type SignedModelTarget,
   type SigningKey,
 } from '@perch/shared';
+import { MetadataServer } from '../../../control-plane/src/trust/metadata-server.js';
+import { TufRepository, tufRepositoryPaths } from '../../../control-plane/src/trust/tuf-repository.js';
 
 /** What the double answers to one request; by default the honest chunk. */
 export type ChunkAnswer = { header: ChunkHeader; data: Buffer } | null;
@@ -31,10 +46,11 @@ export function inOneYear(): string {
 }
 
 /**
- * Plays the control plane's part over a real broker: signs model targets
- * and desired states, and answers chunk requests the way the real one does
- * (one frame per request on the device's `artifact/chunk` topic, QoS 1).
- * `tamper` lets a test corrupt or withhold answers.
+ * Plays the control plane's part over a real broker: runs the control
+ * plane's own TUF repository in a temp dir (signed targets, the `desired`
+ * role's key) and answers metadata and chunk requests the way the real one
+ * does (one message per request on the device's own topic, QoS 1).
+ * `tamper` lets a test corrupt or withhold chunk answers.
  */
 export class ControlPlaneDouble {
   private client: MqttClient | null = null;
@@ -42,22 +58,40 @@ export class ControlPlaneDouble {
   readonly requests: ChunkRequest[] = [];
   tamper: Tamper | null = null;
 
+  private readonly dir = mkdtempSync(join(tmpdir(), 'perch-cp-double-'));
+  readonly repository = new TufRepository({ ...tufRepositoryPaths(this.dir), log: pino({ level: 'silent' }) });
+  /** the root.json an agent is provisioned with (its `trust.rootFile`), written by start() */
+  readonly rootFile = join(this.dir, 'root.json');
+  private readonly metadata = new MetadataServer(this.repository, { publish: (topic, payload, opts) => this.mqtt().publishAsync(topic, payload, opts).then(() => undefined) }, pino({ level: 'silent' }));
+  /** targets signTarget made, added to the signed targets before the next desired state goes out */
+  private unlisted: ModelTarget[] = [];
+
   constructor(
     private readonly url: string,
-    readonly key: SigningKey,
     private readonly credentials?: { username: string; password: string },
   ) {}
 
   async start(): Promise<void> {
+    await this.repository.open();
+    writeFileSync(this.rootFile, JSON.stringify(await this.repository.currentRoot()));
     const client = await connectAsync(this.url, 'control-plane-double', this.credentials);
     this.client = client;
     client.on('message', (topic, payload) => this.onRequest(topic, payload));
-    await client.subscribeAsync(allDevicesFilter('artifact/request'), { qos: 1 });
+    await client.subscribeAsync([allDevicesFilter('artifact/request'), allDevicesFilter('metadata/request')], { qos: 1 });
   }
 
   async stop(): Promise<void> {
     await this.client?.endAsync();
     this.client = null;
+    await this.repository.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The key of the `desired` role: what signs desired states unless a test says otherwise. */
+  get key(): SigningKey {
+    const [key] = this.repository.desiredSigners();
+    if (!key) throw new Error('control plane double not started');
+    return key;
   }
 
   addArtifact(bytes: Buffer): string {
@@ -66,27 +100,44 @@ export class ControlPlaneDouble {
     return hash;
   }
 
-  signTarget(bytes: Buffer, metadata: ModelMetadata, opts: { name?: string; version?: string; key?: SigningKey; length?: number; sha256?: string } = {}): SignedModelTarget {
+  /** Adds an artifact and its chunk manifest, served like any artifact, as the registry stores them. */
+  addChunked(bytes: Buffer, params: ChunkingParams = DEFAULT_CHUNKING): { sha256: string; manifest: ChunkManifest; manifestBytes: Buffer; ref: ChunkManifestRef } {
+    const hash = this.addArtifact(bytes);
+    const manifest = makeChunkManifest({ sha256: hash, length: bytes.length }, params, chunkBytes(bytes, params));
+    const manifestBytes = encodeChunkManifest(manifest);
+    return { sha256: hash, manifest, manifestBytes, ref: { sha256: this.addArtifact(manifestBytes), length: manifestBytes.length } };
+  }
+
+  signTarget(
+    bytes: Buffer,
+    metadata: ModelMetadata,
+    /** golden: the golden input and output, as the registry adds them (test-support/golden.ts computes them); listed: false leaves it out of the signed targets (a model nobody signed) */
+    opts: { name?: string; version?: string; listed?: boolean; length?: number; sha256?: string; chunkManifest?: ChunkManifestRef; golden?: ModelGolden; createdAt?: string } = {},
+  ): ModelTarget {
     const name = opts.name ?? 'tiny';
     const version = opts.version ?? '1';
     const target: ModelTarget = {
-      _type: 'model-target',
-      spec_version: '1.0',
-      version: 1,
-      expires: inOneYear(),
       path: modelTargetPath(name, version),
       length: opts.length ?? bytes.length,
       hashes: { sha256: opts.sha256 ?? sha256(bytes) },
-      custom: { name, version, format: 'onnx', metadata, createdAt: new Date().toISOString() },
+      custom: { name, version, format: 'onnx', metadata, createdAt: opts.createdAt ?? new Date().toISOString(), ...(opts.chunkManifest ? { chunkManifest: opts.chunkManifest } : {}), ...(opts.golden ? { golden: opts.golden } : {}) },
     };
-    return signEnvelope(target, [opts.key ?? this.key]);
+    if (opts.listed !== false) this.unlisted.push(target);
+    return target;
+  }
+
+  /** Signs the targets made so far into the TUF targets (publishDesired does it too). */
+  async listTargets(): Promise<void> {
+    const pending = this.unlisted;
+    this.unlisted = [];
+    for (const t of pending) await this.repository.addTarget(tufTargetOf(t));
   }
 
   desiredState(
     deviceId: string,
     generation: number,
-    active: SignedModelTarget | null,
-    opts: { key?: SigningKey; expires?: string } = {},
+    active: ModelTarget | null,
+    opts: { key?: SigningKey; expires?: string; rollback?: boolean } = {},
   ): SignedDesiredState {
     const desired: DesiredState = {
       _type: 'desired-state',
@@ -97,11 +148,13 @@ export class ControlPlaneDouble {
       generation,
       issuedAt: new Date().toISOString(),
       active,
+      ...(opts.rollback ? { rollback: true } : {}),
     };
     return signEnvelope(desired, [opts.key ?? this.key]);
   }
 
   async publishDesired(deviceId: string, payload: SignedDesiredState | Buffer | string): Promise<void> {
+    await this.listTargets();
     const body = Buffer.isBuffer(payload) ? payload : typeof payload === 'string' ? Buffer.from(payload) : encodeJson(payload);
     await this.mqtt().publishAsync(deviceTopic(deviceId, 'desired'), body, { qos: 1, retain: true });
   }
@@ -117,6 +170,11 @@ export class ControlPlaneDouble {
 
   private onRequest(topic: string, payload: Buffer): void {
     const parsed = parseDeviceTopic(topic);
+    if (parsed?.kind === 'metadata/request') {
+      const req = decodeJson(metadataRequestSchema, payload);
+      if (req.ok) void this.metadata.serve(parsed.deviceId, req.value);
+      return;
+    }
     if (!parsed || parsed.kind !== 'artifact/request') return;
     const decoded = decodeJson(chunkRequestSchema, payload);
     if (!decoded.ok) return;

@@ -19,7 +19,8 @@ export async function startBroker(opts: { credentials?: Record<string, string>; 
       return done(err, false);
     },
   });
-  const server: Server = createServer(broker.handle);
+  // No Nagle, as the control plane's embedded broker: small packets must not wait for delayed ACKs.
+  const server: Server = createServer({ noDelay: true }, broker.handle);
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -22,6 +22,14 @@ export interface TinyModelOptions {
   batch?: number | 'dynamic';
   /** NaN weights: a broken model whose every output is NaN */
   nan?: boolean;
+  /**
+   * Adds log(mean red + 0.45) to every logit, with pixels normalised to
+   * -0.5..0.5: a model that loads (the warm-up's zero tensor is mid-grey)
+   * and answers the golden input (its channels sit well above black) but
+   * gives NaN on dark frames, such as a black camera's: it fails its health
+   * window.
+   */
+  darkFails?: boolean;
 }
 
 /**
@@ -46,8 +54,22 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
   const outputName = kind === 'logits' ? 'logits' : 'probs';
   const nodes = [
     { opType: 'Flatten', input: [inputName], output: ['flat'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] },
-    { opType: 'Gemm', input: ['flat', 'W', 'B'], output: ['logits'] },
+    { opType: 'Gemm', input: ['flat', 'W', 'B'], output: [opts.darkFails ? 'linear' : 'logits'] },
   ];
+  const extra = [];
+  if (opts.darkFails) {
+    const wRed = new Float32Array(3 * pixels);
+    wRed.fill(1 / pixels, 0, pixels);
+    extra.push(
+      { name: 'Wred', dataType: onnx.TensorProto.DataType.FLOAT, dims: [3 * pixels, 1], rawData: new Uint8Array(wRed.buffer) },
+      { name: 'Bred', dataType: onnx.TensorProto.DataType.FLOAT, dims: [1], floatData: [0.45] },
+    );
+    nodes.push(
+      { opType: 'Gemm', input: ['flat', 'Wred', 'Bred'], output: ['red'] },
+      { opType: 'Log', input: ['red'], output: ['logRed'] },
+      { opType: 'Add', input: ['linear', 'logRed'], output: ['logits'] },
+    );
+  }
   if (kind === 'probabilities') {
     nodes.push({ opType: 'Softmax', input: ['logits'], output: ['probs'], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 1 }] });
   }
@@ -62,6 +84,7 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
       initializer: [
         { name: 'W', dataType: onnx.TensorProto.DataType.FLOAT, dims: [3 * pixels, k], rawData: new Uint8Array(w.buffer) },
         { name: 'B', dataType: onnx.TensorProto.DataType.FLOAT, dims: [k], floatData: [0, 0, 0] },
+        ...extra,
       ],
       node: nodes,
     }),
@@ -69,7 +92,7 @@ export function buildTinyModel(opts: TinyModelOptions = {}): TinyModel {
   const metadataInput: ModelMetadataInput = {
     labels,
     input: { name: inputName, width, height, layout: 'NCHW', channelOrder: 'RGB' },
-    normalization: { scale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1] },
+    normalization: { scale: 1 / 255, mean: opts.darkFails ? [0.5, 0.5, 0.5] : [0, 0, 0], std: [1, 1, 1] },
     output: { name: outputName, kind },
   };
   return { bytes: Buffer.from(onnx.ModelProto.encode(model).finish()), metadata: modelMetadataSchema.parse(metadataInput) };

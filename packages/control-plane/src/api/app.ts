@@ -3,6 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from './api-error.js';
 import type { ApiDeps } from './api-deps.js';
 import { errorHandler } from './error-handler.js';
+import { artifactRoutes } from './routes/artifacts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { modelRoutes } from './routes/models.js';
 import { trustRoutes } from './routes/trust.js';
@@ -28,6 +29,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): Hono {
   const v1 = new Hono();
   v1.get('/health', (c) => c.json({ status: 'ok' }));
   v1.route('/models', modelRoutes(deps));
+  v1.route('/artifacts', artifactRoutes(deps));
   v1.route('/devices', deviceRoutes(deps));
   v1.route('/trust', trustRoutes(deps));
   app.route('/api/v1', v1);

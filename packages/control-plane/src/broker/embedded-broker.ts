@@ -1,4 +1,5 @@
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { parseDeviceTopic } from '@perch/shared';
 import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { BrokerAccess, type BrokerAccessOptions, type Principal } from './broker-access.js';
@@ -68,7 +69,9 @@ export class EmbeddedBroker {
       },
     });
     this.broker = broker;
-    const server = createServer(broker.handle);
+    // No Nagle on broker sockets: a small packet would wait for a delayed ACK (~40 ms), so
+    // chunk requests and PUBACKs would pace artifact delivery at a few dozen round trips a second.
+    const server = createServer({ noDelay: true }, broker.handle);
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -98,6 +101,28 @@ export class EmbeddedBroker {
         .map((c) => new Promise<void>((resolve) => c.close(() => resolve()))),
     );
     this.serverClosed = closed;
+  }
+
+  /**
+   * Publishes from inside the broker, as if a client had: to the devices
+   * subscribed, with no loopback connection, no parse and no copy between.
+   * Resolves once the broker has handed the packet on; true when `payload`
+   * is no longer referenced (a device topic whose device's connection has
+   * written everything, or nobody subscribed), so the caller may reuse it.
+   */
+  publish(topic: string, payload: Buffer, opts: { qos: 0 | 1 }): Promise<boolean> {
+    const broker = this.broker;
+    if (!broker) return Promise.reject(new Error('broker not started'));
+    return new Promise((resolve, reject) => {
+      broker.publish({ cmd: 'publish', topic, payload, qos: opts.qos, retain: false, dup: false }, (err) => {
+        if (err) return reject(err);
+        const deviceId = parseDeviceTopic(topic)?.deviceId;
+        const clients = (broker as unknown as { clients: Record<string, { conn?: Socket } | undefined> }).clients;
+        const conn = deviceId === undefined ? undefined : clients[deviceId]?.conn;
+        // QoS 1 packets are kept for redelivery; only QoS 0 ones are done with once written.
+        resolve(opts.qos === 0 && deviceId !== undefined && (conn === undefined || conn.writableLength === 0));
+      });
+    });
   }
 
   async stop(): Promise<void> {

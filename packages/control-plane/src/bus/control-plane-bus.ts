@@ -49,6 +49,8 @@ export class ControlPlaneBus {
     });
     client.on('error', (err) => this.log.error({ err: err.message }, 'control plane MQTT client error'));
     client.on('connect', () => {
+      // No Nagle: small packets (PUBACKs, chunk frames' tails) must not wait ~40 ms for delayed ACKs.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       client.subscribe(filters, { qos: 1 }, (err) => {
         if (err) this.log.error({ err: err.message }, 'control plane subscribe failed');
       });

@@ -30,6 +30,19 @@ export const controlPlaneConfigSchema = z
       .strict()
       .refine((d) => !(d.token && d.tokenFile), 'give devices.token or devices.tokenFile, not both')
       .default({}),
+    artifacts: z
+      .object({
+        /**
+         * Bytes per second of model chunks to one device, and to all devices
+         * together; null is unlimited. A device's `download.requestTimeoutMs`
+         * only counts while no chunk of its download arrives, so a slow
+         * limit delays downloads but does not fail them.
+         */
+        maxBytesPerSecondPerDevice: z.number().int().positive().nullable().default(null),
+        maxBytesPerSecondTotal: z.number().int().positive().nullable().default(null),
+      })
+      .strict()
+      .default({ maxBytesPerSecondPerDevice: null, maxBytesPerSecondTotal: null }),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

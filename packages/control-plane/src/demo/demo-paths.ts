@@ -11,7 +11,7 @@ export function demoPaths(root: string = process.env.PERCH_DEMO_DIR ?? '.perch')
     video: join(base, 'demo', 'pet-park.mp4'),
     agentConfig: join(base, 'demo', 'agent.yaml'),
     agentData: join(base, 'agent'),
-    trustedKeys: join(base, 'demo', 'trusted-keys.json'),
+    trustedRoot: join(base, 'demo', 'root.json'),
     deviceToken: join(base, 'demo', 'device-token'),
   };
 }

@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     body: JSON.stringify({ model: { name: DEMO_MODEL_NAME, version: DEMO_MODEL_VERSION } }),
   });
 
-  writeFileSync(paths.trustedKeys, JSON.stringify(cp.trustedKeys, null, 2));
+  writeFileSync(paths.trustedRoot, JSON.stringify(await cp.trustedRoot(), null, 2));
   writeFileSync(paths.deviceToken, cp.deviceToken, { mode: 0o600 });
   writeFileSync(
     paths.agentConfig,
@@ -56,8 +56,10 @@ async function main(): Promise<void> {
       deviceId: DEVICE_ID,
       dataDir: paths.agentData,
       broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: paths.deviceToken },
-      trust: { keysFile: paths.trustedKeys },
+      trust: { rootFile: paths.trustedRoot },
       telemetry: { windowSeconds: 5 },
+      // The demo's model is shown running soon; a box in the field keeps the 60 s default.
+      deployment: { healthWindowSeconds: 10 },
       cameras: [{ id: 'pet-park', fps: 5, source: { kind: 'file', path: paths.video } }],
     }),
   );

@@ -1,4 +1,4 @@
-import { deviceTopic, encodeJson, signEnvelope, type DesiredState, type SigningKey } from '@perch/shared';
+import { deviceTopic, encodeJson, signedDesiredStateSchema, signEnvelope, type DesiredState, type SigningKey } from '@perch/shared';
 import type { Logger } from 'pino';
 import type { ControlPlaneBus } from '../bus/control-plane-bus.js';
 import type { DesiredStateRecord, DesiredStateStore } from '../store/desired-state-store.js';
@@ -25,7 +25,8 @@ export class DesiredStateService {
     private readonly devices: DeviceStore,
     private readonly versions: ModelVersionStore,
     private readonly bus: ControlPlaneBus,
-    private readonly signingKey: SigningKey,
+    /** the keys of the TUF root's `desired` role, read at each signing: a rotation takes effect at once */
+    private readonly signers: () => SigningKey[],
     private readonly log: Logger,
   ) {}
 
@@ -33,7 +34,11 @@ export class DesiredStateService {
     return this.store.get(deviceId);
   }
 
-  async setActiveModel(deviceId: string, model: { name: string; version: string } | null, now = new Date()): Promise<DesiredStateRecord> {
+  /**
+   * `rollback` signs the operator's intent to go back to an older model:
+   * without it a device refuses a model registered before the one it runs.
+   */
+  async setActiveModel(deviceId: string, model: { name: string; version: string } | null, now = new Date(), opts: { rollback?: boolean } = {}): Promise<DesiredStateRecord> {
     const version = model ? this.versions.get(model.name, model.version) : null;
     if (model && !version) throw new UnknownModelVersionError(model.name, model.version);
     this.devices.ensure(deviceId, now.getTime());
@@ -47,12 +52,13 @@ export class DesiredStateService {
       generation,
       issuedAt: now.toISOString(),
       active: version ? version.target : null,
+      ...(opts.rollback ? { rollback: true } : {}),
     };
     const rec: DesiredStateRecord = {
       deviceId,
       generation,
       modelVersionId: version?.id ?? null,
-      envelope: signEnvelope(signed, [this.signingKey]),
+      envelope: signEnvelope(signed, this.signers()),
       updatedAt: now.getTime(),
     };
     this.store.put(rec);
@@ -63,7 +69,17 @@ export class DesiredStateService {
 
   /** Republishes every stored desired state: the broker's retained copies may be gone after a restart. */
   async republishAll(): Promise<void> {
-    for (const rec of this.store.all()) await this.publish(rec);
+    for (const rec of this.store.all()) {
+      // A state stored by an older release, in a shape devices no longer accept: issued again, one generation on.
+      if (!signedDesiredStateSchema.safeParse(rec.envelope).success) await this.reissue(rec);
+      else await this.publish(rec);
+    }
+  }
+
+  private async reissue(rec: DesiredStateRecord): Promise<void> {
+    const version = rec.modelVersionId === null ? null : this.versions.byId(rec.modelVersionId);
+    this.log.warn({ deviceId: rec.deviceId, generation: rec.generation }, 'stored desired state is in an old format; issuing it again');
+    await this.setActiveModel(rec.deviceId, version ? { name: version.name, version: version.version } : null);
   }
 
   private publish(rec: DesiredStateRecord): Promise<void> {

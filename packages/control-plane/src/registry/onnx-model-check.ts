@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { checkModelIo, type ModelMetadata } from '@perch/shared';
+import { checkModelIo, type ModelGolden, type ModelMetadata } from '@perch/shared';
+import { goldenReference, goldenSeedOf } from './golden-reference.js';
 
 /** A model file that does not match what its metadata promises. */
 export class ModelCheckError extends Error {
@@ -16,8 +17,10 @@ export class ModelCheckError extends Error {
  * Loads the ONNX bytes in onnxruntime and checks them against the metadata:
  * input name, rank-4 float32 layout and size, output name and class count,
  * then runs one zero frame through it. Throws ModelCheckError on any mismatch.
+ * Returns the model's golden input and output (golden-reference.ts), made
+ * while the session is open.
  */
-export async function checkOnnxModel(bytes: Uint8Array, meta: ModelMetadata): Promise<void> {
+export async function checkOnnxModel(bytes: Uint8Array, meta: ModelMetadata): Promise<ModelGolden> {
   if (bytes.byteLength === 0) throw new ModelCheckError('model file is empty', 'file');
   let session: ort.InferenceSession;
   try {
@@ -44,6 +47,11 @@ export async function checkOnnxModel(bytes: Uint8Array, meta: ModelMetadata): Pr
         `output "${meta.output.name}" gives ${out ? `${out.size} ${out.type} values` : 'nothing'} per frame, metadata has ${meta.labels.length} labels`,
         'metadata.labels',
       );
+    }
+    try {
+      return await goldenReference(session, meta, goldenSeedOf(bytes));
+    } catch (err) {
+      throw new ModelCheckError(`model fails on the golden input: ${(err as Error).message.split('\n')[0]}`, 'file');
     }
   } finally {
     await session.release();

@@ -81,4 +81,13 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    name: 'model targets as TUF targets.json lists them, no longer each in its own envelope',
+    sql: `
+      UPDATE model_versions
+        SET target_json = json_remove(json_extract(target_json, '$.signed'), '$._type', '$.spec_version', '$.version', '$.expires')
+        WHERE json_extract(target_json, '$.signed') IS NOT NULL;
+    `,
+  },
 ];

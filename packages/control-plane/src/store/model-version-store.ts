@@ -1,4 +1,4 @@
-import type { ModelMetadata, SignedModelTarget } from '@perch/shared';
+import type { ModelMetadata, ModelTarget } from '@perch/shared';
 import type { Db } from './database.js';
 
 export interface ModelVersionRecord {
@@ -8,7 +8,7 @@ export interface ModelVersionRecord {
   sha256: string;
   length: number;
   metadata: ModelMetadata;
-  target: SignedModelTarget;
+  target: ModelTarget;
   createdAt: number;
 }
 
@@ -31,7 +31,7 @@ function toRecord(r: Row): ModelVersionRecord {
     sha256: r.sha256,
     length: r.length,
     metadata: JSON.parse(r.metadata_json) as ModelMetadata,
-    target: JSON.parse(r.target_json) as SignedModelTarget,
+    target: JSON.parse(r.target_json) as ModelTarget,
     createdAt: r.created_at,
   };
 }
@@ -43,7 +43,7 @@ export interface ModelSummary {
   latestCreatedAt: number;
 }
 
-/** Registered model versions and their signed targets. */
+/** Registered model versions and their target descriptions (as TUF's targets.json lists them). */
 export class ModelVersionStore {
   constructor(private readonly db: Db) {}
 
@@ -69,6 +69,17 @@ export class ModelVersionStore {
 
   hasSha256(sha256: string): boolean {
     return this.db.prepare('SELECT 1 FROM model_versions WHERE sha256 = ? LIMIT 1').get(sha256) !== undefined;
+  }
+
+  /** Whether `sha256` is a registered version's model file or its chunk manifest: the artifacts devices may fetch. */
+  hasArtifact(sha256: string): boolean {
+    if (this.hasSha256(sha256)) return true;
+    const row = this.db.prepare("SELECT 1 FROM model_versions WHERE json_extract(target_json, '$.custom.chunkManifest.sha256') = ? LIMIT 1").get(sha256);
+    return row !== undefined;
+  }
+
+  all(): ModelVersionRecord[] {
+    return (this.db.prepare('SELECT * FROM model_versions ORDER BY id').all() as Row[]).map(toRecord);
   }
 
   versions(name: string): ModelVersionRecord[] {

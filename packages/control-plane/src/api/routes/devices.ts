@@ -9,6 +9,8 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 const desiredModelBody = z.object({
   model: z.object({ name: modelNameSchema, version: modelVersionSchema }).nullable(),
+  /** the operator means to go back to an older model: signed into the desired state, else devices refuse the downgrade */
+  rollback: z.boolean().optional(),
 });
 
 const limitQuery = z.coerce.number().int().min(1).max(1000).default(20);
@@ -20,7 +22,7 @@ export function deviceRoutes(deps: ApiDeps) {
 
   const view = (d: DeviceRecord) => {
     const desired = deps.desired.get(d.id);
-    const target = desired?.envelope.signed.active?.signed.custom;
+    const target = desired?.envelope.signed.active?.custom;
     return {
       id: d.id,
       status: d.status,
@@ -55,8 +57,8 @@ export function deviceRoutes(deps: ApiDeps) {
       throw new ValidationError('body: malformed JSON');
     }
     const body = parseOr400(desiredModelBody, raw);
-    const rec = await deps.desired.setActiveModel(id, body.model);
-    return c.json({ deviceId: id, generation: rec.generation, model: body.model });
+    const rec = await deps.desired.setActiveModel(id, body.model, new Date(), { rollback: body.rollback === true });
+    return c.json({ deviceId: id, generation: rec.generation, model: body.model, rollback: body.rollback === true });
   });
 
   app.get('/:id/telemetry', (c) => {

@@ -12,7 +12,8 @@ function versionView(v: ModelVersionRecord) {
     length: v.length,
     metadata: v.metadata,
     createdAt: new Date(v.createdAt).toISOString(),
-    signedTarget: v.target,
+    /** as TUF's targets.json lists it, signed there by the targets role */
+    target: v.target,
   };
 }
 
