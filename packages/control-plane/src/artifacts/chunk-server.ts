@@ -48,13 +48,14 @@ const POOLED_FRAME_BYTES = 32 * 1024 * 1024;
 /**
  * Answers a device's chunk request with one binary frame on that device's
  * own chunk topic. Only artifacts of registered model versions (and their
- * chunk manifests) are served. With bandwidth limits, a chunk waits for
- * its bytes in the device's and the fleet's token buckets; then for room in
- * the device's output budget. Frames are published inside the embedded
- * broker (see ChunkPublisher), at QoS 0: the device's request is the
- * acknowledgement, and it asks again for a frame that does not come. A
- * device that asks again for a chunk still waiting here (its request timed
- * out) gets one answer, to its latest request, not two.
+ * chunk manifests) are served. A chunk waits, in order, for its bytes in
+ * the device's and the fleet's token buckets (with bandwidth limits), for
+ * room in the device's output budget, and for a turn of the event loop
+ * with room for it; then it is read into a pooled buffer and published
+ * inside the embedded broker (see ChunkPublisher) at QoS 0: the device's
+ * request is the acknowledgement, and it asks again for a frame that does
+ * not come. A device that asks again for a chunk still waiting here (its
+ * request timed out) gets one answer, to its latest request, not two.
  */
 export class ChunkServer {
   readonly stats = { chunks: 0, bytes: 0, errors: 0, throttled: 0 };
