@@ -104,6 +104,8 @@ interface Slice {
   /** further offsets that hold the same bytes (a chunk repeated within the artifact) */
   copies: number[];
   attempts: number;
+  /** attempts whose bytes failed their signed hash */
+  tampered: number;
   /** the chunk this is a piece of: checked once all its pieces are in */
   of?: Assembly;
 }
@@ -260,7 +262,7 @@ export class ArtifactDownloader {
     try {
       for (const [offset, chunk] of plan) {
         if (chunk.sha256 === null) {
-          if (!done.has(offset)) slices.push({ offset, length: chunk.length, sha256: null, copies: [], attempts: 0 });
+          if (!done.has(offset)) slices.push({ offset, length: chunk.length, sha256: null, copies: [], attempts: 0, tampered: 0 });
           continue;
         }
         if (done.has(offset)) {
@@ -269,7 +271,7 @@ export class ArtifactDownloader {
         }
         const same = bySha.get(chunk.sha256);
         if (same) same.copies.push(offset);
-        else bySha.set(chunk.sha256, { offset, length: chunk.length, sha256: chunk.sha256, copies: [], attempts: 0 });
+        else bySha.set(chunk.sha256, { offset, length: chunk.length, sha256: chunk.sha256, copies: [], attempts: 0, tampered: 0 });
       }
       if (bySha.size === 0) return slices;
       for (const slice of bySha.values()) {
@@ -310,7 +312,7 @@ export class ArtifactDownloader {
       write: async (data, offset) => void data.copy(bytes, offset),
       record: async () => undefined,
     };
-    const slices = [...fixedPlan(ref.length, this.opts.chunkBytes)].map(([offset, c]) => ({ offset, length: c.length, sha256: null, copies: [], attempts: 0 }));
+    const slices = [...fixedPlan(ref.length, this.opts.chunkBytes)].map(([offset, c]) => ({ offset, length: c.length, sha256: null, copies: [], attempts: 0, tampered: 0 }));
     const job = new DownloadJob(this, { sha256: ref.sha256, length: ref.length, what: 'chunk manifest', done: 0, signal: req.signal }, sink, this.opts, slices);
     try {
       await job.run();
@@ -439,13 +441,20 @@ class DownloadJob {
     await Promise.allSettled([...this.writes]);
   }
 
-  /** Back in the queue, at the front; `reason` null means the retry is free (link down). */
-  requeue(slice: Slice, reason: string | null): void {
+  /**
+   * Back in the queue, at the front; `reason` null means the retry is free
+   * (link down). `tampered`: the bytes came but failed their signed hash; a
+   * chunk that fails it on every attempt is what the control plane serves,
+   * not a blip, and the artifact is refused rather than tried again later.
+   */
+  requeue(slice: Slice, reason: string | null, tampered = false): void {
     if (this.settled) return;
     if (reason !== null) {
       slice.attempts++;
+      if (tampered) slice.tampered++;
       if (slice.attempts > this.opts.maxRetries) {
-        return this.fail(new DownloadError(`chunk at offset ${slice.offset}: ${reason} (gave up after ${slice.attempts} attempts)`, 'failed'));
+        const refused = slice.tampered === slice.attempts;
+        return this.fail(new DownloadError(`${refused ? 'tampered: ' : ''}chunk at offset ${slice.offset}: ${reason} (gave up after ${slice.attempts} attempts)`, refused ? 'rejected' : 'failed'));
       }
     }
     this.todo.unshift(slice);
@@ -476,7 +485,7 @@ class DownloadJob {
     const actual = createHash('sha256').update(frame.data).digest('hex');
     if (slice.sha256 !== null && actual !== slice.sha256) {
       this.badChunks++;
-      return this.requeue(slice, `chunk data does not match the signed chunk manifest (got ${actual.slice(0, 12)}…)`);
+      return this.requeue(slice, `chunk data sha256 ${actual.slice(0, 12)}… does not match the signed chunk manifest`, true);
     }
     if (slice.sha256 === null && actual !== h.chunkSha256) {
       this.badChunks++;
@@ -501,7 +510,7 @@ class DownloadJob {
     this.badChunks++;
     whole.attempts++;
     if (whole.attempts > this.opts.maxRetries) {
-      return this.fail(new DownloadError(`chunk at offset ${whole.offset}: chunk data does not match the signed chunk manifest (gave up after ${whole.attempts} attempts)`, 'failed'));
+      return this.fail(new DownloadError(`tampered: chunk at offset ${whole.offset}: chunk data sha256 ${actual.slice(0, 12)}… does not match the signed chunk manifest (gave up after ${whole.attempts} attempts)`, 'rejected'));
     }
     this.todo.unshift(...whole.pieces);
     this.pump();
@@ -572,7 +581,7 @@ function fixedPlan(length: number, chunkBytes: number): Map<number, PlannedChunk
 /** A manifest chunk as requests of at most `max` bytes, gathered by an Assembly. */
 function split(s: Slice, max: number): Slice[] {
   const whole: Assembly = { offset: s.offset, length: s.length, sha256: s.sha256 as string, copies: s.copies, attempts: 0, pieces: [], buf: null, received: new Set() };
-  for (let o = 0; o < s.length; o += max) whole.pieces.push({ offset: s.offset + o, length: Math.min(max, s.length - o), sha256: null, copies: [], attempts: 0, of: whole });
+  for (let o = 0; o < s.length; o += max) whole.pieces.push({ offset: s.offset + o, length: Math.min(max, s.length - o), sha256: null, copies: [], attempts: 0, tampered: 0, of: whole });
   return whole.pieces;
 }
 
