@@ -25,6 +25,13 @@ export interface DeploymentOptions {
 /** Refused: the input is wrong and retrying it cannot help (bad hash, bad model). */
 class Rejected extends Error {}
 
+/**
+ * Refused because of the trust metadata the control plane serves now
+ * (expired, rolled back, badly signed): refused, but judged again when the
+ * same state comes back, since the repository may have been put right.
+ */
+class RefusedByMetadata extends Error {}
+
 class Superseded extends Error {}
 
 type Job =
@@ -260,6 +267,7 @@ export class DeploymentManager {
         this.log.info({ generation }, 'deployment superseded');
         return;
       }
+      if (err instanceof RefusedByMetadata) return this.refuse(generation, ref, err.message);
       const rejected = err instanceof Rejected || err instanceof RefusedModel || (err instanceof DownloadError && err.outcome === 'rejected');
       if (rejected) {
         const reason = (err as Error).message;
@@ -281,7 +289,7 @@ export class DeploymentManager {
     try {
       await this.opts.trust.refresh();
     } catch (err) {
-      if (err instanceof TrustError && err.failure !== 'unavailable') throw new Rejected(`trust metadata: ${err.message}`);
+      if (err instanceof TrustError && err.failure !== 'unavailable') throw new RefusedByMetadata(`trust metadata: ${err.message}`);
       throw err;
     }
     const signed = checkAgainstSignedTarget(desired.rawSigned, await this.opts.trust.targetInfo(d.active.path));

@@ -59,7 +59,9 @@ export class ControlPlaneDouble {
   tamper: Tamper | null = null;
 
   private readonly dir = mkdtempSync(join(tmpdir(), 'perch-cp-double-'));
-  readonly repository = new TufRepository({ ...tufRepositoryPaths(this.dir), log: pino({ level: 'silent' }) });
+  /** how far behind the repository's clock runs: metadata signed "days ago" has expired for the device */
+  readonly clock = { behindMs: 0 };
+  readonly repository = new TufRepository({ ...tufRepositoryPaths(this.dir), now: () => new Date(Date.now() - this.clock.behindMs), log: pino({ level: 'silent' }) });
   /** the root.json an agent is provisioned with (its `trust.rootFile`), written by start() */
   readonly rootFile = join(this.dir, 'root.json');
   private readonly metadata = new MetadataServer(this.repository, { publish: (topic, payload, opts) => this.mqtt().publishAsync(topic, payload, opts).then(() => undefined) }, pino({ level: 'silent' }));
