@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, type LogLine } from './support/agent-process.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { chunkManifestRefFor } from './support/chunk-manifest-ref.js';
+import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -84,23 +85,12 @@ describe('reuse of chunks across versions', () => {
 });
 
 async function register(version: string, m: BackboneModel): Promise<{ sha256: string; length: number; manifestLength: number }> {
-  const form = new FormData();
-  form.set('version', version);
-  form.set('metadata', JSON.stringify(m.metadata));
-  form.set('file', new Blob([m.bytes]), 'model.onnx');
-  const res = await fetch(`${api}/models/backbone/versions`, { method: 'POST', body: form });
-  expect(res.status, await res.clone().text()).toBe(201);
-  const body = (await res.json()) as { sha256: string; length: number };
+  const body = await registerModel(api, 'backbone', version, m.metadata, m.bytes);
   return { sha256: body.sha256, length: body.length, manifestLength: chunkManifestRefFor(m.bytes).length };
 }
 
 async function deliver(version: string, sha256: string): Promise<void> {
-  const res = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: { name: 'backbone', version } }),
-  });
-  expect(res.status).toBe(200);
+  await desireModel(api, DEVICE, 'backbone', version);
   const settled = await waitUntil(async () => {
     const v = (await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView;
     const d = v.reported?.deployment;

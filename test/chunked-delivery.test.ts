@@ -11,6 +11,7 @@ import { MqttConnection } from '../packages/agent/src/mqtt/connection.js';
 import { MessageDispatcher } from '../packages/agent/src/mqtt/dispatcher.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { chunkManifestRefFor, signedChunkManifestRef } from './support/chunk-manifest-ref.js';
+import { registerModel } from './support/registry-api.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -52,13 +53,7 @@ async function site(overrides: ControlPlaneConfigInput = {}): Promise<TestContro
 }
 
 async function register(api: string, version: string, m: BackboneModel): Promise<Registered> {
-  const form = new FormData();
-  form.set('version', version);
-  form.set('metadata', JSON.stringify(m.metadata));
-  form.set('file', new Blob([m.bytes]), 'model.onnx');
-  const res = await fetch(`${api}/models/backbone/versions`, { method: 'POST', body: form });
-  expect(res.status, await res.clone().text()).toBe(201);
-  const body = (await res.json()) as { sha256: string; length: number };
+  const body = await registerModel(api, 'backbone', version, m.metadata, m.bytes);
   // The target the registry signed names the manifest of exactly these bytes.
   const ref = signedChunkManifestRef(body);
   expect(ref).toEqual(chunkManifestRefFor(m.bytes));

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
+import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -154,21 +155,11 @@ function journalLines(): number {
 }
 
 async function registerVersion(version: string, m: ReturnType<typeof buildTinyModel> | BackboneModel): Promise<void> {
-  const form = new FormData();
-  form.set('version', version);
-  form.set('metadata', JSON.stringify({ ...m.metadata, name: 'big-tiny' }));
-  form.set('file', new Blob([m.bytes]), 'model.onnx');
-  const res = await fetch(`${api}/models/big-tiny/versions`, { method: 'POST', body: form });
-  expect(res.status, await res.clone().text()).toBe(201);
+  await registerModel(api, 'big-tiny', version, { ...m.metadata, name: 'big-tiny' }, m.bytes);
 }
 
 async function desire(version: string): Promise<void> {
-  const res = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: { name: 'big-tiny', version } }),
-  });
-  expect(res.status).toBe(200);
+  await desireModel(api, DEVICE, 'big-tiny', version);
 }
 
 /** The sha256s of the models in the agent's store. */

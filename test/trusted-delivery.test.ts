@@ -5,6 +5,7 @@ import type { ControlPlane } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel, type TinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
+import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -29,22 +30,11 @@ interface DeviceView {
 }
 
 async function register(version: string, m: TinyModel): Promise<void> {
-  const form = new FormData();
-  form.set('version', version);
-  form.set('metadata', JSON.stringify(m.metadata));
-  form.set('file', new Blob([m.bytes]), 'model.onnx');
-  const res = await fetch(`${api}/models/gate-model/versions`, { method: 'POST', body: form });
-  expect(res.status, await res.clone().text()).toBe(201);
+  await registerModel(api, 'gate-model', version, m.metadata, m.bytes);
 }
 
-async function desire(version: string, rollback = false): Promise<number> {
-  const res = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: { name: 'gate-model', version }, rollback }),
-  });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { generation: number }).generation;
+function desire(version: string, rollback = false): Promise<number> {
+  return desireModel(api, DEVICE, 'gate-model', version, { rollback });
 }
 
 async function settled(generation: number): Promise<NonNullable<DeviceView['reported']>> {

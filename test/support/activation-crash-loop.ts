@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ControlPlane } from '@perch/control-plane';
+import { mulberry32, type ControlPlane } from '@perch/control-plane';
 import type { ReportedState } from '@perch/shared';
 import { buildTinyModel } from '../../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './agent-process.js';
@@ -173,15 +173,4 @@ export class ActivationCrashLoop {
       throw new Error(`${err.message}\n${this.agent.tail()}`);
     });
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -18,3 +18,4 @@ export * from './probabilities.js';
 export * from './golden-input.js';
 export * from './canonical-json.js';
 export * from './tuf-target.js';
+export * from './atomic-file.js';

@@ -3,12 +3,11 @@ import { canonicalJson } from './canonical-json.js';
 import { z } from 'zod';
 
 /**
- * Signed metadata in The Update Framework's envelope shape:
- * `{ signed: {...}, signatures: [{ keyid, sig }] }`, signatures over the
- * canonical JSON of `signed`, keys described as TUF describes them and
- * identified by the sha256 of their canonical form. Keeping this shape lets
- * the TUF roles (root, targets, snapshot, timestamp) be added later without
- * changing what is on the wire.
+ * Perch's own signed documents (desired states) in The Update Framework's
+ * envelope shape: `{ signed: {...}, signatures: [{ keyid, sig }] }`,
+ * signatures over the canonical JSON of `signed`, keys described as TUF
+ * describes them and identified by the sha256 of their canonical form — so
+ * the keys of TUF root's `desired` role check them as they are.
  */
 const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `${bytes}-byte lowercase hex`);
 

@@ -19,8 +19,11 @@ export function tufTargetOf(target: ModelTarget): { path: string; length: number
   return { path: target.path, length: target.length, hashes: { ...target.hashes }, custom: { perch: JSON.stringify(target.custom) } };
 }
 
-/** The Perch model target a TUF target entry describes; an error for any entry Perch did not make. */
-export function modelTargetFromTuf(entry: TufTargetEntry): Decoded<ModelTarget> {
+/**
+ * The Perch model target a TUF target entry describes, with its `custom` as
+ * signed (unknown fields kept, for comparisons); an error for any entry Perch did not make.
+ */
+export function modelTargetFromTuf(entry: TufTargetEntry): Decoded<{ target: ModelTarget; signedCustom: unknown }> {
   const text = entry.custom?.['perch'];
   if (typeof text !== 'string') return { ok: false, error: 'custom.perch: missing (not a Perch model target)' };
   let custom: unknown;
@@ -30,5 +33,5 @@ export function modelTargetFromTuf(entry: TufTargetEntry): Decoded<ModelTarget> 
     return { ok: false, error: `custom.perch: malformed JSON: ${(err as Error).message}` };
   }
   const parsed = modelTargetSchema.safeParse({ path: entry.path, length: entry.length, hashes: entry.hashes, custom });
-  return parsed.success ? { ok: true, value: parsed.data } : { ok: false, error: formatZodError(parsed.error) };
+  return parsed.success ? { ok: true, value: { target: parsed.data, signedCustom: custom } } : { ok: false, error: formatZodError(parsed.error) };
 }

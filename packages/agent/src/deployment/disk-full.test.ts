@@ -2,21 +2,16 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
-import { generateSigningKey, modelRefOf, type ReportedState } from '@perch/shared';
+import { modelRefOf, type ReportedState } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../agent.js';
-import { resolveAgentConfig } from '../config/agent-config.js';
-import { ControlPlaneDouble } from '../test-support/control-plane-double.js';
-import { DeviceObserver } from '../test-support/device-observer.js';
+import { DeviceSite } from '../test-support/device-site.js';
 import { goldenOf } from '../test-support/golden.js';
-import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
-import { startBroker, type TestBroker } from '../test-support/mqtt-broker.js';
+import { waitFor } from '../test-support/harness.js';
 import { fillUp, mountSmallFilesystem, type SmallFilesystem } from '../test-support/small-filesystem.js';
 import { buildTinyModel } from '../test-support/tiny-model.js';
 
 const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
 const DEVICE = 'gate-full';
-const credentials: Record<string, string> = { [DEVICE]: 'd', 'control-plane-double': 'cp', [`observer-${DEVICE}`]: 'obs' };
 
 /**
  * The agent's data folder on a real 8 MiB file system that fills up: the
@@ -26,58 +21,39 @@ const credentials: Record<string, string> = { [DEVICE]: 'd', 'control-plane-doub
  */
 describe('a full disk during a deployment', () => {
   let small: SmallFilesystem = { ok: false, skip: 'not mounted' };
-  let broker: TestBroker;
-  let cp: ControlPlaneDouble;
-  let observer: DeviceObserver;
-  let dir: { path: string; remove(): Promise<void> };
-  let agent: Agent | null = null;
+  let site: DeviceSite | null = null;
   const small8 = buildTinyModel({ gain: 4 });
   // 64x64: ~150 KB of weights, more than the room left.
   const big = buildTinyModel({ gain: 5, width: 64, height: 64 });
 
-  const reported = (pred: (r: ReportedState) => boolean, from = 0) => () => observer.reported.slice(from).find(pred);
+  const reported = (pred: (r: ReportedState) => boolean, from = 0) => () => site?.observer.reported.slice(from).find(pred);
 
   beforeAll(async () => {
     small = await mountSmallFilesystem(8 * 1024 * 1024);
     if (!small.ok) return;
-    broker = await startBroker({ credentials });
-    cp = new ControlPlaneDouble(broker.url, { username: 'control-plane-double', password: credentials['control-plane-double'] ?? '' });
-    await cp.start();
-    observer = new DeviceObserver(broker.url, DEVICE, { username: `observer-${DEVICE}`, password: credentials[`observer-${DEVICE}`] ?? '' });
-    await observer.start();
-    dir = await tempDir();
-    const config = await resolveAgentConfig(
+    site = await DeviceSite.start(DEVICE);
+    await site.startAgent(
       {
-        deviceId: DEVICE,
         dataDir: join(small.path, 'data'),
-        broker: { url: broker.url, password: credentials[DEVICE], reconnect: { minMs: 50, maxMs: 500 } },
-        trust: { rootFile: cp.rootFile },
         ffmpegPath,
         telemetry: { windowSeconds: 0.5 },
         cameras: [{ id: 'cam', fps: 10, source: { kind: 'synthetic' } }],
         download: { chunkBytes: 4096 },
         deployment: { healthWindowSeconds: 0.3, latencyFloorMs: 2000 },
-        events: { enabled: false },
-        http: { enabled: false },
       },
-      dir.path,
+      'info',
     );
-    agent = new Agent(config, new CapturedLog('info').logger);
-    await agent.start();
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    await observer?.stop();
-    await cp?.stop();
-    await broker?.close();
-    await dir?.remove();
+    await site?.stop();
     if (small.ok) await small.unmount();
   });
 
   it('ENOSPC fails the deployment as "disk full", the old model runs on, and the next desired state proceeds once there is room', async (ctx) => {
-    if (!small.ok || !agent) return ctx.skip(small.ok ? 'agent not started' : small.skip);
+    if (!small.ok || !site?.agent) return ctx.skip(small.ok ? 'agent not started' : small.skip);
     const fs = small;
+    const { cp, observer, agent } = site;
     cp.addArtifact(small8.bytes);
     cp.addArtifact(big.bytes);
     const a = cp.signTarget(small8.bytes, small8.metadata, { name: 'colours', version: '1', golden: await goldenOf(small8.bytes, small8.metadata) });

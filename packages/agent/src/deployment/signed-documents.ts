@@ -110,11 +110,10 @@ export function checkAgainstSignedTarget(rawDesired: unknown, signed: TufTargetE
   const listed = modelTargetFromTuf(signed);
   if (!listed.ok) return { ok: false, reason: `signed target ${path} is not a Perch model target: ${listed.error}` };
   // Compared as sent, unknown fields included: the device runs nothing the targets role did not describe.
-  const custom = JSON.parse((signed.custom as { perch: string }).perch) as unknown;
-  if (canonicalJson(active) !== canonicalJson({ path: signed.path, length: signed.length, hashes: signed.hashes, custom })) {
+  if (canonicalJson(active) !== canonicalJson({ path: signed.path, length: signed.length, hashes: signed.hashes, custom: listed.value.signedCustom })) {
     return { ok: false, reason: `mix-and-match: the desired state's description of ${path} differs from the signed targets metadata` };
   }
-  return { ok: true, target: listed.value };
+  return { ok: true, target: listed.value.target };
 }
 
 /**

@@ -1,14 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../agent.js';
-import { resolveAgentConfig } from '../config/agent-config.js';
-import { ControlPlaneDouble } from '../test-support/control-plane-double.js';
-import { DeviceObserver } from '../test-support/device-observer.js';
-import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
-import { startBroker, type TestBroker } from '../test-support/mqtt-broker.js';
+import { DeviceSite } from '../test-support/device-site.js';
+import { waitFor } from '../test-support/harness.js';
 import { buildTinyModel } from '../test-support/tiny-model.js';
 
 const DEVICE = 'gate-t';
-const credentials: Record<string, string> = { [DEVICE]: 'd1', 'control-plane-double': 'cp', [`observer-${DEVICE}`]: 'obs' };
 const DAY_MS = 24 * 3600 * 1000;
 
 /**
@@ -18,47 +13,18 @@ const DAY_MS = 24 * 3600 * 1000;
  * carried out.
  */
 describe('refusals by trust metadata', () => {
-  let broker: TestBroker;
-  let cp: ControlPlaneDouble;
-  let observer: DeviceObserver;
-  let dir: { path: string; remove(): Promise<void> };
-  let agent: Agent;
+  let site: DeviceSite;
 
   beforeAll(async () => {
-    broker = await startBroker({ credentials });
-    cp = new ControlPlaneDouble(broker.url, { username: 'control-plane-double', password: credentials['control-plane-double'] ?? '' });
     // Everything the repository signs is signed three days ago: its one-day timestamp has expired.
-    cp.clock.behindMs = 3 * DAY_MS;
-    await cp.start();
-    observer = new DeviceObserver(broker.url, DEVICE, { username: `observer-${DEVICE}`, password: credentials[`observer-${DEVICE}`] ?? '' });
-    await observer.start();
-    dir = await tempDir();
-    const config = await resolveAgentConfig(
-      {
-        deviceId: DEVICE,
-        dataDir: DEVICE,
-        broker: { url: broker.url, password: credentials[DEVICE], reconnect: { minMs: 50, maxMs: 500 } },
-        trust: { rootFile: cp.rootFile },
-        deployment: { healthWindowSeconds: 0 },
-        cameras: [],
-        events: { enabled: false },
-        http: { enabled: false },
-      },
-      dir.path,
-    );
-    agent = new Agent(config, new CapturedLog('warn').logger);
-    await agent.start();
+    site = await DeviceSite.start(DEVICE, (cp) => (cp.clock.behindMs = 3 * DAY_MS));
+    await site.startAgent({ deployment: { healthWindowSeconds: 0 }, cameras: [] });
   });
 
-  afterAll(async () => {
-    await agent?.stop();
-    await observer?.stop();
-    await cp?.stop();
-    await broker?.close();
-    await dir?.remove();
-  });
+  afterAll(() => site?.stop());
 
   it('refuses a state while the timestamp is expired, fetching nothing, and carries it out once fresh metadata is served', async () => {
+    const { cp, observer } = site;
     const model = buildTinyModel();
     cp.addArtifact(model.bytes);
     const desired = cp.desiredState(DEVICE, 1, cp.signTarget(model.bytes, model.metadata, { name: 'colours', version: '1' }));

@@ -1,8 +1,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeChunkManifest, formatZodError, modelRefSchema, sha256Schema } from '@perch/shared';
+import { decodeChunkManifest, formatZodError, modelRefSchema, readJsonFile, sha256Schema, syncDir, writeFileAtomic } from '@perch/shared';
 import { z } from 'zod';
-import { readJsonFile, syncDir, writeFileAtomic } from '../storage/atomic-file.js';
 import { DownloadJournal } from '../deployment/download-journal.js';
 import type { LocalChunkSource } from '../deployment/local-chunks.js';
 import { fileSha256 } from '../storage/file-sha256.js';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readJsonFile, writeFileAtomic } from '../storage/atomic-file.js';
+import { readJsonFile, writeFileAtomic } from '@perch/shared';
 
 const seqFileSchema = z.object({ next: z.number().int().nonnegative() });
 

@@ -1,11 +1,10 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { keyIdOf, publicKeySchema, verifyEnvelope, type Envelope, type PublicKey, type VerifyResult } from '@perch/shared';
+import { keyIdOf, writeFileAtomic, publicKeySchema, verifyEnvelope, type Envelope, type PublicKey, type VerifyResult } from '@perch/shared';
 import { Updater, type Config, type Fetcher } from 'tuf-js';
 import { BadVersionError, DownloadError, DownloadLengthMismatchError, ExpiredMetadataError } from 'tuf-js/dist/error.js';
 import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
-import { writeFileAtomic } from '../storage/atomic-file.js';
 import { METADATA_BASE_URL } from './mqtt-metadata-fetcher.js';
 
 /** What a refused refresh was refused for, each named by the attack it stops. */

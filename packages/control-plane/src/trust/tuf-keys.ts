@@ -1,9 +1,8 @@
 import { sign } from 'node:crypto';
 import { access, readdir, readFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { generateSigningKey, keyIdOf, publicKeySchema, signingKeyFromPem, signingKeyToPem, type PublicKey, type SigningKey } from '@perch/shared';
+import { generateSigningKey, keyIdOf, publicKeySchema, signingKeyFromPem, signingKeyToPem, syncDir, writeFileAtomic, type PublicKey, type SigningKey } from '@perch/shared';
 import { Key, Signature } from '@tufjs/models';
-import { syncDir, writeFileAtomic } from './atomic-write.js';
 
 /**
  * Ed25519 keys of the TUF roles. A key is the shared `SigningKey` (its public

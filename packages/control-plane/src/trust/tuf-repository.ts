@@ -1,11 +1,10 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateSigningKey, keyIdOf, metadataFileNameSchema, type PublicKey, type SigningKey } from '@perch/shared';
+import { generateSigningKey, keyIdOf, metadataFileNameSchema, writeFileAtomic, type PublicKey, type SigningKey } from '@perch/shared';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { writeFileAtomic } from './atomic-write.js';
 import { publicKeyOf, readKeyDir, removeKeyFile, tufSigner, writeKeyFile } from './tuf-keys.js';
 
 /**

@@ -7,9 +7,10 @@ import { basename, dirname, join } from 'node:path';
  * content, never a torn mix: temp file in the same folder, fsync, rename,
  * fsync of the folder so the rename itself is durable.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w');
+  // The mode is set at creation, so a private key is never readable by others, not even briefly.
+  const fh = await open(tmp, 'wx', mode);
   try {
     try {
       await fh.writeFile(data);
