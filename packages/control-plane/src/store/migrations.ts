@@ -90,4 +90,48 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE json_extract(target_json, '$.signed') IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'fleet identity: per-device credentials, claim tokens, revocation, tags and groups',
+    sql: `
+      -- Secrets are 256-bit random values the control plane generates, so a SHA-256 of them
+      -- cannot be brute-forced and verifying costs microseconds (a reconnect storm of 10,000
+      -- devices would spend minutes in a password KDF).
+      CREATE TABLE device_credentials (
+        device_id      TEXT PRIMARY KEY REFERENCES devices (id),
+        secret_sha256  TEXT NOT NULL,
+        issued_at      INTEGER NOT NULL,
+        claim_token_id TEXT
+      ) WITHOUT ROWID;
+      ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+      ALTER TABLE devices ADD COLUMN revoked_reason TEXT;
+
+      CREATE TABLE claim_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        max_uses     INTEGER,
+        uses         INTEGER NOT NULL DEFAULT 0,
+        expires_at   INTEGER,
+        tags_json    TEXT NOT NULL DEFAULT '[]',
+        groups_json  TEXT NOT NULL DEFAULT '[]',
+        created_at   INTEGER NOT NULL,
+        revoked_at   INTEGER
+      );
+
+      CREATE TABLE device_tags (
+        device_id TEXT NOT NULL REFERENCES devices (id),
+        tag       TEXT NOT NULL,
+        PRIMARY KEY (device_id, tag)
+      ) WITHOUT ROWID;
+      CREATE INDEX device_tags_tag ON device_tags (tag, device_id);
+
+      CREATE TABLE device_groups (
+        device_id  TEXT NOT NULL REFERENCES devices (id),
+        group_name TEXT NOT NULL,
+        PRIMARY KEY (device_id, group_name)
+      ) WITHOUT ROWID;
+      CREATE INDEX device_groups_group ON device_groups (group_name, device_id);
+    `,
+  },
 ];
