@@ -101,7 +101,8 @@ describe('metadata server', () => {
 
   it('answers 404 for a file the repository does not have', async () => {
     expect(await ask('2.root.json')).toMatchObject({ name: '2.root.json', status: 404, error: 'no 2.root.json in the repository' });
-    expect(await ask('1.snapshot.json')).toMatchObject({ status: 404 });
+    expect(await ask('9.snapshot.json')).toMatchObject({ status: 404 });
+    expect(await ask('1.timestamp.json')).toMatchObject({ status: 404 });
   });
 
   it('answers 500 when the file cannot be read, and keeps serving', async () => {

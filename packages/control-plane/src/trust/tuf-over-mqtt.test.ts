@@ -45,6 +45,10 @@ interface Rig {
   paths: ReturnType<typeof tufRepositoryPaths>;
   /** what an attacker on the path serves instead of the repository's file; null is a 404 */
   forged: Map<string, Buffer | null>;
+  /** run (not awaited) just before the repository's file by that name is read for a device */
+  beforeServing: Map<string, () => Promise<void>>;
+  /** names of the files devices asked for, in order */
+  served: string[];
   rootFile: string;
   deviceDir: string;
   deviceLog: CapturedLog;
@@ -89,7 +93,16 @@ async function startRig(opts: { now?: () => Date } = {}): Promise<Rig> {
   const url = `mqtt://127.0.0.1:${broker.port}`;
   const bus = new ControlPlaneBus({ url, username: 'cp', password: cpPassword, clientId: `cp-${randomBytes(3).toString('hex')}` }, silent);
   const forged = new Map<string, Buffer | null>();
-  const source = { readFile: async (name: string) => (forged.has(name) ? (forged.get(name) ?? null) : repo.readFile(name)) };
+  const beforeServing = new Map<string, () => Promise<void>>();
+  const served: string[] = [];
+  const source = {
+    readFile: async (name: string) => {
+      served.push(name);
+      // An attacker forges whichever version of targets or snapshot the device asks for (consistent snapshots).
+      const plain = name.replace(/^\d+\.(targets|snapshot)\.json$/, '$1.json');
+      return forged.has(plain) ? (forged.get(plain) ?? null) : (beforeServing.get(name)?.(), repo.readFile(name));
+    },
+  };
   const dispatcher = new DeviceMessageDispatcher(silent).register(new MetadataServer(source, bus, silent).handler());
   bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
   await bus.start([allDevicesFilter('metadata/request')]);
@@ -119,7 +132,7 @@ async function startRig(opts: { now?: () => Date } = {}): Promise<Rig> {
   const rootFile = join(deviceDir, 'provisioned-root.json');
   await writeFile(rootFile, (await repo.readFile('1.root.json'))!);
   const open = (limits?: Partial<TufLimits>) => TrustedMetadata.open({ dir: join(deviceDir, 'tuf'), bootstrapRootFile: rootFile, fetcher, log: deviceLog.logger, ...(limits ? { limits } : {}) });
-  return { repo, paths, forged, rootFile, deviceDir, deviceLog, open };
+  return { repo, paths, forged, beforeServing, served, rootFile, deviceDir, deviceLog, open };
 }
 
 async function refusal(tm: TrustedMetadata): Promise<TrustError> {
@@ -205,7 +218,7 @@ describe('TUF metadata over MQTT', () => {
     (targets.signed.targets as Record<string, { length: number }>)[target.path]!.length = 4321;
     rig.forged.set('targets.json', bytes(targets));
     const err = await refusal(tm);
-    expect(err).toMatchObject({ failure: 'mix-and-match', file: 'targets.json' });
+    expect(err).toMatchObject({ failure: 'mix-and-match', file: '2.targets.json' });
     expect(err.message).toMatch(/Expected hash/);
   });
 
@@ -252,7 +265,7 @@ describe('TUF metadata over MQTT', () => {
     await rig.repo.addTarget({ ...target, path: 'models/second.onnx' });
     rig.forged.set('snapshot.json', snapshot2);
     const replay = await refusal(tm);
-    expect(replay).toMatchObject({ failure: 'mix-and-match', file: 'snapshot.json' });
+    expect(replay).toMatchObject({ failure: 'mix-and-match', file: '3.snapshot.json' });
     expect(replay.message).toMatch(/snapshot\.json \(version 2\)/);
     rig.forged.clear();
     await tm.refresh();
@@ -265,8 +278,29 @@ describe('TUF metadata over MQTT', () => {
     await rig.repo.addTarget(target);
     rig.forged.set('targets.json', targets1);
     const err = await refusal(await rig.open());
-    expect(err).toMatchObject({ failure: 'mix-and-match', file: 'targets.json' });
-    expect(err.message).toMatch(/targets\.json \(version 1\)/);
+    expect(err).toMatchObject({ failure: 'mix-and-match', file: '2.targets.json' });
+    expect(err.message).toMatch(/2\.targets\.json \(version 1\)/);
+  });
+
+  it('asks for the targets version its snapshot lists, so a change written mid-refresh does not mix versions (consistent snapshots)', async () => {
+    const rig = await startRig();
+    const tm = await rig.open();
+    await tm.refresh();
+    await rig.repo.addTarget(target);
+    // The next change lands after the device has read snapshot 2 and before it asks for targets.
+    let changed: Promise<number> | null = null;
+    rig.beforeServing.set('2.targets.json', async () => {
+      changed = rig.repo.addTarget({ ...target, path: 'models/next.onnx' });
+    });
+    await tm.refresh();
+    expect(changed).not.toBeNull();
+    expect(await changed).toBe(3);
+    expect(rig.served).toEqual(expect.arrayContaining(['2.snapshot.json', '2.targets.json']));
+    expect(await tm.targetInfo(target.path)).toBeDefined();
+    // The plain targets.json had already moved on to version 3: asked for by that name, the refresh would have been refused.
+    expect(parse(await rig.repo.readFile('targets.json')).signed.version).toBe(3);
+    await tm.refresh();
+    expect(await tm.targetInfo('models/next.onnx')).toBeDefined();
   });
 
   it('refuses a file longer than allowed: over its fixed limit, or over the length its parent signed', async () => {
@@ -283,7 +317,7 @@ describe('TUF metadata over MQTT', () => {
     const snapshot = (await rig.repo.readFile('snapshot.json'))!;
     rig.forged.set('snapshot.json', Buffer.concat([snapshot, Buffer.from('   ')]));
     const signedLength = await refusal(tm);
-    expect(signedLength).toMatchObject({ failure: 'endless-data', file: 'snapshot.json' });
+    expect(signedLength).toMatchObject({ failure: 'endless-data', file: '1.snapshot.json' });
     expect(signedLength.message).toContain(`more than the ${snapshot.length} allowed`);
   });
 

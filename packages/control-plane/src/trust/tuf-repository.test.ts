@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../agent/src/test-support/harness.js';
 import { createLogger } from '../logger.js';
 import { createKeyFile, readKeyDir, readKeyFile } from './tuf-keys.js';
-import { TufRepository, TufRepositoryError, tufRepositoryPaths, type TufRepositoryOptions } from './tuf-repository.js';
+import { KEPT_VERSIONS, TufRepository, TufRepositoryError, tufRepositoryPaths, type TufRepositoryOptions } from './tuf-repository.js';
 
 type Json = Parameters<typeof Metadata.fromJSON>[1];
 const log = createLogger('silent');
@@ -60,7 +60,7 @@ describe('TUF repository', () => {
     const root = await rootV(1);
     expect((await read('root.json')).equals(await read('1.root.json'))).toBe(true);
     expect(Object.keys(root.signed.roles).sort()).toEqual(['desired', 'root', 'snapshot', 'targets', 'timestamp']);
-    expect(root.signed.consistentSnapshot).toBe(false);
+    expect(root.signed.consistentSnapshot).toBe(true);
     root.verifyDelegate('root', root);
     for (const name of ['targets', 'snapshot', 'timestamp'] as const) {
       const md = await role(name);
@@ -119,6 +119,41 @@ describe('TUF repository', () => {
     expect(await repo.refreshExpiring()).toEqual(['targets', 'snapshot', 'timestamp']);
     expect((await role('targets')).signed.version).toBe(2);
     expect((await role('timestamp')).signed.version).toBe(4);
+  });
+
+  it('keeps the last versions of targets and snapshot under versioned names (consistent snapshots)', async () => {
+    const repo = await openRepo();
+    expect((await rootV(1)).signed.consistentSnapshot).toBe(true);
+    for (let i = 0; i < KEPT_VERSIONS + 3; i++) await repo.addTarget(target(`models/m${i}.onnx`));
+    const latest = KEPT_VERSIONS + 4;
+    expect((await role('targets')).signed.version).toBe(latest);
+    expect((await read(`${latest}.targets.json`)).equals(await read('targets.json'))).toBe(true);
+    expect((await read(`${latest}.snapshot.json`)).equals(await read('snapshot.json'))).toBe(true);
+    const kept = (await readdir(paths.dir)).filter((n) => /^\d+\.targets\.json$/.test(n)).map((n) => Number(n.split('.')[0]));
+    expect(kept.sort((a, b) => a - b)).toEqual(Array.from({ length: KEPT_VERSIONS }, (_, i) => latest - KEPT_VERSIONS + 1 + i));
+    expect(await repo.readFile('1.targets.json')).toBeNull();
+    // A repository from before consistent snapshots gets the versioned copies of what is current when opened.
+    await rm(join(paths.dir, `${latest}.snapshot.json`));
+    await openRepo();
+    expect((await read(`${latest}.snapshot.json`)).equals(await read('snapshot.json'))).toBe(true);
+  });
+
+  it('signs a new root before the old one expires when its root keys are at hand, and only warns when they are offline', async () => {
+    let now = Date.parse('2030-01-01T00:00:00Z');
+    const repo = await openRepo({ now: () => new Date(now) });
+    now += 300 * 86_400_000; // root (365 days) is in its last quarter
+    expect(await repo.refreshExpiring()).toEqual(['root', 'targets', 'snapshot', 'timestamp']);
+    const root2 = await rootV(2);
+    expect(root2.signed.expires).toBe('2031-10-28T00:00:00Z');
+    expect(Object.keys(root2.signed.keys).sort()).toEqual(Object.keys((await rootV(1)).signed.keys).sort());
+    (await rootV(1)).verifyDelegate('root', root2);
+    expect(await repo.refreshExpiring()).toEqual([]);
+
+    await takeRootKeysOffline();
+    const offline = await openRepo({ now: () => new Date(now) });
+    now += 300 * 86_400_000;
+    expect(await offline.refreshExpiring()).not.toContain('root');
+    await expect(read('3.root.json')).rejects.toThrow(/ENOENT/);
   });
 
   it('runs the re-signing on a timer between start and stop', async () => {
@@ -206,7 +241,8 @@ describe('TUF repository', () => {
     const repo = await openRepo();
     expect((await repo.readFile('1.root.json'))?.equals(await read('1.root.json'))).toBe(true);
     expect(await repo.readFile('2.root.json')).toBeNull();
-    expect(await repo.readFile('1.snapshot.json')).toBeNull();
+    expect((await repo.readFile('1.snapshot.json'))?.equals(await read('snapshot.json'))).toBe(true);
+    expect(await repo.readFile('1.timestamp.json')).toBeNull();
     expect(await repo.readFile('../keys/root.json')).toBeNull();
     expect(await repo.readFile('root.pem')).toBeNull();
     expect(((await repo.currentRoot()).signed as { version: number }).version).toBe(1);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSigningKey, keyIdOf, metadataFileNameSchema, writeFileAtomic, type PublicKey, type SigningKey } from '@perch/shared';
 import { Metadata, MetadataKind, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp } from '@tufjs/models';
@@ -20,12 +20,17 @@ import { publicKeyOf, readKeyDir, removeKeyFile, tufSigner, writeKeyFile } from 
  * states) have one key each in `keyDir`, used unattended.
  *
  * Files. `N.root.json` for every root version (devices walk them in order),
- * `root.json` (the latest), `targets.json`, `snapshot.json`, `timestamp.json`.
- * No consistent snapshots: devices ask for the plain names. Every write is
- * atomic, and the order targets, snapshot, timestamp means a reader sees a
- * complete older set or, after the timestamp, a complete newer one. The files
- * are the state: each change re-reads them first, so the operator's commands
- * and a running control plane see each other's changes.
+ * `root.json` (the latest), `targets.json`, `snapshot.json`, `timestamp.json`,
+ * and TUF's consistent snapshots: `N.targets.json` and `N.snapshot.json` for
+ * the last KEPT_VERSIONS versions. A device that read snapshot N asks for the
+ * targets version snapshot N lists, by its versioned name, so a change
+ * written while it refreshes cannot hand it a mismatched pair. (Artifacts are
+ * fetched by sha256 already, which is what consistent snapshots ask of target
+ * files.) Roots made before consistent snapshots turn them on at their next
+ * change. Every write is atomic, and the order targets, snapshot, timestamp
+ * means a reader sees a complete older set or, after the timestamp, a complete
+ * newer one. The files are the state: each change re-reads them first, so the
+ * operator's commands and a running control plane see each other's changes.
  */
 
 export const ONLINE_ROLES = ['targets', 'snapshot', 'timestamp', 'desired'] as const;
@@ -37,6 +42,8 @@ export type ExpiringRole = 'root' | FileRole;
 export const DEFAULT_EXPIRY_DAYS: Readonly<Record<ExpiringRole, number>> = { root: 365, targets: 90, snapshot: 7, timestamp: 1 };
 
 const SPEC_VERSION = '1.0.31';
+/** Versioned targets and snapshot files kept for devices in the middle of a refresh. */
+export const KEPT_VERSIONS = 16;
 const DAY_MS = 86_400_000;
 
 type RootJson = Parameters<typeof Root.fromJSON>[0];
@@ -220,31 +227,38 @@ export class TufRepository {
 
   /**
    * Re-signs, with a new version, each online role past half its lifetime,
-   * and what lists it (targets -> snapshot -> timestamp). Root is never
-   * re-signed here: its keys are offline. Returns the roles re-signed.
+   * and what lists it (targets -> snapshot -> timestamp). Root, in its last
+   * quarter, gets a new version with the same keys when its root keys are at
+   * hand (the demo setup); kept offline, they are asked for in a warning.
+   * Returns the roles re-signed.
    */
-  refreshExpiring(): Promise<FileRole[]> {
+  refreshExpiring(): Promise<ExpiringRole[]> {
     return this.exclusive(async () => {
       const s = await this.load(false);
       const due = (role: ExpiringRole, expires: string) => Date.parse(expires) - this.now().getTime() <= this.lifetimeMs[role] / 2;
-      const done: FileRole[] = [];
+      const done: ExpiringRole[] = [];
+      const rootExpires = s.root.md.signed.expires;
+      if (Date.parse(rootExpires) - this.now().getTime() <= this.lifetimeMs.root / 4) {
+        if (this.rootSignersAtHand(s)) {
+          await this.applyRootChange(s, {});
+          done.push('root');
+        } else {
+          this.log.warn({ expires: rootExpires, version: s.root.md.signed.version }, 'TUF root metadata expires soon: sign a new root with the root keys (root rotate)');
+        }
+      }
       if (due('targets', s.targets.md.signed.expires)) {
         await this.writeTargets(s, s.targets.md.signed.targets);
         done.push('targets');
       }
-      if (done.length > 0 || due('snapshot', s.snapshot.md.signed.expires)) {
+      if (done.includes('targets') || due('snapshot', s.snapshot.md.signed.expires)) {
         await this.writeSnapshot(s);
         done.push('snapshot');
       }
-      if (done.length > 0 || due('timestamp', s.timestamp.md.signed.expires)) {
+      if (done.includes('snapshot') || due('timestamp', s.timestamp.md.signed.expires)) {
         await this.writeTimestamp(s);
         done.push('timestamp');
       }
-      if (done.length > 0) this.log.info({ roles: done, timestampVersion: s.timestamp.md.signed.version }, 're-signed TUF metadata before it expires');
-      const rootExpires = s.root.md.signed.expires;
-      if (Date.parse(rootExpires) - this.now().getTime() <= this.lifetimeMs.root / 4) {
-        this.log.warn({ expires: rootExpires, version: s.root.md.signed.version }, 'TUF root metadata expires soon: sign a new root with the root keys (root rotate)');
-      }
+      if (done.length > 0) this.log.info({ roles: done, rootVersion: s.root.md.signed.version, timestampVersion: s.timestamp.md.signed.version }, 're-signed TUF metadata before it expires');
       return done;
     });
   }
@@ -309,8 +323,8 @@ export class TufRepository {
   /** A metadata file as devices ask for it; null when the repository has none by that name. */
   async readFile(name: string): Promise<Buffer | null> {
     if (!metadataFileNameSchema.safeParse(name).success) return null;
-    // Only root has versioned file names here (no consistent snapshots).
-    if (/^\d+\.(?:timestamp|snapshot|targets)\.json$/.test(name)) return null;
+    // The timestamp is the one file never asked for by version.
+    if (/^\d+\.timestamp\.json$/.test(name)) return null;
     try {
       return await readFile(join(this.opts.dir, name));
     } catch (err) {
@@ -347,6 +361,12 @@ export class TufRepository {
   /** The private keys that sign desired states (at least the desired role's threshold). */
   desiredSigners(): SigningKey[] {
     return this.onlineSigners(this.loaded, 'desired');
+  }
+
+  /** Whether the root keys in rootKeyDir alone meet the root threshold. */
+  private rootSignersAtHand(s: State): boolean {
+    const role = s.root.md.signed.roles.root;
+    return role !== undefined && role.keyIDs.filter((id) => s.rootKeys.has(id)).length >= role.threshold;
   }
 
   private get loaded(): State {
@@ -417,6 +437,11 @@ export class TufRepository {
       repaired.push('timestamp');
     }
     if (repaired.length > 0) this.log.info({ roles: repaired, rootVersion: root.md.signed.version }, 'TUF metadata written');
+    // Versioned copies of what is current: a repository from before consistent snapshots, or a crash between the two writes.
+    for (const role of ['targets', 'snapshot'] as const) {
+      const name = `${s[role].md.signed.version}.${role}.json`;
+      if (!(await this.readFile(name))) await writeFileAtomic(join(dir, name), s[role].bytes);
+    }
     this.state = s;
     return s;
   }
@@ -480,7 +505,7 @@ export class TufRepository {
       keys[key.keyid] = key.publicKey;
       roles[role] = { keyids: [key.keyid], threshold: 1 };
     }
-    const md = new Metadata(Root.fromJSON({ _type: 'root', spec_version: SPEC_VERSION, version: 1, expires: this.expires('root'), consistent_snapshot: false, keys, roles } as unknown as RootJson));
+    const md = new Metadata(Root.fromJSON({ _type: 'root', spec_version: SPEC_VERSION, version: 1, expires: this.expires('root'), consistent_snapshot: true, keys, roles } as unknown as RootJson));
     for (const { key } of rootKeys.values()) md.sign(tufSigner(key));
     const stored = { md, bytes: encode(md) };
     await this.writeRootFiles(stored);
@@ -512,8 +537,23 @@ export class TufRepository {
     const md = new Metadata(signed);
     for (const key of this.onlineSigners(s, role)) md.sign(tufSigner(key));
     const stored = { md, bytes: encode(md) };
+    if (role !== 'timestamp') {
+      // The versioned file first: the plain one, and what lists this version, may only name a file that exists.
+      await writeFileAtomic(join(this.opts.dir, `${signed.version}.${role}.json`), stored.bytes);
+      await this.pruneVersions(role, signed.version - KEPT_VERSIONS);
+    }
     await writeFileAtomic(join(this.opts.dir, `${role}.json`), stored.bytes);
     return stored;
+  }
+
+  /** Removes `N.role.json` files with N at or below `upTo`. */
+  private async pruneVersions(role: 'targets' | 'snapshot', upTo: number): Promise<void> {
+    if (upTo < 1) return;
+    const pattern = new RegExp(`^([1-9][0-9]*)\\.${role}\\.json$`);
+    for (const name of await readdir(this.opts.dir)) {
+      const v = pattern.exec(name)?.[1];
+      if (v !== undefined && Number(v) <= upTo) await rm(join(this.opts.dir, name), { force: true });
+    }
   }
 
   private async writeTargets(s: State, targets: Record<string, TargetFile>, version = s.targets.md.signed.version + 1): Promise<void> {
@@ -576,6 +616,7 @@ export class TufRepository {
       ...(old.signed.toJSON() as Record<string, unknown>),
       version: old.signed.version + 1,
       expires: this.expires('root'),
+      consistent_snapshot: true,
       keys,
       roles,
     } as unknown as RootJson);
