@@ -79,6 +79,7 @@ export class Agent {
     );
     this.reporter = new ReportedStateReporter(this.connection, () => this.pipeline.cameraStates(), log.child({ feature: 'reported' }));
     this.pipeline.on('camera-state', () => this.reporter.changed());
+    this.reporter.onDeployment((d) => this.metrics.deploymentChanged(d));
     this.deployment = new DeploymentManager(
       {
         deviceId: c.deviceId,

@@ -124,6 +124,12 @@ describe('model activation: golden input, health window, roll-back', () => {
     expect(captured.find((l) => l.msg === 'health window passed')).toMatchObject({ generation: 1 });
     expect(pointer(DEVICE)).toEqual({ acceptedGeneration: 1, active: sha('a'), knownGood: sha('a') });
     await inferring('a');
+    const metrics = await agent!.metrics.text();
+    expect(metrics).toContain('perch_agent_health_windows_total{outcome="passed"} 1');
+    expect(metrics).toContain('perch_agent_deployment_phase{phase="active"} 1');
+    expect(metrics).toContain('perch_agent_deployment_phase{phase="health-check"} 0');
+    expect(metrics).toContain('perch_agent_deployment_transitions_total{phase="downloading"} 1');
+    expect(metrics).toContain('perch_agent_deployment_generation 1');
   });
 
   it('a target registered before golden inputs activates, and the log says it was not checked', async () => {
@@ -161,6 +167,10 @@ describe('model activation: golden input, health window, roll-back', () => {
     expect(pointer(DEVICE)).toMatchObject({ acceptedGeneration: 4, active: sha('b'), knownGood: sha('b'), rolledBack: { generation: 4, target: ref('d') } });
     expect(pointer(DEVICE).trial).toBeUndefined();
     await inferring('b');
+    const metrics = await agent!.metrics.text();
+    expect(metrics).toContain('perch_agent_health_windows_total{outcome="failed"} 1');
+    expect(metrics).toContain('perch_agent_deployment_phase{phase="rolled-back"} 1');
+    expect(metrics).toContain('perch_agent_deployment_transitions_total{phase="rolled-back"} 1');
 
     // The same document again (as after a reconnect): restated, not fetched, loaded or watched again.
     const again = observer.reported.length;

@@ -21,6 +21,7 @@ export class ReportedStateReporter {
   private trailing: NodeJS.Timeout | null = null;
   private readonly onConnect = () => this.publishNow();
   private last: ReportedState | null = null;
+  private readonly listeners: ((d: DeploymentStatus) => void)[] = [];
 
   constructor(
     private readonly connection: MqttConnection,
@@ -53,10 +54,16 @@ export class ReportedStateReporter {
     this.active = active;
   }
 
+  /** Called with every new phase (not with download progress), e.g. for metrics. */
+  onDeployment(listener: (d: DeploymentStatus) => void): void {
+    this.listeners.push(listener);
+  }
+
   /** A new phase (or reason) is published at once. */
   setDeployment(d: Omit<DeploymentStatus, 'at'>): void {
     const reason = d.reason === undefined ? {} : { reason: d.reason.slice(0, 2000) };
     this.deployment = { ...d, ...reason, at: Date.now() };
+    for (const l of this.listeners) l(this.deployment);
     this.publishNow();
   }
 

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { cameraHealthSchema, HISTOGRAM_SPECS, type CameraState, type DetectionEvent, type ModelRef } from '@perch/shared';
+import { cameraHealthSchema, deploymentPhaseSchema, HISTOGRAM_SPECS, type CameraState, type DetectionEvent, type ModelRef, type ReportedState } from '@perch/shared';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { AGENT_VERSION } from '../agent-version.js';
 import type { FrameObserver } from './frame-observer.js';
@@ -43,6 +43,11 @@ export class AgentMetrics implements FrameObserver {
   private readonly lastFrameTime: Gauge<'camera'>;
   private readonly events: Counter<'camera' | 'kind'>;
   private readonly snapshotErrors: Counter;
+  private readonly deploymentPhase: Gauge<'phase'>;
+  private readonly deploymentGeneration: Gauge;
+  private readonly deploymentTransitions: Counter<'phase'>;
+  private readonly healthWindows: Counter<'outcome'>;
+  private lastDeployment: { phase: string; generation: number } | null = null;
 
   constructor(view: RuntimeView) {
     const registers = [this.registry];
@@ -157,6 +162,16 @@ export class AgentMetrics implements FrameObserver {
       },
     });
     new Gauge({ name: name('info'), help: 'The agent: 1 with its version as a label', labelNames: ['version'], registers }).set({ version: AGENT_VERSION }, 1);
+    this.deploymentPhase = new Gauge({ name: name('deployment_phase'), help: 'The phase of the latest deployment: 1 for the phase it is in, 0 for the others', labelNames: ['phase'], registers });
+    for (const phase of deploymentPhaseSchema.options) this.deploymentPhase.set({ phase }, phase === 'idle' ? 1 : 0);
+    this.deploymentGeneration = new Gauge({ name: name('deployment_generation'), help: 'The desired-state generation the latest deployment phase belongs to', registers });
+    this.deploymentTransitions = new Counter({ name: name('deployment_transitions_total'), help: 'Deployment phases entered, by phase', labelNames: ['phase'], registers });
+    this.healthWindows = new Counter({
+      name: name('health_windows_total'),
+      help: 'Health windows after a model switch, by outcome: passed (the model stays) or failed (rolled back)',
+      labelNames: ['outcome'],
+      registers,
+    });
     const outboxPending = view.outboxPending;
     if (outboxPending) {
       const pending: Gauge = new Gauge({
@@ -165,6 +180,21 @@ export class AgentMetrics implements FrameObserver {
         registers,
         collect: () => pending.set(outboxPending()),
       });
+    }
+  }
+
+  /** A new deployment phase (the reported state's); phases restated for the same generation count once. */
+  deploymentChanged(d: ReportedState['deployment']): void {
+    const prev = this.lastDeployment;
+    if (prev && prev.phase === d.phase && prev.generation === d.generation) return;
+    this.lastDeployment = { phase: d.phase, generation: d.generation };
+    this.deploymentPhase.reset();
+    for (const phase of deploymentPhaseSchema.options) this.deploymentPhase.set({ phase }, phase === d.phase ? 1 : 0);
+    this.deploymentGeneration.set(d.generation);
+    this.deploymentTransitions.inc({ phase: d.phase });
+    if (prev?.phase === 'health-check' && prev.generation === d.generation) {
+      if (d.phase === 'active') this.healthWindows.inc({ outcome: 'passed' });
+      if (d.phase === 'rolled-back') this.healthWindows.inc({ outcome: 'failed' });
     }
   }
 
