@@ -53,11 +53,12 @@ export class PerchSite {
     private readonly tokenFile: string,
   ) {}
 
-  static async start(): Promise<PerchSite> {
+  /** `over` adds control plane config, e.g. a larger upload limit. */
+  static async start(over: { http?: { maxUploadBytes?: number } } = {}): Promise<PerchSite> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'perch-bench-site-'));
     const config = loadControlPlaneConfig({
       env: {},
-      overrides: { dataDir: path.join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
+      overrides: { dataDir: path.join(dir, 'cp'), mqtt: { host: '127.0.0.1', port: 0 }, http: { ...over.http, host: '127.0.0.1', port: 0 }, log: { level: 'warn' } },
     });
     const cp = new ControlPlane(config, createLogger('warn'));
     try {
@@ -84,6 +85,11 @@ export class PerchSite {
     if (res.status !== 201) throw new Error(`registering ${model.name} ${version}: ${res.status} ${await res.text()}`);
     const body = (await res.json()) as { sha256: string };
     return { name: model.name, version, sha256: body.sha256 };
+  }
+
+  /** A request to the site's REST API, `route` under /api/v1. */
+  fetchApi(route: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.api}${route}`, init);
   }
 
   /** Makes `model` (or none) the device's desired model; returns the new generation. */
