@@ -61,13 +61,16 @@ export const delivery: Benchmark = {
       await probe.connect();
       log(`registering a ${(v1Model.bytes.length / MiB).toFixed(1)} MiB model`);
       const v1 = await register(site, '1.0.0', v1Model);
+      // Each downloader is a device of its own, provisioned as an operator would.
+      const passwords = Array.from({ length: fleet }, (_, i) => site.cp.provisionDevice(`bench-dl-${i}`).password);
       const spec = (over: Partial<DeliveryClientSpec>): DeliveryClientSpec => ({
         mode: 'mqtt',
         clients: 1,
         dir: path.join(partsDir, `run-${Math.random().toString(36).slice(2)}`),
         mqttUrl: `mqtt://127.0.0.1:${site.cp.mqttPort}`,
-        token: site.cp.deviceToken,
+        passwords,
         apiUrl: site.api,
+        apiTokenFile: site.cp.adminTokenFile,
         deviceIdPrefix: 'bench-dl',
         sha256: v1.sha256,
         length: v1.length,
@@ -223,7 +226,7 @@ async function register(site: PerchSite, version: string, model: BackboneModel):
   form.set('version', version);
   form.set('metadata', JSON.stringify(model.metadata));
   form.set('file', new Blob([model.bytes]), 'model.onnx');
-  const res = await fetch(`${site.api}/models/${MODEL_NAME}/versions`, { method: 'POST', body: form });
+  const res = await site.fetchApi(`/models/${MODEL_NAME}/versions`, { method: 'POST', body: form });
   if (res.status !== 201) throw new Error(`registering ${version}: ${res.status} ${await res.text()}`);
   const body = (await res.json()) as { sha256: string; length: number };
   // What the registry signed for these bytes; the chunker is deterministic, so it is made here too.

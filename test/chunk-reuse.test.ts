@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { ControlPlane } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess, type LogLine } from './support/agent-process.js';
+import { bearer } from './support/api-auth.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { chunkManifestRefFor } from './support/chunk-manifest-ref.js';
 import { desireModel, registerModel } from './support/registry-api.js';
@@ -24,6 +25,7 @@ const fineTuned = buildBackboneModel({ side: 32, hidden: 640, seed: 11, headSeed
 let dir: string;
 let cp: ControlPlane;
 let api: string;
+let adminToken: string;
 let agent: AgentProcess | null = null;
 
 interface DeviceView {
@@ -35,10 +37,11 @@ beforeAll(async () => {
   const site = await startTestControlPlane(dir);
   cp = site.cp;
   api = site.api;
+  adminToken = site.adminToken;
   const configPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),
-    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: site.tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
+    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, claimTokenFile: site.claimTokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
     trust: { rootFile: site.rootFile },
     cameras: [],
     // No camera runs, so there is nothing to watch: trusted at once.
@@ -85,14 +88,14 @@ describe('reuse of chunks across versions', () => {
 });
 
 async function register(version: string, m: BackboneModel): Promise<{ sha256: string; length: number; manifestLength: number }> {
-  const body = await registerModel(api, 'backbone', version, m.metadata, m.bytes);
+  const body = await registerModel({ api, adminToken }, 'backbone', version, m.metadata, m.bytes);
   return { sha256: body.sha256, length: body.length, manifestLength: chunkManifestRefFor(m.bytes).length };
 }
 
 async function deliver(version: string, sha256: string): Promise<void> {
-  await desireModel(api, DEVICE, 'backbone', version);
+  await desireModel({ api, adminToken }, DEVICE, 'backbone', version);
   const settled = await waitUntil(async () => {
-    const v = (await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView;
+    const v = (await (await fetch(`${api}/devices/${DEVICE}`, { headers: bearer(adminToken) })).json()) as DeviceView;
     const d = v.reported?.deployment;
     if (d?.phase === 'rejected' || d?.phase === 'failed') return d.phase;
     return d?.phase === 'active' && v.reported?.active?.sha256 === sha256 ? d.phase : null;

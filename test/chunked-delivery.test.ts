@@ -9,8 +9,10 @@ import { ArtifactDownloader, type DownloadResult } from '../packages/agent/src/d
 import { createLogger } from '../packages/agent/src/log/logger.js';
 import { MqttConnection } from '../packages/agent/src/mqtt/connection.js';
 import { MessageDispatcher } from '../packages/agent/src/mqtt/dispatcher.js';
+import { bearer, type ApiAccess } from './support/api-auth.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { chunkManifestRefFor, signedChunkManifestRef } from './support/chunk-manifest-ref.js';
+import { deviceCredentials } from './support/device-credentials.js';
 import { registerModel } from './support/registry-api.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
@@ -52,8 +54,8 @@ async function site(overrides: ControlPlaneConfigInput = {}): Promise<TestContro
   return { ...s, dir };
 }
 
-async function register(api: string, version: string, m: BackboneModel): Promise<Registered> {
-  const body = await registerModel(api, 'backbone', version, m.metadata, m.bytes);
+async function register(access: ApiAccess, version: string, m: BackboneModel): Promise<Registered> {
+  const body = await registerModel(access, 'backbone', version, m.metadata, m.bytes);
   // The target the registry signed names the manifest of exactly these bytes.
   const ref = signedChunkManifestRef(body);
   expect(ref).toEqual(chunkManifestRefFor(m.bytes));
@@ -65,7 +67,7 @@ async function register(api: string, version: string, m: BackboneModel): Promise
 async function device(cp: ControlPlane, deviceId: string, requestTimeoutMs = 5000): Promise<ArtifactDownloader> {
   const log = createLogger('warn');
   const connection = new MqttConnection(
-    { deviceId, url: `mqtt://127.0.0.1:${cp.mqttPort}`, username: deviceId, password: cp.deviceToken, connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 100, maxMs: 500 } },
+    { deviceId, url: `mqtt://127.0.0.1:${cp.mqttPort}`, ...deviceCredentials(cp, deviceId), connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 100, maxMs: 500 } },
     log,
   );
   connections.push(connection);
@@ -93,10 +95,11 @@ function download(downloader: ArtifactDownloader, dir: string, r: Registered, on
 describe('chunk manifests made by the registry', () => {
   it('signs a manifest of the stored file, served over MQTT and HTTP like the model itself', async () => {
     const s = await site();
-    const r = await register(s.api, '1.0.0', model);
+    const r = await register(s, '1.0.0', model);
     expect(r.sha256).toBe(sha(model.bytes));
     // Over HTTP: the manifest is the signed bytes and describes the model exactly as the chunker cuts it.
-    const res = await fetch(`${s.api}/artifacts/${r.chunkManifest.sha256}`);
+    expect((await fetch(`${s.api}/artifacts/${r.chunkManifest.sha256}`)).status).toBe(401);
+    const res = await fetch(`${s.api}/artifacts/${r.chunkManifest.sha256}`, { headers: bearer(s.adminToken) });
     expect(res.status).toBe(200);
     const bytes = Buffer.from(await res.arrayBuffer());
     expect(sha(bytes)).toBe(r.chunkManifest.sha256);
@@ -105,14 +108,14 @@ describe('chunk manifests made by the registry', () => {
     if (!decoded.ok) throw new Error(decoded.error);
     expect(decoded.value.sha256).toBe(r.sha256);
     expect(decoded.value.chunks).toEqual(chunkBytes(model.bytes, decoded.value.params));
-    const file = await fetch(`${s.api}/artifacts/${r.sha256}`);
+    const file = await fetch(`${s.api}/artifacts/${r.sha256}`, { headers: bearer(s.adminToken) });
     expect(file.headers.get('content-length')).toBe(String(model.bytes.length));
     expect(sha(Buffer.from(await file.arrayBuffer()))).toBe(r.sha256);
     // Only registered artifacts; a malformed name is a 400 with the API's error shape.
-    const missing = await fetch(`${s.api}/artifacts/${'ab'.repeat(32)}`);
+    const missing = await fetch(`${s.api}/artifacts/${'ab'.repeat(32)}`, { headers: bearer(s.adminToken) });
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('not_found');
-    expect((await fetch(`${s.api}/artifacts/nope`)).status).toBe(400);
+    expect((await fetch(`${s.api}/artifacts/nope`, { headers: bearer(s.adminToken) })).status).toBe(400);
 
     // Over MQTT: the agent's downloader takes the manifest first, then the manifest's chunks.
     const before = s.cp.stats.chunks.chunks;
@@ -126,7 +129,7 @@ describe('chunk manifests made by the registry', () => {
 describe('many devices at once', () => {
   it('each gets the model byte for byte, with no chunk failing its hash (frame buffers are reused only once written)', async () => {
     const s = await site();
-    const r = await register(s.api, '1.0.0', model);
+    const r = await register(s, '1.0.0', model);
     const downloaders = await Promise.all(Array.from({ length: 6 }, (_, i) => device(s.cp, `cd-many-${i}`)));
     const parts: string[] = [];
     // Twice over, so the second round is served from buffers the first one gave back.
@@ -148,7 +151,7 @@ describe('bandwidth limits on the chunk server', () => {
   it('a device limited to R bytes/s takes at least (bytes - burst) / R, and no chunk is sent twice', async () => {
     const rate = 2 * MiB;
     const s = await site({ artifacts: { maxBytesPerSecondPerDevice: rate } });
-    const r = await register(s.api, '1.0.0', model);
+    const r = await register(s, '1.0.0', model);
     // Eight chunks in flight at 2 MiB/s: the last of a window waits over a second, past this timeout.
     const downloader = await device(s.cp, 'cd-limited', 800);
     const served = s.cp.stats.chunks.bytes;
@@ -172,7 +175,7 @@ describe('bandwidth limits on the chunk server', () => {
   it('two devices share the total: together no faster than the total rate, and both progress', async () => {
     const rate = 2 * MiB;
     const s = await site({ artifacts: { maxBytesPerSecondTotal: rate } });
-    const r = await register(s.api, '1.0.0', model);
+    const r = await register(s, '1.0.0', model);
     const [a, b] = await Promise.all([device(s.cp, 'cd-share-a'), device(s.cp, 'cd-share-b')]);
     const progress = { a: 0, b: 0 };
     const served = s.cp.stats.chunks.bytes;
@@ -204,7 +207,7 @@ describe('bandwidth limits on the chunk server', () => {
 
 /** Chunks in the registered model's manifest, read back over HTTP. */
 async function decodeManifestCount(s: TestControlPlane, r: Registered): Promise<number> {
-  const decoded = decodeChunkManifest(Buffer.from(await (await fetch(`${s.api}/artifacts/${r.chunkManifest.sha256}`)).arrayBuffer()));
+  const decoded = decodeChunkManifest(Buffer.from(await (await fetch(`${s.api}/artifacts/${r.chunkManifest.sha256}`, { headers: bearer(s.adminToken) })).arrayBuffer()));
   if (!decoded.ok) throw new Error(decoded.error);
   return decoded.value.chunks.length;
 }

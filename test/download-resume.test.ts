@@ -6,6 +6,7 @@ import { chunkBytes } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
+import { bearer } from './support/api-auth.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
@@ -46,12 +47,12 @@ beforeAll(async () => {
   cp = site.cp;
   cpConfig = site.config;
   api = site.api;
-  const { rootFile, tokenFile } = site;
+  const { rootFile, claimTokenFile } = site;
   await registerVersion('1.0.0', model);
   agentConfigPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),
-    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
+    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, claimTokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
     trust: { rootFile },
     download: { chunkBytes: CHUNK, window: 1 },
     modelCache: { maxModels: 2 },
@@ -155,11 +156,12 @@ function journalLines(): number {
 }
 
 async function registerVersion(version: string, m: ReturnType<typeof buildTinyModel> | BackboneModel): Promise<void> {
-  await registerModel(api, 'big-tiny', version, { ...m.metadata, name: 'big-tiny' }, m.bytes);
+  // cp.adminToken: a restarted control plane reads the same token back from its data directory.
+  await registerModel({ api, adminToken: cp.adminToken }, 'big-tiny', version, { ...m.metadata, name: 'big-tiny' }, m.bytes);
 }
 
 async function desire(version: string): Promise<void> {
-  await desireModel(api, DEVICE, 'big-tiny', version);
+  await desireModel({ api, adminToken: cp.adminToken }, DEVICE, 'big-tiny', version);
 }
 
 /** The sha256s of the models in the agent's store. */
@@ -170,6 +172,6 @@ function models(): string[] {
 }
 
 async function activeSha(): Promise<string | null> {
-  const v = (await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView;
+  const v = (await (await fetch(`${api}/devices/${DEVICE}`, { headers: bearer(cp.adminToken) })).json()) as DeviceView;
   return v.reported?.deployment.phase === 'active' && v.reported.active ? v.reported.active.sha256 : null;
 }

@@ -18,7 +18,9 @@ import onnxProto from 'onnx-proto';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess } from './support/agent-process.js';
+import { bearer } from './support/api-auth.js';
 import { demoAssets } from './support/demo-assets.js';
+import { deviceCredentials } from './support/device-credentials.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -32,6 +34,7 @@ const { onnx } = onnxProto;
 let dir: string;
 let cp: ControlPlane;
 let api: string;
+let adminToken: string;
 let modelBytes: Buffer;
 let metadata: Record<string, unknown>;
 let v1Sha: string;
@@ -45,7 +48,7 @@ interface DeviceView {
 }
 
 async function getJson<T>(path: string): Promise<T> {
-  const res = await fetch(`${api}${path}`);
+  const res = await fetch(`${api}${path}`, { headers: bearer(adminToken) });
   if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
@@ -55,13 +58,13 @@ async function register(version: string, bytes: Uint8Array): Promise<Response> {
   form.set('version', version);
   form.set('metadata', JSON.stringify(metadata));
   form.set('file', new Blob([bytes]), 'model.onnx');
-  return fetch(`${api}/models/pet-park-classifier/versions`, { method: 'POST', body: form });
+  return fetch(`${api}/models/pet-park-classifier/versions`, { method: 'POST', body: form, headers: bearer(adminToken) });
 }
 
 async function setDesired(deviceId: string, version: string | null): Promise<number> {
   const res = await fetch(`${api}/devices/${deviceId}/desired-model`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: bearer(adminToken, { 'content-type': 'application/json' }),
     body: JSON.stringify({ model: version ? { name: 'pet-park-classifier', version } : null }),
   });
   expect(res.status).toBe(200);
@@ -86,12 +89,14 @@ beforeAll(async () => {
   const site = await startTestControlPlane(dir);
   cp = site.cp;
   api = site.api;
-  const { rootFile, tokenFile } = site;
+  adminToken = site.adminToken;
+  const { rootFile, claimTokenFile } = site;
   for (const id of ['e2e-agent-1', 'e2e-agent-2']) {
     const configPath = AgentProcess.writeConfig(dir, {
       deviceId: id,
       dataDir: join(dir, id),
-      broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
+      // Each agent claims its own credentials with the site's claim token on its first start.
+      broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, claimTokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
       trust: { rootFile },
       telemetry: { windowSeconds: 2 },
       deployment: { healthWindowSeconds: 2 },
@@ -243,7 +248,7 @@ describe('bad input at the system boundary', () => {
     const a = agents[1];
     if (!a) throw new Error('no agent');
     // A device with valid credentials sending garbage on its own topics.
-    const dev = mqtt.connect(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'e2e-noisy', username: 'e2e-noisy', password: cp.deviceToken, reconnectPeriod: 0 });
+    const dev = mqtt.connect(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'e2e-noisy', ...deviceCredentials(cp, 'e2e-noisy'), reconnectPeriod: 0 });
     await new Promise<void>((resolve, reject) => {
       dev.once('connect', () => resolve());
       dev.once('error', reject);

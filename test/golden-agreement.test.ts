@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smokeTest } from '../packages/agent/src/deployment/golden-smoke-test.js';
 import { InferenceRunner } from '../packages/agent/src/inference/inference-runner.js';
 import { buildTinyModel, type TinyModel } from '../packages/agent/src/test-support/tiny-model.js';
+import { bearer } from './support/api-auth.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 
 /**
@@ -20,12 +21,14 @@ import { startTestControlPlane } from './support/test-control-plane.js';
 let dir: string;
 let cp: ControlPlane;
 let api: string;
+let adminToken: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-golden-'));
   const site = await startTestControlPlane(dir);
   cp = site.cp;
   api = site.api;
+  adminToken = site.adminToken;
 });
 
 afterAll(async () => {
@@ -51,7 +54,7 @@ describe('golden input: registry and agent agree', () => {
       form.set('version', '1.0.0');
       form.set('metadata', JSON.stringify(metadata));
       form.set('file', new Blob([v.model.bytes]), 'model.onnx');
-      const res = await fetch(`${api}/models/${v.name}/versions`, { method: 'POST', body: form });
+      const res = await fetch(`${api}/models/${v.name}/versions`, { method: 'POST', body: form, headers: bearer(adminToken) });
       expect(res.status, await res.clone().text()).toBe(201);
       const target = modelTargetSchema.parse(((await res.json()) as { target: unknown }).target);
       const golden = target.custom.golden;
@@ -81,7 +84,7 @@ describe('golden input: registry and agent agree', () => {
       form.set('version', version);
       form.set('metadata', JSON.stringify(model.metadata));
       form.set('file', new Blob([model.bytes]), 'model.onnx');
-      const res = await fetch(`${api}/models/twice/versions`, { method: 'POST', body: form });
+      const res = await fetch(`${api}/models/twice/versions`, { method: 'POST', body: form, headers: bearer(adminToken) });
       expect(res.status).toBe(201);
       seeds.push(modelTargetSchema.parse(((await res.json()) as { target: unknown }).target).custom.golden?.frame.seed ?? -1);
     }

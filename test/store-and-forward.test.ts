@@ -5,6 +5,7 @@ import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneCo
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess } from './support/agent-process.js';
+import { bearer } from './support/api-auth.js';
 import { demoAssets } from './support/demo-assets.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -88,18 +89,18 @@ beforeAll(async () => {
   form.set('version', '1.0.0');
   form.set('metadata', readFileSync(model.metadataPath, 'utf8'));
   form.set('file', new Blob([readFileSync(model.modelPath)]), 'model.onnx');
-  const reg = await fetch(`${api}/models/pet-park-classifier/versions`, { method: 'POST', body: form });
+  const reg = await fetch(`${api}/models/pet-park-classifier/versions`, { method: 'POST', body: form, headers: bearer(running().adminToken) });
   expect(reg.status).toBe(201);
 
   const rootFile = join(dir, 'root.json');
   writeFileSync(rootFile, await (await fetch(`${api}/trust/root`)).text());
-  const tokenFile = join(dir, 'device-token');
-  writeFileSync(tokenFile, running().deviceToken);
+  const claimTokenFile = join(dir, 'claim-token');
+  writeFileSync(claimTokenFile, running().claimToken);
   agentDataDir = join(dir, DEVICE);
   agentConfigPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: agentDataDir,
-    broker: { url: `mqtt://127.0.0.1:${running().mqttPort}`, passwordFile: tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
+    broker: { url: `mqtt://127.0.0.1:${running().mqttPort}`, claimTokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
     trust: { rootFile },
     telemetry: { windowSeconds: 0.5 },
     cameras: [{ id: 'park', fps: 5, source: { kind: 'file', path: video.outPath } }],
@@ -111,7 +112,7 @@ beforeAll(async () => {
   startAgent();
   const desired = await fetch(`${api}/devices/${DEVICE}/desired-model`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: bearer(running().adminToken, { 'content-type': 'application/json' }),
     body: JSON.stringify({ model: { name: 'pet-park-classifier', version: '1.0.0' } }),
   });
   expect(desired.status).toBe(200);

@@ -5,6 +5,7 @@ import type { ControlPlane } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTinyModel, type TinyModel } from '../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './support/agent-process.js';
+import { bearer } from './support/api-auth.js';
 import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
@@ -20,6 +21,7 @@ const DEVICE = 'trust-agent';
 let dir: string;
 let cp: ControlPlane;
 let api: string;
+let adminToken: string;
 let agent: AgentProcess;
 const v1 = buildTinyModel({ gain: 1 + 3 });
 const v2 = buildTinyModel({ gain: 2 + 3 });
@@ -30,17 +32,17 @@ interface DeviceView {
 }
 
 async function register(version: string, m: TinyModel): Promise<void> {
-  await registerModel(api, 'gate-model', version, m.metadata, m.bytes);
+  await registerModel({ api, adminToken }, 'gate-model', version, m.metadata, m.bytes);
 }
 
 function desire(version: string, rollback = false): Promise<number> {
-  return desireModel(api, DEVICE, 'gate-model', version, { rollback });
+  return desireModel({ api, adminToken }, DEVICE, 'gate-model', version, { rollback });
 }
 
 async function settled(generation: number): Promise<NonNullable<DeviceView['reported']>> {
   return waitUntil(
     async () => {
-      const r = ((await (await fetch(`${api}/devices/${DEVICE}`)).json()) as DeviceView).reported;
+      const r = ((await (await fetch(`${api}/devices/${DEVICE}`, { headers: bearer(adminToken) })).json()) as DeviceView).reported;
       return r && r.deployment.generation === generation && ['active', 'rejected', 'failed', 'rolled-back'].includes(r.deployment.phase) ? r : null;
     },
     `generation ${generation} settled`,
@@ -63,11 +65,11 @@ async function rootKeyIds(role: string): Promise<string[]> {
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-trust-'));
   const site = await startTestControlPlane(dir);
-  ({ cp, api } = site);
+  ({ cp, api, adminToken } = site);
   const configPath = AgentProcess.writeConfig(dir, {
     deviceId: DEVICE,
     dataDir: join(dir, DEVICE),
-    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: site.tokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
+    broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, claimTokenFile: site.claimTokenFile, reconnect: { minMs: 200, maxMs: 1000 } },
     trust: { rootFile: site.rootFile },
     deployment: { healthWindowSeconds: 0 },
     cameras: [],
@@ -105,7 +107,7 @@ describe('trusted delivery with real processes', () => {
 
   it('follows a rotation of the desired key: the new root comes over MQTT and the old key is no longer trusted', async () => {
     const [oldKey] = await rootKeyIds('desired');
-    const res = await fetch(`${api}/trust/roles/desired/rotate-key`, { method: 'POST' });
+    const res = await fetch(`${api}/trust/roles/desired/rotate-key`, { method: 'POST', headers: bearer(adminToken) });
     expect(res.status, await res.clone().text()).toBe(200);
     const [newKey] = await rootKeyIds('desired');
     expect(newKey).toBeDefined();
@@ -120,7 +122,7 @@ describe('trusted delivery with real processes', () => {
   it('follows a revocation of the targets key: the new root drops it, and targets signed by its replacement are trusted', async () => {
     const [oldTargetsKey] = await rootKeyIds('targets');
     expect(oldTargetsKey).toBeDefined();
-    const res = await fetch(`${api}/trust/keys/${oldTargetsKey}/revoke`, { method: 'POST' });
+    const res = await fetch(`${api}/trust/keys/${oldTargetsKey}/revoke`, { method: 'POST', headers: bearer(adminToken) });
     expect(res.status, await res.clone().text()).toBe(200);
     expect(await rootKeyIds('targets')).not.toContain(oldTargetsKey);
     // A new version, listed in targets signed by the replacement key.

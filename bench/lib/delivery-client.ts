@@ -13,7 +13,7 @@
  *   streamed to a file and hashed on the way, the same work per byte.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -29,8 +29,10 @@ async function viaMqtt(spec: DeliveryClientSpec): Promise<DeliveryClientResult> 
   const clients = await Promise.all(
     Array.from({ length: spec.clients }, async (_, i) => {
       const deviceId = `${spec.deviceIdPrefix}-${i}`;
+      const password = spec.passwords[i];
+      if (password === undefined) throw new Error(`no password for ${deviceId}: ${spec.passwords.length} for ${spec.clients} clients`);
       const connection = new MqttConnection(
-        { deviceId, url: spec.mqttUrl, username: deviceId, password: spec.token, connectTimeoutMs: 20_000, keepaliveSeconds: 60, reconnect: { minMs: 200, maxMs: 2000 } },
+        { deviceId, url: spec.mqttUrl, username: deviceId, password, connectTimeoutMs: 20_000, keepaliveSeconds: 60, reconnect: { minMs: 200, maxMs: 2000 } },
         log,
       );
       const downloader = new ArtifactDownloader(connection, { chunkBytes: spec.chunkBytes, window: spec.window, requestTimeoutMs: 30_000, maxRetries: 5 }, log);
@@ -57,6 +59,7 @@ async function viaMqtt(spec: DeliveryClientSpec): Promise<DeliveryClientResult> 
 
 async function viaHttp(spec: DeliveryClientSpec): Promise<DeliveryClientResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: spec.clients });
+  const headers = { authorization: `Bearer ${readFileSync(spec.apiTokenFile, 'utf8').trim()}` };
   const started = performance.now();
   const clientMs = await Promise.all(
     Array.from({ length: spec.clients }, (_, i) =>
@@ -64,7 +67,7 @@ async function viaHttp(spec: DeliveryClientSpec): Promise<DeliveryClientResult> 
         const file = createWriteStream(path.join(spec.dir, `http-${i}.part`));
         const hash = createHash('sha256');
         http
-          .get(`${spec.apiUrl}/artifacts/${spec.sha256}`, { agent }, (res) => {
+          .get(`${spec.apiUrl}/artifacts/${spec.sha256}`, { agent, headers }, (res) => {
             if (res.statusCode !== 200) return reject(new Error(`GET artifact: ${res.statusCode}`));
             res.on('data', (b: Buffer) => hash.update(b));
             res.pipe(file);

@@ -8,8 +8,11 @@ export const deliveryClientSpecSchema = z.object({
   /** where part files go (deleted at the end) */
   dir: z.string().min(1),
   mqttUrl: z.string().min(1),
-  token: z.string().min(1),
+  /** client i logs in as `${deviceIdPrefix}-${i}` with passwords[i] (at least `clients` of them) */
+  passwords: z.array(z.string().min(1)).min(1),
   apiUrl: z.string().min(1),
+  /** the file holding the API token for the HTTP baseline's GETs (a path, so the secret stays off the command line) */
+  apiTokenFile: z.string().min(1),
   deviceIdPrefix: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$/),
   sha256: sha256Schema,
   length: z.number().int().positive(),

@@ -50,7 +50,7 @@ export class PerchSite {
     readonly cp: ControlPlane,
     readonly api: string,
     private readonly rootFile: string,
-    private readonly tokenFile: string,
+    private readonly claimTokenFile: string,
   ) {}
 
   /** `over` adds control plane config, e.g. a larger upload limit. */
@@ -70,9 +70,9 @@ export class PerchSite {
     const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
     const rootFile = path.join(dir, 'root.json');
     await writeFile(rootFile, JSON.stringify(await getJson<unknown>(`${api}/trust/root`)));
-    const tokenFile = path.join(dir, 'device-token');
-    await writeFile(tokenFile, cp.deviceToken);
-    return new PerchSite(dir, cp, api, rootFile, tokenFile);
+    const claimTokenFile = path.join(dir, 'claim-token');
+    await writeFile(claimTokenFile, cp.claimToken);
+    return new PerchSite(dir, cp, api, rootFile, claimTokenFile);
   }
 
   /** Uploads a model version with its metadata, as an operator would. */
@@ -81,20 +81,22 @@ export class PerchSite {
     form.set('version', version);
     form.set('metadata', JSON.stringify(model.metadataInput));
     form.set('file', new Blob([bytes]), path.basename(model.modelPath));
-    const res = await fetch(`${this.api}/models/${model.name}/versions`, { method: 'POST', body: form });
+    const res = await this.fetchApi(`/models/${model.name}/versions`, { method: 'POST', body: form });
     if (res.status !== 201) throw new Error(`registering ${model.name} ${version}: ${res.status} ${await res.text()}`);
     const body = (await res.json()) as { sha256: string };
     return { name: model.name, version, sha256: body.sha256 };
   }
 
-  /** A request to the site's REST API, `route` under /api/v1. */
+  /** A request to the site's REST API, `route` under /api/v1, with the site's admin token. */
   fetchApi(route: string, init: RequestInit = {}): Promise<Response> {
-    return fetch(`${this.api}${route}`, init);
+    const headers = new Headers(init.headers);
+    headers.set('authorization', `Bearer ${this.cp.adminToken}`);
+    return fetch(`${this.api}${route}`, { ...init, headers });
   }
 
   /** Makes `model` (or none) the device's desired model; returns the new generation. */
   async setDesired(deviceId: string, model: RegisteredModel | null): Promise<number> {
-    const res = await fetch(`${this.api}/devices/${deviceId}/desired-model`, {
+    const res = await this.fetchApi(`/devices/${deviceId}/desired-model`, {
       method: 'PUT',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: model ? { name: model.name, version: model.version } : null }),
@@ -108,7 +110,7 @@ export class PerchSite {
     const settled = await waitUntil(
       async () => {
         if (!agent.running) return 'exited' as const;
-        const d = (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`)).reported?.deployment;
+        const d = (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`, this.cp.adminToken)).reported?.deployment;
         return d?.generation === generation && ['active', 'rejected', 'failed', 'rolled-back'].includes(d.phase) ? d : null;
       },
       `${agent.deviceId} to report generation ${generation} active`,
@@ -124,7 +126,7 @@ export class PerchSite {
     const state = await waitUntil(
       async () => {
         if (!agent.running) return 'exited' as const;
-        return (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`).catch(() => null))?.status === 'online' ? ('online' as const) : null;
+        return (await getJson<DeviceView>(`${this.api}/devices/${agent.deviceId}`, this.cp.adminToken).catch(() => null))?.status === 'online' ? ('online' as const) : null;
       },
       `${agent.deviceId} online`,
       timeoutMs,
@@ -140,7 +142,8 @@ export class PerchSite {
       deployment: { healthWindowSeconds: 1 },
       ...setup,
       dataDir: path.join(this.dir, setup.deviceId),
-      broker: { url: `mqtt://127.0.0.1:${this.cp.mqttPort}`, passwordFile: this.tokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
+      // The agent claims its own credentials on its first start, as a box in the field does.
+      broker: { url: `mqtt://127.0.0.1:${this.cp.mqttPort}`, claimTokenFile: this.claimTokenFile, reconnect: { minMs: 200, maxMs: 2000 } },
       trust: { rootFile: this.rootFile },
       // Port 0: other agents or tests on this machine may hold the default port.
       http: { port: 0 },
@@ -168,8 +171,8 @@ export class PerchSite {
   }
 }
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+async function getJson<T>(url: string, token?: string): Promise<T> {
+  const res = await fetch(url, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }

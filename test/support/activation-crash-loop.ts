@@ -5,6 +5,7 @@ import { mulberry32, type ControlPlane } from '@perch/control-plane';
 import type { ReportedState } from '@perch/shared';
 import { buildTinyModel } from '../../packages/agent/src/test-support/tiny-model.js';
 import { AgentProcess } from './agent-process.js';
+import { bearer } from './api-auth.js';
 import { startTestControlPlane } from './test-control-plane.js';
 import { waitUntil } from './wait-until.js';
 
@@ -60,7 +61,7 @@ export class ActivationCrashLoop {
     const configPath = AgentProcess.writeConfig(dir, {
       deviceId: DEVICE,
       dataDir: join(dir, DEVICE),
-      broker: { url: `mqtt://127.0.0.1:${site.cp.mqttPort}`, passwordFile: site.tokenFile, reconnect: { minMs: 100, maxMs: 500 } },
+      broker: { url: `mqtt://127.0.0.1:${site.cp.mqttPort}`, claimTokenFile: site.claimTokenFile, reconnect: { minMs: 100, maxMs: 500 } },
       trust: { rootFile: site.rootFile },
       cameras: [{ id: 'cam', fps: 10, source: { kind: 'synthetic' } }],
       telemetry: { windowSeconds: 0.3 },
@@ -116,13 +117,13 @@ export class ActivationCrashLoop {
     form.set('version', version);
     form.set('metadata', JSON.stringify(model.metadata));
     form.set('file', new Blob([model.bytes]), 'model.onnx');
-    const reg = await fetch(`${this.api}/models/${MODEL}/versions`, { method: 'POST', body: form });
+    const reg = await fetch(`${this.api}/models/${MODEL}/versions`, { method: 'POST', body: form, headers: bearer(this.cp.adminToken) });
     if (reg.status !== 201) throw new Error(`registering ${version}: ${reg.status} ${await reg.text()}`);
     const sha = ((await reg.json()) as { sha256: string }).sha256;
     this.versionOf.set(sha, version);
     const res = await fetch(`${this.api}/devices/${DEVICE}/desired-model`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: bearer(this.cp.adminToken, { 'content-type': 'application/json' }),
       body: JSON.stringify({ model: { name: MODEL, version } }),
     });
     if (res.status !== 200) throw new Error(`desiring ${version}: ${res.status} ${await res.text()}`);

@@ -1,6 +1,7 @@
 import type { ControlPlane } from '@perch/control-plane';
 
-/** MQTT credentials a device `deviceId` may connect to `cp`'s broker with (username = client id = device id). */
+/** Fresh MQTT credentials for device `deviceId` on `cp`'s broker (username = client id = device id), as an operator provisions them. */
 export function deviceCredentials(cp: ControlPlane, deviceId: string): { username: string; password: string } {
-  return { username: deviceId, password: cp.deviceToken };
+  const { username, password } = cp.provisionDevice(deviceId);
+  return { username, password };
 }

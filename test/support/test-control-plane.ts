@@ -8,10 +8,12 @@ export interface TestControlPlane {
   config: ControlPlaneConfig;
   /** http://127.0.0.1:port/api/v1 */
   api: string;
+  /** the control plane's first admin API token, for `Authorization: Bearer` (see bearer() in api-auth.ts) */
+  adminToken: string;
   /** the control plane's TUF root, as an agent's trust.rootFile */
   rootFile: string;
-  /** the fleet's device token, as an agent's broker.passwordFile */
-  tokenFile: string;
+  /** the site's default claim token, as an agent's broker.claimTokenFile: the agent claims its own credentials */
+  claimTokenFile: string;
 }
 
 /** A real control plane on loopback ports with its data in `dir`, and the two files an agent needs to join it. `overrides` adds config (e.g. bandwidth limits). */
@@ -26,7 +28,7 @@ export async function startTestControlPlane(dir: string, overrides: ControlPlane
   const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
   const rootFile = join(dir, 'root.json');
   writeFileSync(rootFile, await (await fetch(`${api}/trust/root`)).text());
-  const tokenFile = join(dir, 'device-token');
-  writeFileSync(tokenFile, cp.deviceToken);
-  return { cp, config: fixed, api, rootFile, tokenFile };
+  const claimTokenFile = join(dir, 'claim-token');
+  writeFileSync(claimTokenFile, cp.claimToken);
+  return { cp, config: fixed, api, adminToken: cp.adminToken, rootFile, claimTokenFile };
 }

@@ -7,6 +7,7 @@ import { ReportedStateReporter } from './deployment/reported-state-reporter.js';
 import { DetectionEvents } from './events/detection-events.js';
 import { SnapshotStore } from './events/snapshot-store.js';
 import { LocalEndpoints } from './http/local-endpoints.js';
+import { DeviceIdentity } from './identity/device-identity.js';
 import { InferencePipeline } from './inference/inference-pipeline.js';
 import type { Logger } from './log/logger.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
@@ -31,6 +32,8 @@ const METADATA_TIMEOUT_MS = 30_000;
  */
 export class Agent {
   readonly connection: MqttConnection;
+  /** the connection's credentials: configured, stored, or claimed with the claim token */
+  readonly identity: DeviceIdentity;
   readonly dispatcher: MessageDispatcher;
   readonly store: ModelStore;
   readonly downloader: ArtifactDownloader;
@@ -56,6 +59,7 @@ export class Agent {
   ) {
     const c = config;
     this.connection = new MqttConnection({ deviceId: c.deviceId, ...c.broker }, log.child({ feature: 'mqtt' }));
+    this.identity = new DeviceIdentity({ deviceId: c.deviceId, dataDir: c.dataDir, broker: c.broker }, this.connection, log.child({ feature: 'identity' }));
     this.dispatcher = new MessageDispatcher(this.connection, log.child({ feature: 'dispatcher' }));
     this.store = new ModelStore(c.dataDir);
     this.downloader = new ArtifactDownloader(this.connection, c.download, log.child({ feature: 'download' }));
@@ -117,7 +121,14 @@ export class Agent {
     this.endpoints = c.http.enabled
       ? new LocalEndpoints(
           c.http,
-          { cameras: c.cameras, results: this.pipeline, view, metrics: this.metrics, snapshots },
+          {
+            cameras: c.cameras,
+            results: this.pipeline,
+            view,
+            metrics: this.metrics,
+            snapshots,
+            controlPlane: () => ({ connected: this.connection.connected, problem: this.identity.problem }),
+          },
           log.child({ feature: 'http' }),
         )
       : null;
@@ -143,8 +154,8 @@ export class Agent {
     this.reporter.start();
     // A convenience, not a duty: a port in use must not keep the box from running its model.
     await this.endpoints?.start().catch((err: Error) => this.log.error({ err: err.message, ...this.config.http }, 'local HTTP endpoints not available'));
-    // Connecting runs in the background: the box must run its last good model with no control plane.
-    this.connection.start();
+    // Connecting (or claiming credentials first) runs in the background: the box must run its last good model with no control plane.
+    await this.identity.start();
     // Desired states are only listened to once the stored state (and its generation) is back.
     await this.deployment.start();
     this.dispatcher.start();
@@ -170,6 +181,7 @@ export class Agent {
     // Last of the producers gone: flush what the broker will take, then close the file.
     await this.outbox.stop();
     this.reporter.stop();
+    await this.identity.stop();
     await this.connection.stop();
     this.log.info('agent stopped');
   }

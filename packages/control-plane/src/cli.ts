@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { addTokenCommands } from './access/token-commands.js';
 import { loadControlPlaneConfig } from './config/control-plane-config.js';
 import { ControlPlane } from './control-plane.js';
 import { createLogger } from './logger.js';
+import { addBackupCommand } from './store/backup-command.js';
 import { addTrustCommands } from './trust/trust-commands.js';
 
 const program = new Command('perch-control-plane').description('Perch control plane: registry, broker, fleet state and telemetry');
@@ -34,6 +36,8 @@ program
   });
 
 addTrustCommands(program);
+addTokenCommands(program);
+addBackupCommand(program);
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`perch-control-plane: ${(err as Error).message}\n`);

@@ -11,6 +11,11 @@ import { createLogger } from './logger.js';
 let dir: string;
 let cp: ControlPlane;
 let api: string;
+/** the control plane's admin token, as every API call but health sends it */
+let auth: { authorization: string };
+/** each device's own password, issued as an operator would */
+const passwords = new Map<string, string>();
+const password = (deviceId: string) => passwords.get(deviceId) ?? '';
 
 async function connect(clientId: string, password: string, username = clientId): Promise<MqttClient> {
   const client = mqtt.connect(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId, username, password, reconnectPeriod: 0, connectTimeout: 5000 });
@@ -62,6 +67,8 @@ beforeAll(async () => {
   cp = new ControlPlane(config, createLogger('silent'));
   await cp.start();
   api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
+  auth = { authorization: `Bearer ${cp.adminToken}` };
+  for (const id of ['dev-a', 'dev-b', 'dev-c']) passwords.set(id, cp.provisionDevice(id).password);
 });
 
 afterAll(async () => {
@@ -70,16 +77,17 @@ afterAll(async () => {
 });
 
 describe('control plane broker', () => {
-  it('refuses a device with the wrong token', async () => {
+  it('refuses a device with the wrong password', async () => {
     await expect(connect('dev-a', 'not-the-token-at-all')).rejects.toThrow(/Bad username or password|Not authorized/i);
   });
 
   it('refuses a username that is not the client id', async () => {
-    await expect(connect('dev-a', cp.deviceToken, 'dev-b')).rejects.toThrow();
+    // dev-b's own valid password, but not as dev-b's client id.
+    await expect(connect('dev-a', password('dev-b'), 'dev-b')).rejects.toThrow();
   });
 
   it('ingests telemetry once per (device, seq) and keeps one device off another device topics', async () => {
-    const dev = await connect('dev-a', cp.deviceToken);
+    const dev = await connect('dev-a', password('dev-a'));
     try {
       await dev.publishAsync(deviceTopic('dev-a', 'telemetry'), encodeJson(telemetryWindow('dev-a', 1)), { qos: 1 });
       await dev.publishAsync(deviceTopic('dev-a', 'telemetry'), encodeJson(telemetryWindow('dev-a', 1)), { qos: 1 });
@@ -94,7 +102,7 @@ describe('control plane broker', () => {
     }
 
     // Publishing on another device's topic gets the client disconnected and nothing ingested.
-    const intruder = await connect('dev-c', cp.deviceToken);
+    const intruder = await connect('dev-c', password('dev-c'));
     const closed = new Promise<void>((resolve) => intruder.once('close', () => resolve()));
     intruder.publish(deviceTopic('dev-victim', 'telemetry'), encodeJson(telemetryWindow('dev-victim', 1)), { qos: 1 });
     await closed;
@@ -103,7 +111,7 @@ describe('control plane broker', () => {
   });
 
   it('logs and drops malformed and schema-invalid payloads and keeps serving', async () => {
-    const dev = await connect('dev-b', cp.deviceToken);
+    const dev = await connect('dev-b', password('dev-b'));
     try {
       const before = cp.stats.dispatch.dropped;
       await dev.publishAsync(deviceTopic('dev-b', 'telemetry'), '{not json', { qos: 1 });
@@ -136,7 +144,7 @@ describe('control plane REST API', () => {
     form.set('version', version);
     form.set('metadata', typeof metadata === 'string' ? metadata : JSON.stringify(metadata));
     if (file) form.set('file', new Blob([file]), 'model.onnx');
-    return fetch(`${api}/models/${name}/versions`, { method: 'POST', body: form });
+    return fetch(`${api}/models/${name}/versions`, { method: 'POST', body: form, headers: auth });
   }
 
   it('refuses a corrupt ONNX file with a clear 422 and registers nothing', async () => {
@@ -146,7 +154,7 @@ describe('control plane REST API', () => {
     expect(body.error.code).toBe('invalid_model');
     expect(body.error.message).toMatch(/not a loadable ONNX model/);
     expect(body.error.field).toBe('file');
-    const models = (await (await fetch(`${api}/models`)).json()) as { models: unknown[] };
+    const models = (await (await fetch(`${api}/models`, { headers: auth })).json()) as { models: unknown[] };
     expect(models.models).toEqual([]);
     expect(readdirSync(join(dir, 'artifacts', 'sha256'))).toEqual([]);
   });
@@ -166,31 +174,31 @@ describe('control plane REST API', () => {
     const badName = await upload('Bad Name!', '1.0.0', goodMetadata, new Uint8Array([1]));
     expect(badName.status).toBe(400);
 
-    const notMultipart = await fetch(`${api}/models/demo/versions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const notMultipart = await fetch(`${api}/models/demo/versions`, { method: 'POST', body: '{}', headers: { ...auth, 'content-type': 'application/json' } });
     expect(notMultipart.status).toBe(415);
   });
 
   it('refuses a desired model that is not registered and malformed bodies', async () => {
     const res = await fetch(`${api}/devices/dev-a/desired-model`, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...auth, 'content-type': 'application/json' },
       body: JSON.stringify({ model: { name: 'nope', version: '1' } }),
     });
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unknown_model_version');
 
-    const bad = await fetch(`${api}/devices/dev-a/desired-model`, { method: 'PUT', body: '{"model": 3}', headers: { 'content-type': 'application/json' } });
+    const bad = await fetch(`${api}/devices/dev-a/desired-model`, { method: 'PUT', body: '{"model": 3}', headers: { ...auth, 'content-type': 'application/json' } });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { field: string } }).error.field).toBe('model');
   });
 
   it('lists devices with status and last seen, and answers unknown routes in the error shape', async () => {
-    const list = (await (await fetch(`${api}/devices`)).json()) as { devices: { id: string; lastSeen: string | null }[] };
+    const list = (await (await fetch(`${api}/devices`, { headers: auth })).json()) as { devices: { id: string; lastSeen: string | null }[] };
     const a = list.devices.find((d) => d.id === 'dev-a');
     expect(a?.lastSeen).toMatch(/^\d{4}-/);
-    const missing = await fetch(`${api}/devices/no-such-device`);
+    const missing = await fetch(`${api}/devices/no-such-device`, { headers: auth });
     expect(missing.status).toBe(404);
-    const route = await fetch(`${api}/nothing-here`);
+    const route = await fetch(`${api}/nothing-here`, { headers: auth });
     expect(((await route.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 });

@@ -5,6 +5,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { allDevicesFilter, tufTargetOf } from '@perch/shared';
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
+import { registerAdminToken, resolveAdminToken, type AdminTokenSource } from './access/admin-token.js';
 import { createApi } from './api/app.js';
 import { ChunkServer } from './artifacts/chunk-server.js';
 import { EmbeddedBroker } from './broker/embedded-broker.js';
@@ -12,18 +13,26 @@ import { ControlPlaneBus } from './bus/control-plane-bus.js';
 import { DeviceMessageDispatcher } from './bus/device-message-dispatcher.js';
 import type { ControlPlaneConfig } from './config/control-plane-config.js';
 import { DesiredStateService } from './desired-state/desired-state-service.js';
-import { resolveDeviceToken } from './device-token.js';
+import { resolveDefaultClaimToken } from './identity/default-claim-token.js';
+import { DeviceIdentityService, type IssuedCredentials, type LabelsInput } from './identity/device-identity-service.js';
+import { provisionHandler } from './identity/provision-handler.js';
 import { eventIngestHandler } from './ingest/event-ingest.js';
 import { reportedStateHandler } from './ingest/reported-state-handler.js';
 import { statusHandler } from './ingest/status-handler.js';
-import { TelemetryIngest } from './ingest/telemetry-ingest.js';
+import type { TelemetryIngest } from './ingest/telemetry-ingest.js';
 import { ArtifactStore } from './registry/artifact-store.js';
 import { ModelRegistry } from './registry/model-registry.js';
+import { ApiTokenStore } from './store/api-token-store.js';
+import { AuditLogStore } from './store/audit-log-store.js';
 import { openDatabase, type Db } from './store/database.js';
+import { backupDatabase, controlPlaneDatabaseFile, type BackupResult } from './store/database-backup.js';
 import { DesiredStateStore } from './store/desired-state-store.js';
+import { DeviceListing } from './store/device-listing.js';
 import { DeviceStore } from './store/device-store.js';
+import { ModelVersionPages } from './store/model-version-pages.js';
 import { ModelVersionStore } from './store/model-version-store.js';
 import { TelemetryStore } from './store/telemetry-store.js';
+import { FleetTelemetryFeature } from './telemetry/fleet-telemetry-feature.js';
 import { MetadataServer } from './trust/metadata-server.js';
 import { TufRepository, tufRepositoryPaths } from './trust/tuf-repository.js';
 
@@ -36,6 +45,7 @@ interface Running {
   bus: ControlPlaneBus;
   http: ServerType;
   ingest: TelemetryIngest;
+  fleet: FleetTelemetryFeature;
   dispatcher: DeviceMessageDispatcher;
   chunkServer: ChunkServer;
   api: Hono;
@@ -45,6 +55,7 @@ interface Running {
   desired: DesiredStateService;
   registry: ModelRegistry;
   tuf: TufRepository;
+  identity: DeviceIdentityService;
 }
 
 /**
@@ -53,14 +64,36 @@ interface Running {
  * REST API. Started and stopped as a whole.
  */
 export class ControlPlane {
-  readonly deviceToken: string;
+  private defaultClaimToken: string | null = null;
+  private admin: AdminTokenSource | null = null;
   private running: Running | null = null;
 
   constructor(
     readonly config: ControlPlaneConfig,
     private readonly log: Logger,
-  ) {
-    this.deviceToken = resolveDeviceToken(config.devices, join(config.dataDir, 'secrets', 'device-token'));
+  ) {}
+
+  /** The default claim token (`devices.claimToken`, else `<dataDir>/secrets/claim-token`): a box configured with it claims its own credentials. Known once started. */
+  get claimToken(): string {
+    if (this.defaultClaimToken === null) throw new Error('control plane not started');
+    return this.defaultClaimToken;
+  }
+
+  /** The first admin API token (`http.adminTokenFile`, else `<dataDir>/secrets/admin-token`), for `Authorization: Bearer`. Known once started. */
+  get adminToken(): string {
+    if (this.admin === null) throw new Error('control plane not started');
+    return this.admin.secret;
+  }
+
+  /** The file the admin token is read from. Known once started. */
+  get adminTokenFile(): string {
+    if (this.admin === null) throw new Error('control plane not started');
+    return this.admin.file;
+  }
+
+  /** Operator provisioning: fresh credentials for a device (replacing old ones and any revocation), tags and groups added. */
+  provisionDevice(deviceId: string, opts: LabelsInput = {}): IssuedCredentials {
+    return this.r.identity.provision(deviceId, opts);
   }
 
   /** The TUF root devices are provisioned with (the agent's `trust.rootFile`); the newest version. */
@@ -77,6 +110,11 @@ export class ControlPlane {
     return this.r.broker.port;
   }
 
+  /** The MQTT-over-TLS port devices connect to, or null without `mqtt.tls` (then `mqttPort` is theirs). */
+  get mqttTlsPort(): number | null {
+    return this.r.broker.tlsPort;
+  }
+
   get httpPort(): number {
     return (this.r.http.address() as AddressInfo).port;
   }
@@ -87,31 +125,46 @@ export class ControlPlane {
 
   get stats() {
     const r = this.r;
-    return { dispatch: r.dispatcher.stats, telemetry: r.ingest.stats, chunks: r.chunkServer.stats, mqttClients: r.broker.connectedClients };
+    return { dispatch: r.dispatcher.stats, telemetry: r.ingest.stats, chunks: r.chunkServer.stats, mqttClients: r.broker.connectedClients, broker: r.broker.stats };
   }
 
   get services() {
     const r = this.r;
-    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus };
+    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus, identity: r.identity, fleet: r.fleet };
+  }
+
+  /** An online backup of the database into `file` (a new file): a consistent copy while ingest goes on. */
+  backup(file: string): Promise<BackupResult> {
+    return backupDatabase(this.r.db, file);
   }
 
   async start(): Promise<void> {
     if (this.running) return;
     const { config, log } = this;
+    // Before anything is opened: a bad admin token file stops the start with nothing to clean up.
+    const admin = await resolveAdminToken(config.http.adminTokenFile, join(config.dataDir, 'secrets', 'admin-token'));
     // First: a repository that cannot be opened stops the start before anything listens.
     const tuf = new TufRepository({ ...tufRepositoryPaths(config.dataDir), log: log.child({ part: 'tuf' }) });
     await tuf.open();
-    const db = openDatabase(join(config.dataDir, 'perch.db'));
+    const db = openDatabase(controlPlaneDatabaseFile(config.dataDir));
     const devices = new DeviceStore(db);
     const versions = new ModelVersionStore(db);
     await tuf.addMissingTargets(versions.all().map((v) => tufTargetOf(v.target)));
     const telemetry = new TelemetryStore(db);
     const artifacts = new ArtifactStore(join(config.dataDir, 'artifacts'));
     const registry = new ModelRegistry(versions, artifacts, tuf);
+    const tokens = new ApiTokenStore(db);
+    registerAdminToken(tokens, admin, log.child({ part: 'access' }));
+    const claimToken = await resolveDefaultClaimToken(config.devices, join(config.dataDir, 'secrets', 'claim-token'));
+    const identity: DeviceIdentityService = new DeviceIdentityService(db, devices, log.child({ part: 'identity' }), {
+      // The broker is made next; sessions are only ended once it runs.
+      endSession: (deviceId): Promise<boolean> => broker.disconnectClient(deviceId),
+    });
+    identity.ensureDefaultClaimToken(claimToken);
 
     const busPassword = randomBytes(24).toString('base64url');
     const broker = new EmbeddedBroker(
-      { host: config.mqtt.host, port: config.mqtt.port, controlPlaneUsername: CONTROL_PLANE_USERNAME, controlPlanePassword: busPassword, deviceToken: this.deviceToken },
+      { host: config.mqtt.host, port: config.mqtt.port, limits: config.mqtt.limits, tls: config.mqtt.tls, controlPlaneUsername: CONTROL_PLANE_USERNAME, controlPlanePassword: busPassword, devices: identity },
       log.child({ part: 'broker' }),
     );
     await broker.start();
@@ -121,7 +174,8 @@ export class ControlPlane {
       log.child({ part: 'bus' }),
     );
     const desired = new DesiredStateService(new DesiredStateStore(db), devices, versions, bus, () => tuf.desiredSigners(), log.child({ part: 'desired-state' }));
-    const ingest = new TelemetryIngest(telemetry, devices, log.child({ part: 'telemetry' }));
+    const fleet = new FleetTelemetryFeature(db, telemetry, config.telemetry, broker, log.child({ part: 'telemetry' }));
+    const ingest = fleet.ingest;
     // Chunk frames are published inside the broker, not through the bus: the bus's MQTT client reads its
     // next incoming packet only once its send buffer has drained, so frames there would hold back every
     // device message (telemetry included), and each frame would cross loopback and be parsed and copied
@@ -137,20 +191,25 @@ export class ControlPlane {
       .register(ingest.handler())
       .register(eventIngestHandler(db))
       .register(chunkServer.handler())
-      .register(new MetadataServer(tuf, bus, log.child({ part: 'tuf' })).handler());
+      .register(new MetadataServer(tuf, bus, log.child({ part: 'tuf' })).handler())
+      .register(provisionHandler(identity, bus));
     bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
     bus.onConnect(() => {
       desired.republishAll().catch((err: unknown) => log.error({ err }, 'republishing desired states failed'));
     });
     await bus.start(dispatcher.kinds().map(allDevicesFilter));
 
-    const api = createApi({ log: log.child({ part: 'api' }), registry, versions, artifacts, devices, desired, telemetry, tuf }, { maxUploadBytes: config.http.maxUploadBytes });
+    const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir) });
+    const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db) }, { maxUploadBytes: config.http.maxUploadBytes });
     const http = await new Promise<ServerType>((resolve, reject) => {
       const server = serve({ fetch: api.fetch, hostname: config.http.host, port: config.http.port }, () => resolve(server));
       server.once('error', reject);
     });
     tuf.start();
-    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry, tuf };
+    fleet.start();
+    this.defaultClaimToken = claimToken;
+    this.admin = admin;
+    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry, tuf, identity, fleet };
     log.info({ http: this.httpPort, mqtt: this.mqttPort, dataDir: config.dataDir }, 'control plane started');
   }
 
@@ -158,6 +217,8 @@ export class ControlPlane {
     const r = this.running;
     if (!r) return;
     this.running = null;
+    // Before the broker goes: the sweeper would find every device disconnected.
+    await r.fleet.stop();
     await new Promise<void>((resolve) => r.http.close(() => resolve()));
     // Devices first: after this nothing new is acknowledged that the bus might miss.
     await r.broker.disconnectDevices();

@@ -1,6 +1,14 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
-/** Structured JSON logs on stdout; secrets are never passed to the logger. */
-export function createLogger(level: string, name = 'perch-control-plane'): Logger {
-  return pino({ name, level, base: { pid: process.pid } });
+/** Keys whose values never reach a log line: at the top of a logged object, and one or two levels down (`req.headers.authorization`). */
+export const REDACTED_KEYS = ['password', 'passphrase', 'token', 'claimToken', 'secret', 'authorization', 'Authorization', 'cookie'] as const;
+const redactPaths = REDACTED_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
+
+/**
+ * Structured JSON logs on stdout (or `destination`). Secrets should never be
+ * passed to the logger; if one is, its value is replaced by `[redacted]`.
+ */
+export function createLogger(level: string, name = 'perch-control-plane', destination?: DestinationStream): Logger {
+  const opts = { name, level, base: { pid: process.pid }, redact: { paths: redactPaths, censor: '[redacted]' } };
+  return destination ? pino(opts, destination) : pino(opts);
 }

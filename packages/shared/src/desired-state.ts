@@ -26,7 +26,20 @@ export const desiredStateSchema = z.object({
    * (by its registration time). Without it such a state is refused as a downgrade.
    */
   rollback: z.boolean().optional(),
+  /**
+   * The challenger: a model run in shadow beside `active` (the champion) on
+   * a sample of the champion's frames. Its answers are compared with the
+   * champion's and reported, never acted on. Checked against the signed
+   * targets exactly as `active` is. Absent or null: no challenger, which is
+   * all a state from before shadow mode can mean.
+   */
+  shadow: modelTargetSchema.nullable().optional(),
+  /** the fraction of the champion's frames the challenger runs as well; DEFAULT_SHADOW_SAMPLE_RATE when absent */
+  shadowSampleRate: z.number().gt(0).max(1).optional(),
 });
+/** A challenger runs on a quarter of the champion's frames unless the state says otherwise: CPU stays bounded. */
+export const DEFAULT_SHADOW_SAMPLE_RATE = 0.25;
+
 export type DesiredState = z.infer<typeof desiredStateSchema>;
 export const signedDesiredStateSchema = envelopeSchema(desiredStateSchema);
 export type SignedDesiredState = Envelope<DesiredState>;

@@ -19,3 +19,5 @@ export * from './golden-input.js';
 export * from './canonical-json.js';
 export * from './tuf-target.js';
 export * from './atomic-file.js';
+export * from './device-provisioning.js';
+export * from './credential-sealing.js';

@@ -69,6 +69,30 @@ export const cameraStateSchema = z.object({
 });
 export type CameraState = z.infer<typeof cameraStateSchema>;
 
+/**
+ * Where the challenger of the desired state stands: preparing (checked
+ * against the signed targets, downloaded if not on the device, loaded in a
+ * worker of its own and run on its golden input), running in shadow,
+ * failed (transfer, disk, its worker died: tried again when the desired
+ * state comes again) or rejected (not signed as named, a bad hash, it fails
+ * to load or its golden input, or its input cannot be made from the
+ * champion's frames). Neither failure touches the champion.
+ */
+export const shadowPhaseSchema = z.enum(['preparing', 'running', 'failed', 'rejected']);
+export type ShadowPhase = z.infer<typeof shadowPhaseSchema>;
+
+export const shadowStatusSchema = z.object({
+  /** the desired-state generation that named this challenger */
+  generation: z.number().int().nonnegative(),
+  target: modelRefSchema,
+  phase: shadowPhaseSchema,
+  /** the fraction of the champion's frames it runs on */
+  sampleRate: z.number().gt(0).max(1),
+  reason: z.string().max(2000).optional(),
+  at: z.number().int().nonnegative(),
+});
+export type ShadowStatus = z.infer<typeof shadowStatusSchema>;
+
 /** The device's actual state, published retained on its `reported` topic. */
 export const reportedStateSchema = z.object({
   deviceId: deviceIdSchema,
@@ -86,5 +110,7 @@ export const reportedStateSchema = z.object({
     at: z.number().int().nonnegative(),
   }),
   cameras: z.array(cameraStateSchema).max(64),
+  /** the challenger in shadow mode; absent when the desired state names none */
+  shadow: shadowStatusSchema.optional(),
 });
 export type ReportedState = z.infer<typeof reportedStateSchema>;

@@ -41,6 +41,49 @@ export const cameraWindowSchema = z.object({
 });
 export type CameraWindow = z.infer<typeof cameraWindowSchema>;
 
+const labelSchema = z.string().min(1).max(64);
+
+/** The most (champion, challenger) label pairs a window lists; the rest are counted in `confusionOverflow`. */
+export const SHADOW_CONFUSION_MAX_PAIRS = 256;
+
+/**
+ * Champion against challenger over one window (shadow mode): both ran on
+ * the same sample of the champion's frames. `agreed / framesCompared` is
+ * the agreement of their top-1 labels; `confusion` lists the (champion,
+ * challenger) top-1 label pairs with their counts, most frequent first, so
+ * windows add up pair by pair. Only the champion's answers drive events and
+ * class counts.
+ */
+export const shadowWindowSchema = z
+  .object({
+    /** the challenger; a window covers one challenger and one sample rate */
+    model: modelRefSchema,
+    sampleRate: z.number().gt(0).max(1),
+    /** sampled frames both models answered */
+    framesCompared: count,
+    /** of those, frames whose top-1 labels were equal */
+    agreed: count,
+    /** sampled frames not run because the challenger was still busy with an earlier one: the champion never waits for it */
+    skippedBusy: count,
+    /** sampled frames the challenger failed on (errors, non-finite outputs) */
+    errors: count,
+    confusion: z
+      .array(z.object({ champion: labelSchema, challenger: labelSchema, count: z.number().int().positive() }))
+      .max(SHADOW_CONFUSION_MAX_PAIRS),
+    /** compared frames whose label pair is not listed in `confusion` */
+    confusionOverflow: count,
+    /** each model's run time per frame in its worker, over the compared frames (ms, `latency-ms.v2`) */
+    championInferenceMs: histogramSchema,
+    challengerInferenceMs: histogramSchema,
+    cameras: z.array(z.object({ cameraId: z.string().min(1).max(64), framesCompared: count, agreed: count })).max(64),
+  })
+  .refine((s) => s.agreed <= s.framesCompared, { message: 'agreed must not exceed framesCompared', path: ['agreed'] })
+  .refine((s) => s.confusion.reduce((n, p) => n + p.count, s.confusionOverflow) === s.framesCompared, {
+    message: 'confusion counts and confusionOverflow must add up to framesCompared',
+    path: ['confusion'],
+  });
+export type ShadowWindow = z.infer<typeof shadowWindowSchema>;
+
 /**
  * Statistics of one time window on one device, published at QoS 1 on its
  * `telemetry` topic. `seq` grows by one per window and survives restarts,
@@ -64,6 +107,8 @@ export const telemetryWindowSchema = z
     outbox: z
       .object({ pending: count, droppedInWindow: count, droppedTotal: count })
       .optional(),
+    /** champion against challenger, when a challenger ran in shadow during the window */
+    shadow: shadowWindowSchema.optional(),
   })
   .refine((w) => w.windowEnd >= w.windowStart, { message: 'windowEnd must not be before windowStart', path: ['windowEnd'] });
 export type TelemetryWindow = z.infer<typeof telemetryWindowSchema>;

@@ -31,10 +31,24 @@ export const DEVICE_TOPIC_KINDS = {
   'metadata/request': 'from-device',
   /** control plane -> device: the TUF metadata file asked for, or why not */
   'metadata/response': 'to-device',
+  /** claimant -> control plane, QoS 1: a box with a claim token and no credentials asks for them (device-provisioning.ts) */
+  'provision/request': 'from-device',
+  /** control plane -> claimant, QoS 1: the device's own credentials, or why not */
+  'provision/response': 'to-device',
 } as const;
 
 export type DeviceTopicKind = keyof typeof DEVICE_TOPIC_KINDS;
 export type TopicDirection = (typeof DEVICE_TOPIC_KINDS)[DeviceTopicKind];
+
+/**
+ * The kinds a claimant uses, and the only ones it may: a device that has its
+ * own credentials never needs them, so broker ACLs keep the two apart.
+ */
+export const PROVISION_TOPIC_KINDS: readonly DeviceTopicKind[] = ['provision/request', 'provision/response'];
+
+export function isProvisionTopicKind(kind: DeviceTopicKind): boolean {
+  return PROVISION_TOPIC_KINDS.includes(kind);
+}
 
 const KINDS = Object.keys(DEVICE_TOPIC_KINDS) as DeviceTopicKind[];
 

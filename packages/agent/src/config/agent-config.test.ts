@@ -152,6 +152,18 @@ describe('agent config', () => {
     expect(((await loadAgentConfig(missing).catch((e: unknown) => e)) as ConfigError).problems).toEqual([expect.stringMatching(/^trust\.rootFile: cannot use .*nowhere\.json/)]);
   });
 
+  it('reads a claim token from its file, and names a short, doubled or missing one', async () => {
+    await write('claim-token', 'a-site-claim-token-of-enough-length\n');
+    const ok = await loadAgentConfig(await write('ok.yaml', 'deviceId: d1\ndataDir: data\nbroker: { claimTokenFile: claim-token }\ntrust: { rootFile: root.json }\n'));
+    expect(ok.broker).toMatchObject({ claimToken: 'a-site-claim-token-of-enough-length', password: undefined, username: 'd1' });
+    await write('short-token', 'short\n');
+    const problems = async (broker: string) =>
+      ((await loadAgentConfig(await write('bad.yaml', `deviceId: d1\ndataDir: data\nbroker: ${broker}\ntrust: { rootFile: root.json }\n`)).catch((e: unknown) => e)) as ConfigError).problems;
+    expect(await problems('{ claimTokenFile: short-token }')).toEqual([expect.stringMatching(/^broker\.claimTokenFile\(.*short-token\): a claim token has at least 16 characters/)]);
+    expect(await problems('{ claimTokenFile: nope }')).toEqual([expect.stringMatching(/^broker\.claimTokenFile: cannot read .*nope/)]);
+    expect(await problems('{ claimToken: a-site-claim-token-of-enough-length, claimTokenFile: claim-token }')).toEqual(['broker.claimTokenFile: give claimToken or claimTokenFile, not both']);
+  });
+
   it('reports a camera password file that cannot be read', async () => {
     const file = await write(
       'agent.yaml',

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, deviceIdSchema } from '@perch/shared';
+import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, claimTokenSchema, deviceIdSchema } from '@perch/shared';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { cameraSchema, resolveCameras, type CameraConfig } from '../camera/camera-config.js';
@@ -31,6 +31,12 @@ const brokerSchema = z
     username: z.string().min(1).optional(),
     password: z.string().optional(),
     passwordFile: z.string().min(1).optional(),
+    /**
+     * A claim token the box ships with: with no credentials of its own (none
+     * configured, none stored in <dataDir>/secrets), it claims them with it.
+     */
+    claimToken: claimTokenSchema.optional(),
+    claimTokenFile: z.string().min(1).optional(),
     connectTimeoutMs: z.number().int().positive().default(10_000),
     keepaliveSeconds: z.number().int().positive().max(65535).default(30),
     reconnect: z
@@ -46,6 +52,10 @@ const brokerSchema = z
   .refine((b) => !(b.password !== undefined && b.passwordFile !== undefined), {
     message: 'give password or passwordFile, not both',
     path: ['passwordFile'],
+  })
+  .refine((b) => !(b.claimToken !== undefined && b.claimTokenFile !== undefined), {
+    message: 'give claimToken or claimTokenFile, not both',
+    path: ['claimTokenFile'],
   });
 
 const trustSchema = z
@@ -137,6 +147,8 @@ export interface AgentConfig {
     url: string;
     username: string;
     password: string | undefined;
+    /** claims the box's own credentials when it has none (see identity/) */
+    claimToken?: string | undefined;
     connectTimeoutMs: number;
     keepaliveSeconds: number;
     reconnect: { minMs: number; maxMs: number };
@@ -194,6 +206,19 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     }
   }
 
+  let claimToken = cfg.broker.claimToken;
+  if (cfg.broker.claimTokenFile !== undefined) {
+    const file = at(cfg.broker.claimTokenFile);
+    try {
+      const text = (await readFile(file, 'utf8')).trim();
+      const r = claimTokenSchema.safeParse(text);
+      if (r.success) claimToken = r.data;
+      else problems.push(...issuesToProblems(r.error, `broker.claimTokenFile(${file})`));
+    } catch (err) {
+      problems.push(`broker.claimTokenFile: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+
   const rootFile = at(cfg.trust.rootFile);
   try {
     const text = await readFile(rootFile, 'utf8');
@@ -227,6 +252,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
       url: cfg.broker.url,
       username: cfg.broker.username ?? cfg.deviceId,
       password,
+      claimToken,
       connectTimeoutMs: cfg.broker.connectTimeoutMs,
       keepaliveSeconds: cfg.broker.keepaliveSeconds,
       reconnect: cfg.broker.reconnect,

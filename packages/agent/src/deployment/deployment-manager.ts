@@ -7,10 +7,20 @@ import { diskFullReason, isDiskFull } from '../storage/disk-full.js';
 import { fileSha256 } from '../storage/file-sha256.js';
 import { DownloadError, type ArtifactDownloader } from './artifact-downloader.js';
 import type { DeploymentConfig } from './deployment-config.js';
-import { ModelActivation, RefusedModel, type ActivationOutcome } from './model-activation.js';
+import { ModelActivation, type ActivationOutcome } from './model-activation.js';
+import { outcomeOf, RefusedByMetadata, Rejected, Superseded } from './refusals.js';
 import type { ReportedStateReporter } from './reported-state-reporter.js';
+import { ShadowDeployment } from './shadow-deployment.js';
 import { TrustError, type TrustedMetadata } from '../trust/trusted-metadata.js';
-import { checkAgainstSignedTarget, checkDesiredState, checkDowngrade, decodeDesiredState, type ReceivedDesiredState, type VerifiedTarget } from './signed-documents.js';
+import {
+  checkAgainstSignedTarget,
+  checkDesiredState,
+  checkDowngrade,
+  decodeDesiredState,
+  type DesiredRole,
+  type ReceivedDesiredState,
+  type VerifiedTarget,
+} from './signed-documents.js';
 
 export interface DeploymentOptions {
   deviceId: string;
@@ -22,23 +32,22 @@ export interface DeploymentOptions {
   config: DeploymentConfig;
 }
 
-/** Refused: the input is wrong and retrying it cannot help (bad hash, bad model). */
-class Rejected extends Error {}
-
-/**
- * Refused because of the trust metadata the control plane serves now
- * (expired, rolled back, badly signed): refused, but judged again when the
- * same state comes back, since the repository may have been put right.
- */
-class RefusedByMetadata extends Error {}
-
-class Superseded extends Error {}
-
 type Job =
   | { kind: 'restore'; done: () => void }
   | { kind: 'apply'; desired: ReceivedDesiredState }
   /** the health window of a model restored inside it */
-  | { kind: 'watch'; generation: number };
+  | { kind: 'watch'; generation: number }
+  /** the challenger of a state whose champion is carried out already (a redelivery, e.g. after a restart) */
+  | { kind: 'shadow'; desired: ReceivedDesiredState };
+
+/** How a download reports on itself: the champion's in the deployment phases, the challenger's not at all. */
+interface DownloadReport {
+  downloading(total: number): void;
+  progress(bytes: number, total: number): void;
+  verifying(): void;
+}
+
+const SILENT: DownloadReport = { downloading: () => undefined, progress: () => undefined, verifying: () => undefined };
 
 /**
  * Converges the device on its signed desired state. Jobs run one at a time;
@@ -47,10 +56,15 @@ type Job =
  * model and acceptedGeneration as they were and is reported as 'rejected'
  * with the reason; a model that fails its health window is 'rolled-back'
  * and that generation is not tried again. Switching, the pointer on disk
- * and the health window are ModelActivation's.
+ * and the health window are ModelActivation's. The challenger (shadow
+ * mode) is ShadowDeployment's: it converges once the champion has settled,
+ * and its failures never touch the champion.
  */
 export class DeploymentManager {
   private readonly activation: ModelActivation;
+  private readonly shadow: ShadowDeployment;
+  /** the challenger of the state being worked on: kept in the cache before it runs, so promoting it never needs a download */
+  private wantedShadow: string | null = null;
   /** generation being worked on (queued or running) */
   private working: number | null = null;
   /** last generation refused after its signature was good (bad artifact, bad model): not fetched again */
@@ -71,11 +85,24 @@ export class DeploymentManager {
     private readonly log: Logger,
   ) {
     this.activation = new ModelActivation(
-      { config: opts.config, maxCachedModels: opts.maxCachedModels ?? 3 },
+      {
+        config: opts.config,
+        maxCachedModels: opts.maxCachedModels ?? 3,
+        retain: () => [this.shadow.model?.target.hashes.sha256 ?? null, this.wantedShadow].filter((s): s is string => s !== null),
+      },
       store,
       pipeline,
       reporter,
       log,
+    );
+    this.shadow = new ShadowDeployment(
+      pipeline,
+      reporter,
+      {
+        verify: (desired) => this.signedTarget(desired, 'shadow'),
+        fetch: (target, signal) => this.localOrDownload(target, signal, SILENT),
+      },
+      log.child({ role: 'challenger' }),
     );
   }
 
@@ -160,17 +187,24 @@ export class DeploymentManager {
       // Its model failed the health window here: restated, never tried again. A newer generation may name it again.
       this.log.info({ generation: d.generation }, 'desired state was rolled back; not tried again');
       this.reporter.setDeployment({ phase: 'rolled-back', generation: d.generation, target: rolledBack.target, reason: rolledBack.reason });
+      this.shadowLater(desired);
       return;
     }
     if (d.generation === this.acceptedGeneration && this.converged && this.working === null) {
-      // Already carried out (a retained redelivery after reconnect): restate it, do nothing else.
+      // Already carried out (a retained redelivery after reconnect): restate it; only a challenger not running yet is worked on.
       this.log.debug({ generation: d.generation }, 'desired state already applied');
       this.reporter.setDeployment({ phase: this.active ? 'active' : 'idle', generation: d.generation, target: this.state.active });
+      this.shadowLater(desired);
       return;
     }
     this.log.info({ generation: d.generation, target }, 'desired state accepted for work');
     this.reporter.setDeployment({ phase: 'queued', generation: d.generation, target });
     this.enqueue({ kind: 'apply', desired });
+  }
+
+  /** The challenger of a state whose champion is carried out, when it does not run as the state says (after a restart, or it failed). */
+  private shadowLater(desired: ReceivedDesiredState): void {
+    if (this.working === null && this.shadow.pending(desired)) this.enqueue({ kind: 'shadow', desired });
   }
 
   private refuse(generation: number, target: ModelRef | null, reason: string): void {
@@ -198,6 +232,7 @@ export class DeploymentManager {
       try {
         if (job.kind === 'restore') await this.restore();
         else if (job.kind === 'watch') await this.watch(job.generation, controller.signal);
+        else if (job.kind === 'shadow') await this.shadow.converge(job.desired, controller.signal);
         else await this.apply(job.desired, controller.signal);
       } catch (err) {
         this.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'deployment job failed unexpectedly');
@@ -230,51 +265,63 @@ export class DeploymentManager {
       // Checked on arrival too; this covers a state that was queued before a newer one was carried out.
       return this.refuse(generation, d.active ? modelRefOf(d.active) : null, `replay: desired state generation ${generation} is older than the accepted generation ${this.acceptedGeneration}`);
     }
+    this.wantedShadow = d.shadow?.hashes.sha256 ?? null;
     if (d.active === null) {
       try {
         await this.activation.runNothing(generation);
         this.settle(generation, { kind: 'active' });
       } catch (err) {
-        this.fail(generation, null, err);
+        return this.fail(generation, null, err);
       }
-      return;
+      return this.shadow.converge(desired, signal);
     }
     const ref = modelRefOf(d.active);
-    const report = (phase: 'verifying' | 'ready') => this.reporter.setDeployment({ phase, generation, target: ref });
+    let outcome: ActivationOutcome;
     try {
-      const target = await this.signedTarget(desired);
+      const target = await this.signedTarget(desired, 'active');
       const sha = target.hashes.sha256;
       if (this.active?.hashes.sha256 === sha && this.pipeline.activeModel) {
         // Same artifact, newer generation (e.g. a re-signed target): nothing to load.
-        this.settle(generation, await this.activation.reaffirm(generation, target, signal));
-        return;
+        outcome = await this.activation.reaffirm(generation, target, signal);
+      } else {
+        // A promoted challenger is in the store already: nothing is downloaded.
+        const modelPath = await this.localOrDownload(target, signal, {
+          downloading: (total) => this.reporter.setDeployment({ phase: 'downloading', generation, target: ref, progress: { bytes: 0, total } }),
+          progress: (bytes, total) => this.reporter.setProgress(generation, ref, bytes, total),
+          verifying: () => this.reporter.setDeployment({ phase: 'verifying', generation, target: ref }),
+        });
+        if (signal.aborted) throw new Superseded();
+        this.reporter.setDeployment({ phase: 'ready', generation, target: ref });
+        outcome = await this.activation.activate(generation, target, modelPath, signal, () => this.shadow.suspend(desired));
       }
-      let modelPath: string | null = null;
-      if (await this.store.has(sha)) {
-        report('verifying');
-        try {
-          modelPath = await this.store.verify(sha);
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'stored copy is damaged; downloading again');
-        }
-      }
-      if (modelPath === null) modelPath = await this.download(sha, target.length, target, signal, () => report('verifying'), generation, ref);
-      if (signal.aborted) throw new Superseded();
-      report('ready');
-      this.settle(generation, await this.activation.activate(generation, target, modelPath, signal));
     } catch (err) {
-      if (err instanceof Superseded || signal.aborted) {
-        this.log.info({ generation }, 'deployment superseded');
-        return;
-      }
-      if (err instanceof RefusedByMetadata) return this.refuse(generation, ref, err.message);
-      const rejected = err instanceof Rejected || err instanceof RefusedModel || (err instanceof DownloadError && err.outcome === 'rejected');
-      if (rejected) {
+      const how = outcomeOf(err, signal);
+      if (how === 'superseded') return void this.log.info({ generation }, 'deployment superseded');
+      if (how === 'metadata') return this.refuse(generation, ref, (err as Error).message);
+      if (how === 'rejected') {
         const reason = (err as Error).message;
         this.rejected = { generation, reason, target: ref };
-        this.refuse(generation, ref, reason);
-      } else this.fail(generation, ref, err);
+        return this.refuse(generation, ref, reason);
+      }
+      return this.fail(generation, ref, err);
     }
+    this.settle(generation, outcome);
+    // The challenger is compared with whatever champion the generation ended on (a rolled-back one's known-good model too).
+    if (outcome.kind !== 'superseded' && !signal.aborted) await this.shadow.converge(desired, signal);
+  }
+
+  /** The store's copy, checked again, or else a download (which copies the chunks the store already has). */
+  private async localOrDownload(target: VerifiedTarget, signal: AbortSignal, report: DownloadReport): Promise<string> {
+    const sha = target.hashes.sha256;
+    if (await this.store.has(sha)) {
+      report.verifying();
+      try {
+        return await this.store.verify(sha);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'stored copy is damaged; downloading again');
+      }
+    }
+    return this.download(target, signal, report);
   }
 
   /**
@@ -283,17 +330,20 @@ export class DeploymentManager {
    * rollback. Metadata that cannot be fetched is a failure (retried with the
    * next state or reconnect); metadata that fails its checks is a refusal.
    */
-  private async signedTarget(desired: ReceivedDesiredState): Promise<VerifiedTarget> {
+  private async signedTarget(desired: ReceivedDesiredState, role: DesiredRole): Promise<VerifiedTarget> {
     const d = desired.envelope.signed;
-    if (!d.active) throw new Error('no model named');
+    const named = d[role];
+    if (!named) throw new Error('no model named');
     try {
       await this.opts.trust.refresh();
     } catch (err) {
       if (err instanceof TrustError && err.failure !== 'unavailable') throw new RefusedByMetadata(`trust metadata: ${err.message}`);
       throw err;
     }
-    const signed = checkAgainstSignedTarget(desired.rawSigned, await this.opts.trust.targetInfo(d.active.path));
+    const signed = checkAgainstSignedTarget(desired.rawSigned, await this.opts.trust.targetInfo(named.path), role);
     if (!signed.ok) throw new Rejected(signed.reason);
+    // A challenger never drives anything, so an older one (the champion it replaced, say) is no downgrade.
+    if (role === 'shadow') return signed.target;
     const downgrade = checkDowngrade(signed.target, this.active, d.rollback === true);
     if (!downgrade.ok) throw new Rejected(downgrade.reason);
     return signed.target;
@@ -314,30 +364,24 @@ export class DeploymentManager {
     this.reporter.setDeployment({ phase: 'failed', generation, target, reason });
   }
 
-  private async download(
-    sha: string,
-    length: number,
-    target: VerifiedTarget,
-    signal: AbortSignal,
-    verifying: () => void,
-    generation: number,
-    ref: ModelRef,
-  ): Promise<string> {
+  private async download(target: VerifiedTarget, signal: AbortSignal, report: DownloadReport): Promise<string> {
+    const sha = target.hashes.sha256;
+    const length = target.length;
     const partPath = this.store.partPath(sha);
-    this.reporter.setDeployment({ phase: 'downloading', generation, target: ref, progress: { bytes: 0, total: length } });
+    report.downloading(length);
     try {
       const result = await this.downloader.download({
         sha256: sha,
         length,
         partPath,
         signal,
-        onProgress: (bytes, total) => this.reporter.setProgress(generation, ref, bytes, total),
+        onProgress: (bytes, total) => report.progress(bytes, total),
         // Signed with the target: every chunk is checked against it, and chunks of models already here are copied.
         chunkManifest: target.custom.chunkManifest ?? null,
         localSources: await this.store.chunkSources().catch(() => []),
       });
       if (signal.aborted) throw new Superseded();
-      verifying();
+      report.verifying();
       const actual = await fileSha256(partPath);
       if (actual.length !== length) throw new Rejected(`artifact is ${actual.length} bytes, the signed length is ${length}`);
       if (actual.sha256 !== sha) throw new Rejected(`artifact sha256 ${actual.sha256} does not match the signed sha256 ${sha}`);
@@ -358,5 +402,6 @@ export class DeploymentManager {
 }
 
 function jobGeneration(job: Job): number | null {
-  return job.kind === 'apply' ? job.desired.envelope.signed.generation : job.kind === 'watch' ? job.generation : null;
+  if (job.kind === 'apply' || job.kind === 'shadow') return job.desired.envelope.signed.generation;
+  return job.kind === 'watch' ? job.generation : null;
 }

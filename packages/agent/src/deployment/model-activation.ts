@@ -27,6 +27,8 @@ export interface ActivationOptions {
   config: DeploymentConfig;
   /** models kept on disk (see ModelStore.collectGarbage) */
   maxCachedModels: number;
+  /** models the cache must keep besides the active and known-good ones (the challenger in shadow mode: promoting it must not need a download) */
+  retain?: () => Iterable<string>;
 }
 
 const EMPTY: ActivePointer = { acceptedGeneration: 0, active: null, knownGood: null };
@@ -87,9 +89,10 @@ export class ModelActivation {
    * golden input), the atomic pointer, the switch, then the health window.
    * Throws RefusedModel for a model that fails to load or its golden input,
    * and any disk error (ENOSPC writing the pointer) with the old model still
-   * running.
+   * running. `beforeSwitch` runs once the new model passed its golden input
+   * (the challenger stops there: nothing may compete with a health window).
    */
-  async activate(generation: number, target: VerifiedTarget, modelPath: string, signal: AbortSignal): Promise<ActivationOutcome> {
+  async activate(generation: number, target: VerifiedTarget, modelPath: string, signal: AbortSignal, beforeSwitch?: () => Promise<void>): Promise<ActivationOutcome> {
     const t = target;
     const ref = modelRefOf(t);
     this.reporter.setDeployment({ phase: 'activating', generation, target: ref });
@@ -99,6 +102,7 @@ export class ModelActivation {
     try {
       smokeMs = await this.smoke(prepared, ref);
       if (signal.aborted) return { kind: 'superseded' };
+      await beforeSwitch?.();
       // On disk before the switch: a crash from here on restarts into the trial rule (see the class comment).
       await this.writePointer({ acceptedGeneration: generation, active: t.hashes.sha256, knownGood: this.pointer.knownGood, trial: { generation, smokeMs } });
       await this.pipeline.switchTo(prepared);
@@ -331,7 +335,7 @@ export class ModelActivation {
 
   /** Keeps the active and the known-good model, and the newest others up to the cache size; a failure here costs disk, never the model. */
   private async prune(): Promise<void> {
-    const keep = new Set([this.pointer.active, this.pointer.knownGood].filter((s): s is string => s !== null));
+    const keep = new Set([this.pointer.active, this.pointer.knownGood, ...(this.opts.retain?.() ?? [])].filter((s): s is string => s !== null));
     try {
       const removed = await this.store.collectGarbage(keep, this.opts.maxCachedModels);
       if (removed.length > 0) this.log.info({ removed }, 'old models removed from the cache');

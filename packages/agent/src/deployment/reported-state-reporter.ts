@@ -1,4 +1,4 @@
-import { encodeJson, reportedStateSchema, type CameraState, type ModelRef, type ReportedState } from '@perch/shared';
+import { encodeJson, reportedStateSchema, type CameraState, type ModelRef, type ReportedState, type ShadowStatus } from '@perch/shared';
 import { AGENT_VERSION } from '../agent-version.js';
 import type { Logger } from '../log/logger.js';
 import type { MqttConnection } from '../mqtt/connection.js';
@@ -17,6 +17,7 @@ export class ReportedStateReporter {
   private acceptedGeneration = 0;
   private active: ModelRef | null = null;
   private deployment: DeploymentStatus = { phase: 'idle', generation: 0, target: null, at: Date.now() };
+  private shadow: ShadowStatus | null = null;
   private lastPublish = 0;
   private trailing: NodeJS.Timeout | null = null;
   private readonly onConnect = () => this.publishNow();
@@ -67,6 +68,16 @@ export class ReportedStateReporter {
     this.publishNow();
   }
 
+  /** The challenger's state (shadow mode), or none; published at once. */
+  setShadow(s: Omit<ShadowStatus, 'at'> | null): void {
+    this.shadow = s === null ? null : { ...s, ...(s.reason === undefined ? {} : { reason: s.reason.slice(0, 2000) }), at: Date.now() };
+    this.publishNow();
+  }
+
+  get shadowStatus(): ShadowStatus | null {
+    return this.shadow;
+  }
+
   /**
    * Download progress, coalesced to one publish per ~500 ms. It restates the
    * downloading phase, so a refusal of some other document in the meantime
@@ -95,6 +106,7 @@ export class ReportedStateReporter {
       active: this.active,
       deployment: this.deployment,
       cameras: this.cameras(),
+      ...(this.shadow ? { shadow: this.shadow } : {}),
     };
     const parsed = reportedStateSchema.safeParse(state);
     if (!parsed.success) {

@@ -91,20 +91,30 @@ export function checkDesiredState(received: ReceivedDesiredState, ctx: DesiredSt
   if (d.generation < ctx.acceptedGeneration) {
     return { ok: false, reason: `replay: desired state generation ${d.generation} is older than the accepted generation ${ctx.acceptedGeneration}` };
   }
-  if (d.active && d.active.path !== modelTargetPath(d.active.custom.name, d.active.custom.version)) {
-    return { ok: false, reason: `model target path ${d.active.path} does not match ${modelTargetPath(d.active.custom.name, d.active.custom.version)}` };
+  for (const t of [d.active, d.shadow]) {
+    if (t && t.path !== modelTargetPath(t.custom.name, t.custom.version)) {
+      return { ok: false, reason: `model target path ${t.path} does not match ${modelTargetPath(t.custom.name, t.custom.version)}` };
+    }
   }
   return { ok: true };
 }
 
+/** The models a desired state names: the champion (`active`) and the challenger (`shadow`). */
+export type DesiredRole = 'active' | 'shadow';
+
 /**
- * The model the desired state names must be, to the last field, the one the
- * targets role signed: a desired state paired with another moment's target
- * (mix-and-match), or naming a file the targets role never signed
- * (arbitrary software), is refused. Returns the target as TUF lists it.
+ * A model the desired state names (the champion, or the challenger in
+ * shadow mode) must be, to the last field, the one the targets role signed:
+ * a desired state paired with another moment's target (mix-and-match), or
+ * naming a file the targets role never signed (arbitrary software), is
+ * refused. Returns the target as TUF lists it.
  */
-export function checkAgainstSignedTarget(rawDesired: unknown, signed: TufTargetEntry | undefined): { ok: true; target: VerifiedTarget } | { ok: false; reason: string } {
-  const active = (rawDesired as { active?: { path?: unknown } } | null)?.active;
+export function checkAgainstSignedTarget(
+  rawDesired: unknown,
+  signed: TufTargetEntry | undefined,
+  role: DesiredRole = 'active',
+): { ok: true; target: VerifiedTarget } | { ok: false; reason: string } {
+  const active = (rawDesired as Partial<Record<DesiredRole, { path?: unknown }>> | null)?.[role];
   const path = typeof active?.path === 'string' ? active.path : '?';
   if (!signed) return { ok: false, reason: `arbitrary model: target ${path} is not in the signed targets metadata` };
   const listed = modelTargetFromTuf(signed);

@@ -9,6 +9,15 @@ export interface HealthSources {
   /** performance.now() of the camera's last frame and last inference result */
   lastFrameAt(cameraId: string): number | undefined;
   lastResultAt(cameraId: string): number | undefined;
+  /** the link to the control plane, when there is one */
+  controlPlane?: () => ControlPlaneLink;
+}
+
+/** Reported beside readiness, not in it: a box cut off from its control plane still watches its cameras. */
+export interface ControlPlaneLink {
+  connected: boolean;
+  /** why it cannot log in (credentials refused, a claim refused), if it cannot */
+  problem: string | null;
 }
 
 export interface CameraHealth {
@@ -27,6 +36,7 @@ export interface HealthReport {
   cameras: CameraHealth[];
   /** why the status is not ok, one line per problem */
   reasons: string[];
+  controlPlane?: ControlPlaneLink;
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -63,5 +73,5 @@ export function checkHealth(src: HealthSources, now: number = performance.now())
       ...(reason !== undefined ? { reason } : {}),
     };
   });
-  return { status: reasons.length === 0 ? 'ok' : 'unavailable', model, cameras, reasons };
+  return { status: reasons.length === 0 ? 'ok' : 'unavailable', model, cameras, reasons, ...(src.controlPlane ? { controlPlane: src.controlPlane() } : {}) };
 }

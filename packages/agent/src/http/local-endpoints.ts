@@ -2,7 +2,7 @@ import type { ResultSource } from '../events/detection-events.js';
 import type { SnapshotStore } from '../events/snapshot-store.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentMetrics, RuntimeView } from '../metrics/agent-metrics.js';
-import { checkHealth } from './health-check.js';
+import { checkHealth, type ControlPlaneLink } from './health-check.js';
 import type { HttpConfig } from './http-config.js';
 import { LatestFrames } from './latest-frames.js';
 import { LocalHttpServer } from './local-http-server.js';
@@ -13,6 +13,8 @@ export interface LocalEndpointsDeps {
   view: RuntimeView;
   metrics: AgentMetrics;
   snapshots: SnapshotStore | null;
+  /** the agent's link to its control plane; absent in standalone mode */
+  controlPlane?: () => ControlPlaneLink;
 }
 
 /** /healthz, /metrics and the snapshots, as one start()/stop() feature of the agent (or of standalone mode). */
@@ -28,7 +30,13 @@ export class LocalEndpoints {
       {
         cameraIds: deps.cameras.map((c) => c.id),
         health: () =>
-          checkHealth({ ...view, cameras: deps.cameras, lastFrameAt: (id) => metrics.lastFrameAt(id), lastResultAt: (id) => metrics.lastResultAt(id) }),
+          checkHealth({
+            ...view,
+            cameras: deps.cameras,
+            lastFrameAt: (id) => metrics.lastFrameAt(id),
+            lastResultAt: (id) => metrics.lastResultAt(id),
+            ...(deps.controlPlane ? { controlPlane: deps.controlPlane } : {}),
+          }),
         metrics,
         frames: this.frames,
         snapshots: deps.snapshots,

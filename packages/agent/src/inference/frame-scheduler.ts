@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import type { ModelMetadata } from '@perch/shared';
 import { LatestFrameSlot } from '../camera/latest-frame-slot.js';
 import type { Logger } from '../log/logger.js';
 import type { WindowAggregator } from '../telemetry/window-aggregator.js';
@@ -32,6 +33,31 @@ type SchedulerEvents = {
   /** one run of the current runner ended, with its frames and the worker's run time or the error */
   ran: [run: RunOutcome];
 };
+
+/** A champion's answer on a frame a ChampionTap picked. */
+export interface ChampionAnswer {
+  cameraId: string;
+  label: string;
+  /** the rgb24 frame at the champion's input size; read at once, not kept */
+  frame: Uint8Array;
+  /** a copy of the champion's preprocessed input, when the tap asked for it */
+  input: Float32Array | undefined;
+  /** the champion's run time per frame in its worker */
+  runMs: number;
+  champion: ModelMetadata;
+}
+
+/**
+ * Sees a sample of the champion's frames, for a challenger in shadow mode.
+ * It is told about a run's frames only after the champion's answers on them
+ * went out, so nothing it does can hold the champion up.
+ */
+export interface ChampionTap {
+  /** At hand-over: whether this frame goes to the challenger too; 'input' also asks for a copy of its preprocessed input. */
+  pick(cameraId: string, champion: ModelMetadata): 'frame' | 'input' | false;
+  /** The champion's answers on the picked frames of one run (a batch may carry several cameras' frames). */
+  championAnswered(answers: ChampionAnswer[]): void;
+}
 
 /** What the health window of a new model watches. */
 export type RunOutcome = { frames: number; ok: true; inferenceMs: number } | { frames: number; ok: false; error: string };
@@ -85,6 +111,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
   private currentRunStartedAt = 0;
   private readonly runMs = new RunningEstimate();
   private readonly preprocessMs = new RunningEstimate();
+  private tap: ChampionTap | null = null;
 
   constructor(
     private readonly aggregator: WindowAggregator,
@@ -115,6 +142,11 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     this.runMs.reset();
     this.preprocessMs.reset();
     this.wake?.();
+  }
+
+  /** A challenger's view of the champion's frames (shadow mode), or none. */
+  setTap(tap: ChampionTap | null): void {
+    this.tap = tap;
   }
 
   /** A whole frame from a camera; replaces (drops) one still waiting. */
@@ -234,8 +266,10 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     if (frames.length === 0) return;
     const handedAt = performance.now();
     if (runner.inFlight === 0) this.currentRunStartedAt = handedAt;
-    const run = runner.runBatch(frames.map((f) => f.frame)).then(
-      (r) => this.onDone(runner, frames, r),
+    const tap = this.tap;
+    const picks = tap ? frames.map((f) => tap.pick(f.cameraId, runner.metadata)) : undefined;
+    const run = runner.runBatch(frames.map((f) => f.frame), picks?.map((p) => p === 'input')).then(
+      (r) => this.onDone(runner, frames, r, tap && picks ? { tap, picks } : undefined),
       (err: Error) => this.onFailed(runner, frames, err),
     );
     this.runs.add(run);
@@ -246,7 +280,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     this.emit('dispatched', frames.map((f) => f.cameraId));
   }
 
-  private onDone(runner: InferenceRunner, frames: Waiting[], r: BatchResult): void {
+  private onDone(runner: InferenceRunner, frames: Waiting[], r: BatchResult, shadow?: { tap: ChampionTap; picks: ('frame' | 'input' | false)[] }): void {
     if (!this.running || runner !== this.runner) return; // stopped, or the model changed while these frames ran
     const endedAt = r.startedAt + r.inferenceMs;
     // The next run handed over (if any) started when this one ended.
@@ -256,6 +290,7 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
     this.emit('ran', { frames: r.results.length, ok: true, inferenceMs: r.inferenceMs });
     const finishedAt = performance.now();
     const { width, height } = runner.metadata.input;
+    const answers: ChampionAnswer[] = [];
     r.results.forEach((res, i) => {
       const f = frames[i];
       if (!f) return;
@@ -275,7 +310,9 @@ export class FrameScheduler extends EventEmitter<SchedulerEvents> {
         arrivedAt: f.arrivedAt,
         finishedAt,
       });
+      if (shadow?.picks[i]) answers.push({ cameraId: f.cameraId, label, frame: res.frame, input: res.input, runMs: r.inferenceMs / r.results.length, champion: runner.metadata });
     });
+    if (shadow && answers.length > 0) shadow.tap.championAnswered(answers);
   }
 
   private onFailed(runner: InferenceRunner, frames: Waiting[], err: Error): void {

@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
 import { FrameScheduler, type FrameResult, type RunOutcome } from './frame-scheduler.js';
 import { InferenceRunner } from './inference-runner.js';
+import { ShadowRunner } from './shadow-runner.js';
 
 export interface PipelineOptions {
   cameras: CameraConfig[];
@@ -45,7 +46,12 @@ type PipelineEvents = {
   ran: [run: RunOutcome, model: ModelToRun];
   /** the active model's worker died; a fresh one is started with backoff */
   'worker-died': [error: Error, model: ModelToRun];
+  /** the challenger's worker died; it is not restarted (the deployment reports it) */
+  'shadow-died': [error: Error, model: ModelToRun];
 };
+
+/** What the pipeline tells the telemetry: the model and the challenger each window covers. */
+export type PipelineTelemetry = Pick<TelemetryReporter, 'aggregator' | 'switchModel'> & Partial<Pick<TelemetryReporter, 'switchShadow'>>;
 
 /**
  * Cameras -> latest-frame slots -> one inference worker -> window statistics,
@@ -64,11 +70,13 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private readonly workerBackoff = new JitteredBackoff(1000, 30_000);
   private workerRestart: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** the challenger in shadow mode, if any */
+  private shadow: ShadowRunner | null = null;
 
   constructor(
     private readonly opts: PipelineOptions,
     /** only the window statistics and model switches: standalone mode runs with no telemetry to send */
-    private readonly telemetry: Pick<TelemetryReporter, 'aggregator' | 'switchModel'>,
+    private readonly telemetry: PipelineTelemetry,
     private readonly log: Logger,
   ) {
     super();
@@ -83,6 +91,15 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     return this.model;
   }
 
+  /** The challenger running in shadow mode, if any. */
+  get shadowModel(): ModelToRun | null {
+    return this.shadow?.model ?? null;
+  }
+
+  get shadowSampleRate(): number | null {
+    return this.shadow?.sampleRate ?? null;
+  }
+
   start(): void {
     this.stopped = false;
     this.scheduler.start();
@@ -92,6 +109,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.stopped = true;
     this.clearWorkerRestart();
     await this.stopCameras();
+    await this.stopShadow();
     // The loop may be waiting on the worker: stopping the worker first releases it.
     const loopStopped = this.scheduler.stop();
     await this.runner?.stop();
@@ -140,6 +158,54 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     this.log.info({ model: modelRefOf(next.target), cameras: this.cameras.length }, 'model active');
   }
 
+  /**
+   * Loads a challenger in a fresh worker of its own, one frame per run,
+   * beside the champion; throws ModelLoadError. Its golden input is run
+   * (on `runner`) before startShadow feeds it any frame.
+   */
+  async prepareShadow(model: ModelToRun): Promise<PreparedModel> {
+    return { model, runner: await this.startRunner(model, 1) };
+  }
+
+  /** Runs a prepared challenger on `sampleRate` of the champion's frames, replacing the one before. */
+  async startShadow(prepared: PreparedModel, sampleRate: number): Promise<void> {
+    await this.stopShadow();
+    const shadow = new ShadowRunner(prepared.model, prepared.runner, sampleRate, this.telemetry.aggregator, this.log);
+    shadow.on('died', (err) => {
+      if (this.shadow !== shadow || this.stopped) return;
+      this.log.error({ err: err.message, model: modelRefOf(shadow.model.target) }, 'challenger worker died');
+      this.emit('shadow-died', err, shadow.model);
+    });
+    this.shadow = shadow;
+    this.switchShadowWindow(shadow);
+    this.scheduler.setTap(shadow);
+    this.log.info({ model: modelRefOf(prepared.model.target), sampleRate }, 'challenger running in shadow mode');
+  }
+
+  setShadowSampleRate(sampleRate: number): void {
+    const shadow = this.shadow;
+    if (!shadow || shadow.sampleRate === sampleRate) return;
+    shadow.sampleRate = sampleRate;
+    this.switchShadowWindow(shadow);
+  }
+
+  /** Stops the challenger (only if it still runs `of`, when given) and its worker; the champion runs on untouched. */
+  async stopShadow(of?: ModelToRun): Promise<void> {
+    const shadow = this.shadow;
+    if (!shadow || (of && shadow.model !== of)) return;
+    this.shadow = null;
+    this.scheduler.setTap(null);
+    this.switchShadowWindow(null);
+    await shadow.stop();
+    this.log.info({ model: modelRefOf(shadow.model.target) }, 'challenger stopped');
+  }
+
+  private switchShadowWindow(shadow: ShadowRunner | null): void {
+    const challenger = shadow ? { model: modelRefOf(shadow.model.target), sampleRate: shadow.sampleRate } : null;
+    if (this.telemetry.switchShadow) this.telemetry.switchShadow(challenger);
+    else this.telemetry.aggregator.switchShadow(challenger);
+  }
+
   /** Runs no model: cameras and worker stop. */
   async deactivate(): Promise<void> {
     this.clearWorkerRestart();
@@ -161,12 +227,12 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     );
   }
 
-  private async startRunner(model: ModelToRun): Promise<InferenceRunner> {
+  private async startRunner(model: ModelToRun, maxBatch = this.opts.maxBatch ?? 1): Promise<InferenceRunner> {
     const runner = new InferenceRunner({
       modelPath: model.modelPath,
       metadata: model.target.custom.metadata,
       intraOpThreads: this.opts.intraOpThreads,
-      maxBatch: this.opts.maxBatch ?? 1,
+      maxBatch,
       allowSpinning: this.opts.allowSpinning ?? false,
     });
     await runner.start();

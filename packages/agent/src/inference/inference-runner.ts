@@ -16,7 +16,8 @@ export interface InferenceResult {
 }
 
 export interface BatchResult {
-  results: { probabilities: Float32Array; frame: Uint8Array }[];
+  /** `input`: a copy of the frame's preprocessed input, where runBatch was asked to keep it */
+  results: { probabilities: Float32Array; frame: Uint8Array; input?: Float32Array }[];
   /** session.run of the whole batch and the outputs' conversion, measured in the worker */
   inferenceMs: number;
   /** preprocessing of the whole batch, on the calling thread */
@@ -27,6 +28,9 @@ export interface BatchResult {
 
 /** How long a stopping worker may take to finish its runs and release its session before it is terminated. */
 const CLOSE_GRACE_MS = 10_000;
+
+/** The frame of a run handed over already preprocessed (runInput). */
+const NO_FRAME = new Uint8Array(0);
 
 /** Input buffers kept for reuse: one per run that can be in flight, and one being filled. */
 const INPUT_POOL_SIZE = 3;
@@ -51,6 +55,8 @@ export interface InferenceRunnerOptions {
 
 interface PendingRun {
   frames: Uint8Array[];
+  /** frames whose preprocessed input is copied out before the buffer is reused */
+  keepInputs: readonly boolean[] | undefined;
   preprocessMs: number;
   resolve: (r: BatchResult) => void;
   reject: (e: Error) => void;
@@ -145,12 +151,29 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
   }
 
   /**
+   * Runs one frame already preprocessed for this model (e.g. another
+   * model's input, identical because both preprocess alike). The array
+   * moves to the worker and is not the caller's any more.
+   */
+  async runInput(input: Float32Array): Promise<InferenceResult> {
+    if (input.length !== this.frameValues) throw new InferenceError(`a preprocessed frame has ${this.frameValues} values, got ${input.length}`);
+    const worker = this.worker;
+    if (!worker) throw new InferenceError('inference runner is not running');
+    const { results, inferenceMs } = await this.send(worker, input, [NO_FRAME], undefined, 0);
+    const first = results[0];
+    if (!first) throw new InferenceError('the worker returned no result');
+    return { ...first, inferenceMs };
+  }
+
+  /**
    * Runs up to maxBatch frames in one session.run; results come back in
    * order. The frames are preprocessed here, into a pooled buffer that moves
    * to the worker and back, so the worker only runs the session and a run
    * handed over while another is going starts the moment that one ends.
+   * `keepInputs[i]` asks for a copy of frame i's preprocessed input with its
+   * result (a challenger in shadow mode runs the very same input).
    */
-  runBatch(frames: Uint8Array[]): Promise<BatchResult> {
+  runBatch(frames: Uint8Array[], keepInputs?: readonly boolean[]): Promise<BatchResult> {
     const worker = this.worker;
     if (!worker) return Promise.reject(new InferenceError('inference runner is not running'));
     if (frames.length === 0 || frames.length > this.batch) return Promise.reject(new InferenceError(`a run takes 1 to ${this.batch} frames, got ${frames.length}`));
@@ -163,10 +186,13 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
       this.recycle(input);
       return Promise.reject(new InferenceError((err as Error).message));
     }
-    const preprocessMs = performance.now() - started;
+    return this.send(worker, input, frames, keepInputs, performance.now() - started);
+  }
+
+  private send(worker: Worker, input: Float32Array, frames: Uint8Array[], keepInputs: readonly boolean[] | undefined, preprocessMs: number): Promise<BatchResult> {
     const id = this.nextId++;
     return new Promise<BatchResult>((resolve, reject) => {
-      this.pending.set(id, { frames, preprocessMs, resolve, reject });
+      this.pending.set(id, { frames, keepInputs, preprocessMs, resolve, reject });
       const msg: ToWorker = { type: 'run', id, frames: frames.length, input: input.buffer as ArrayBuffer };
       worker.postMessage(msg, [msg.input]);
     });
@@ -211,16 +237,21 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
 
   private readonly onMessage = (msg: FromWorker): void => {
     if (msg.type !== 'result' && msg.type !== 'run-error') return;
-    this.recycle(new Float32Array(msg.input));
+    const input = new Float32Array(msg.input);
     const p = this.pending.get(msg.id);
-    if (!p) return;
-    this.pending.delete(msg.id);
-    if (msg.type === 'result') {
+    if (p) this.pending.delete(msg.id);
+    if (p && msg.type === 'result') {
       const labels = this.opts.metadata.labels.length;
-      const results = p.frames.map((frame, i) => ({ probabilities: msg.probabilities.subarray(i * labels, (i + 1) * labels), frame }));
+      const fv = this.frameValues;
+      // Copied before the buffer goes back to the pool, where the next run overwrites it.
+      const results = p.frames.map((frame, i) => ({
+        probabilities: msg.probabilities.subarray(i * labels, (i + 1) * labels),
+        frame,
+        ...(p.keepInputs?.[i] ? { input: input.slice(i * fv, (i + 1) * fv) } : {}),
+      }));
       p.resolve({ results, inferenceMs: msg.inferenceMs, preprocessMs: p.preprocessMs, startedAt: msg.startedAt - performance.timeOrigin });
-    }
-    else p.reject(new InferenceError(msg.message));
+    } else if (p && msg.type === 'run-error') p.reject(new InferenceError(msg.message));
+    this.recycle(input);
   };
 
   private onDeath(err: Error): void {

@@ -10,6 +10,8 @@ export interface RuntimeView {
   cameraStates(): CameraState[];
   /** records waiting in the store-and-forward outbox; absent where there is none */
   outboxPending?: () => number;
+  /** the challenger running in shadow mode, if any */
+  shadowModel?: () => ModelRef | null;
 }
 
 export const METRIC_PREFIX = 'perch_agent_';
@@ -47,6 +49,13 @@ export class AgentMetrics implements FrameObserver {
   private readonly deploymentGeneration: Gauge;
   private readonly deploymentTransitions: Counter<'phase'>;
   private readonly healthWindows: Counter<'outcome'>;
+  private readonly comparedFrames: Counter<'camera'>;
+  private readonly agreedFrames: Counter<'camera'>;
+  private readonly skippedShadowFrames: Counter<'camera'>;
+  private readonly shadowErrorFrames: Counter<'camera'>;
+  private readonly shadowRunTime: Histogram<'role'>;
+  /** compared and agreed frames of the challenger running now, for the agreement gauge */
+  private shadowTally = { sha256: '', compared: 0, agreed: 0 };
   private lastDeployment: { phase: string; generation: number } | null = null;
 
   constructor(view: RuntimeView) {
@@ -172,6 +181,47 @@ export class AgentMetrics implements FrameObserver {
       labelNames: ['outcome'],
       registers,
     });
+    this.comparedFrames = new Counter({ name: name('shadow_frames_compared_total'), help: 'Sampled frames both the champion and the challenger answered (shadow mode)', labelNames: ['camera'], registers });
+    this.agreedFrames = new Counter({ name: name('shadow_frames_agreed_total'), help: 'Compared frames on which champion and challenger gave the same top-1 label', labelNames: ['camera'], registers });
+    this.skippedShadowFrames = new Counter({
+      name: name('shadow_frames_skipped_total'),
+      help: 'Frames sampled for the challenger but skipped because it was still busy (the champion never waits)',
+      labelNames: ['camera'],
+      registers,
+    });
+    this.shadowErrorFrames = new Counter({ name: name('shadow_inference_errors_total'), help: 'Sampled frames the challenger failed on', labelNames: ['camera'], registers });
+    this.shadowRunTime = new Histogram({
+      name: name('shadow_inference_seconds'),
+      help: "Each model's run time per frame in its worker, on the frames compared (role: champion or challenger)",
+      labelNames: ['role'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    const shadowModel = view.shadowModel;
+    if (shadowModel) {
+      const info: Gauge<'name' | 'version' | 'sha256'> = new Gauge({
+        name: name('shadow_model_info'),
+        help: 'The challenger in shadow mode: 1 with its name, version and sha256 as labels; no series when none runs',
+        labelNames: ['name', 'version', 'sha256'],
+        registers,
+        collect: () => {
+          info.reset();
+          const m = shadowModel();
+          if (m) info.set({ name: m.name, version: m.version, sha256: m.sha256 }, 1);
+        },
+      });
+      const agreement: Gauge = new Gauge({
+        name: name('shadow_agreement_ratio'),
+        help: 'Top-1 agreement of champion and challenger over the frames compared since this challenger started; no series before the first',
+        registers,
+        collect: () => {
+          agreement.reset();
+          const m = shadowModel();
+          const t = this.shadowTally;
+          if (m && m.sha256 === t.sha256 && t.compared > 0) agreement.set(t.agreed / t.compared);
+        },
+      });
+    }
     const outboxPending = view.outboxPending;
     if (outboxPending) {
       const pending: Gauge = new Gauge({
@@ -243,6 +293,28 @@ export class AgentMetrics implements FrameObserver {
 
   inferenceError(cameraId: string): void {
     this.errors.inc({ camera: cameraId });
+  }
+
+  shadowSwitched(model: ModelRef | null): void {
+    if (model?.sha256 !== this.shadowTally.sha256) this.shadowTally = { sha256: model?.sha256 ?? '', compared: 0, agreed: 0 };
+  }
+
+  shadowCompared(cameraId: string, championLabel: string, challengerLabel: string, championMs: number, challengerMs: number): void {
+    const same = championLabel === challengerLabel;
+    this.comparedFrames.inc({ camera: cameraId });
+    if (same) this.agreedFrames.inc({ camera: cameraId });
+    this.shadowTally.compared++;
+    if (same) this.shadowTally.agreed++;
+    this.shadowRunTime.observe({ role: 'champion' }, Math.max(0, championMs) / 1000);
+    this.shadowRunTime.observe({ role: 'challenger' }, Math.max(0, challengerMs) / 1000);
+  }
+
+  shadowSkipped(cameraId: string): void {
+    this.skippedShadowFrames.inc({ camera: cameraId });
+  }
+
+  shadowError(cameraId: string): void {
+    this.shadowErrorFrames.inc({ camera: cameraId });
   }
 
   eventPublished(event: Pick<DetectionEvent, 'cameraId' | 'kind'>): void {

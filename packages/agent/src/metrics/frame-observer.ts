@@ -1,4 +1,5 @@
-import { WindowAggregator } from '../telemetry/window-aggregator.js';
+import type { ModelRef } from '@perch/shared';
+import { WindowAggregator, type ClosedWindow } from '../telemetry/window-aggregator.js';
 
 /** Something that wants to see every frame's progress as it happens (metrics, the standalone printer). */
 export interface FrameObserver {
@@ -11,6 +12,12 @@ export interface FrameObserver {
   /** `latencyMs`: frame arrival to result */
   frameInferred?(cameraId: string, label: string, confidence: number, latencyMs: number): void;
   inferenceError?(cameraId: string): void;
+  /** shadow mode: a sampled frame both models answered (run times per frame in each worker), one the challenger had no time for, one it failed on */
+  shadowCompared?(cameraId: string, championLabel: string, challengerLabel: string, championMs: number, challengerMs: number): void;
+  shadowSkipped?(cameraId: string): void;
+  shadowError?(cameraId: string): void;
+  /** a new challenger (or none) */
+  shadowSwitched?(model: ModelRef | null): void;
 }
 
 /**
@@ -55,5 +62,25 @@ export class ObservedWindowAggregator extends WindowAggregator {
   override inferenceError(cameraId: string): void {
     for (const o of this.observers) o.inferenceError?.(cameraId);
     super.inferenceError(cameraId);
+  }
+
+  override shadowCompared(cameraId: string, championLabel: string, challengerLabel: string, championMs: number, challengerMs: number): void {
+    for (const o of this.observers) o.shadowCompared?.(cameraId, championLabel, challengerLabel, championMs, challengerMs);
+    super.shadowCompared(cameraId, championLabel, challengerLabel, championMs, challengerMs);
+  }
+
+  override switchShadow(challenger: { model: ModelRef; sampleRate: number } | null, now?: number): ClosedWindow | null {
+    for (const o of this.observers) o.shadowSwitched?.(challenger?.model ?? null);
+    return super.switchShadow(challenger, now);
+  }
+
+  override shadowSkipped(cameraId: string): void {
+    for (const o of this.observers) o.shadowSkipped?.(cameraId);
+    super.shadowSkipped(cameraId);
+  }
+
+  override shadowError(cameraId: string): void {
+    for (const o of this.observers) o.shadowError?.(cameraId);
+    super.shadowError(cameraId);
   }
 }

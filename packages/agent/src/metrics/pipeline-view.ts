@@ -13,6 +13,10 @@ export function pipelineView(pipeline: () => InferencePipeline, outboxPending?: 
       return m ? modelRefOf(m.target) : null;
     },
     cameraStates: () => pipeline().cameraStates(),
+    shadowModel: () => {
+      const m = pipeline().shadowModel;
+      return m ? modelRefOf(m.target) : null;
+    },
     ...(outboxPending ? { outboxPending } : {}),
   };
 }

@@ -6,7 +6,10 @@ import type { AgentConfig } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
 
-export type ConnectionOptions = AgentConfig['broker'] & { deviceId: string };
+export type ConnectionOptions = Omit<AgentConfig['broker'], 'claimToken'> & { deviceId: string };
+
+/** CONNACK codes of a refused login: 4/5 in MQTT 3.1.1, 134/135 in MQTT 5. */
+const REFUSED_LOGIN = new Set([4, 5, 134, 135]);
 
 export interface PublishOptions {
   qos: 0 | 1;
@@ -18,6 +21,8 @@ type ConnectionEvents = {
   connect: [];
   message: [topic: string, payload: Buffer];
   disconnect: [];
+  /** the broker refused the credentials; once, until a connect succeeds */
+  refused: [reason: string];
 };
 
 /**
@@ -32,6 +37,7 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private lastError: string | undefined;
+  private refusal: string | null = null;
 
   constructor(
     private readonly opts: ConnectionOptions,
@@ -49,14 +55,22 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
     return this.client?.connected ?? false;
   }
 
-  /** Starts connecting in the background: the box works without a control plane. */
-  start(): void {
+  /** Why the broker refused the credentials, while it does. */
+  get refusedCredentials(): string | null {
+    return this.refusal;
+  }
+
+  /**
+   * Starts connecting in the background: the box works without a control
+   * plane. `credentials` replace the configured ones (claimed or stored).
+   */
+  start(credentials?: { username: string; password: string }): void {
     if (this.client) return;
     this.stopping = false;
     const options: IClientOptions = {
       clientId: this.opts.deviceId,
-      username: this.opts.username,
-      password: this.opts.password,
+      username: credentials?.username ?? this.opts.username,
+      password: credentials?.password ?? this.opts.password,
       clean: true,
       // Subscriptions are made by the dispatcher on every connect instead.
       resubscribe: false,
@@ -72,6 +86,11 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
     client.on('error', (err) => {
       this.lastError = err.message;
       this.log.warn({ err: err.message, url: this.opts.url }, 'mqtt connection error');
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'number' && REFUSED_LOGIN.has(code) && this.refusal === null) {
+        this.refusal = err.message;
+        this.emit('refused', err.message);
+      }
     });
     client.on('close', () => this.onClose(client));
   }
@@ -119,6 +138,7 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
     (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     this.backoff.reset();
     this.lastError = undefined;
+    this.refusal = null;
     this.log.info({ url: this.opts.url, clientId: this.opts.deviceId }, 'mqtt connected');
     client
       .publishAsync(deviceTopic(this.opts.deviceId, 'status'), this.statusPayload({ state: 'online' }), { qos: 1, retain: true })

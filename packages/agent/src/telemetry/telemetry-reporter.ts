@@ -49,6 +49,11 @@ export class TelemetryReporter {
     this.emit(this.aggregator.switchModel(model));
   }
 
+  /** A new challenger in shadow mode (or none, or a new sample rate) ends the window early too. */
+  switchShadow(challenger: { model: ModelRef; sampleRate: number } | null): void {
+    this.emit(this.aggregator.switchShadow(challenger));
+  }
+
   private emit(closed: ClosedWindow | null): void {
     if (!closed) return;
     // Taken when the window closes, so drops are counted in the window they happened in.

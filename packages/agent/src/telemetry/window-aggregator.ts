@@ -1,4 +1,5 @@
-import { emptyHistogram, histogramQuantile, LATENCY_SPEC, observe, type CameraErrorKind, type CameraWindow, type ModelRef } from '@perch/shared';
+import { emptyHistogram, histogramQuantile, LATENCY_SPEC, observe, type CameraErrorKind, type CameraWindow, type ModelRef, type ShadowWindow } from '@perch/shared';
+import { ShadowComparison } from './shadow-comparison.js';
 
 type CameraHealthWindow = NonNullable<CameraWindow['health']>;
 
@@ -8,6 +9,7 @@ export interface ClosedWindow {
   windowEnd: number;
   model: ModelRef | null;
   cameras: CameraWindow[];
+  shadow?: ShadowWindow;
 }
 
 function emptyCamera(cameraId: string): CameraWindow {
@@ -38,6 +40,10 @@ export class WindowAggregator {
   private hadModel = false;
   /** supervised cameras: the state carries over from window to window, the counts do not */
   private health = new Map<string, CameraHealthWindow>();
+  /** the challenger in shadow mode and its sample rate, if any */
+  private challenger: { model: ModelRef; sampleRate: number } | null = null;
+  /** this window's comparison of champion and challenger */
+  private comparison: ShadowComparison | null = null;
 
   constructor(
     private readonly cameraIds: readonly string[],
@@ -95,6 +101,21 @@ export class WindowAggregator {
     this.camera(cameraId).inferenceErrors++;
   }
 
+  /** A frame both champion and challenger answered (shadow mode); run times per frame in each worker. */
+  shadowCompared(cameraId: string, championLabel: string, challengerLabel: string, championMs: number, challengerMs: number): void {
+    this.comparison?.compared(cameraId, championLabel, challengerLabel, championMs, challengerMs);
+  }
+
+  /** A frame picked for the challenger that it had no time for. */
+  shadowSkipped(_cameraId: string): void {
+    this.comparison?.skipped();
+  }
+
+  /** A frame picked for the challenger that it failed on. */
+  shadowError(_cameraId: string): void {
+    this.comparison?.failed();
+  }
+
   /** A supervised camera's health changed; it holds until the next change. */
   cameraState(cameraId: string, state: CameraHealthWindow['state']): void {
     this.cameraHealth(cameraId).state = state;
@@ -127,6 +148,7 @@ export class WindowAggregator {
         const h = this.health.get(c.cameraId);
         return h ? { ...c, health: { ...h } } : c;
       }),
+      ...(this.comparison ? { shadow: this.comparison.section() } : {}),
     };
     const worth = this.hadModel || window.cameras.some((c) => c.framesReceived > 0 || c.inferenceErrors > 0);
     this.windowStart = window.windowEnd;
@@ -142,7 +164,16 @@ export class WindowAggregator {
     return closed;
   }
 
+  /** Switches challenger (or its sample rate), closing the current window: one window, one comparison. */
+  switchShadow(challenger: { model: ModelRef; sampleRate: number } | null, now: number = Date.now()): ClosedWindow | null {
+    const closed = this.close(now);
+    this.challenger = challenger;
+    this.comparison = challenger ? new ShadowComparison(challenger.model, challenger.sampleRate) : null;
+    return closed;
+  }
+
   private reset(): void {
+    this.comparison = this.challenger ? new ShadowComparison(this.challenger.model, this.challenger.sampleRate) : null;
     this.cameras = new Map(this.cameraIds.map((id) => [id, emptyCamera(id)]));
     for (const [id, h] of this.health) this.health.set(id, { state: h.state, restarts: 0, stalls: 0 });
     this.hadModel = this.model !== null;

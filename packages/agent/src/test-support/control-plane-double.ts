@@ -139,7 +139,8 @@ export class ControlPlaneDouble {
     deviceId: string,
     generation: number,
     active: ModelTarget | null,
-    opts: { key?: SigningKey; expires?: string; rollback?: boolean } = {},
+    /** shadow: a challenger to run beside `active` (shadow mode), on shadowSampleRate of its frames */
+    opts: { key?: SigningKey; expires?: string; rollback?: boolean; shadow?: ModelTarget | null; shadowSampleRate?: number } = {},
   ): SignedDesiredState {
     const desired: DesiredState = {
       _type: 'desired-state',
@@ -151,6 +152,8 @@ export class ControlPlaneDouble {
       issuedAt: new Date().toISOString(),
       active,
       ...(opts.rollback ? { rollback: true } : {}),
+      ...(opts.shadow !== undefined ? { shadow: opts.shadow } : {}),
+      ...(opts.shadowSampleRate !== undefined ? { shadowSampleRate: opts.shadowSampleRate } : {}),
     };
     return signEnvelope(desired, [opts.key ?? this.key]);
   }

@@ -1,11 +1,13 @@
 import type { MqttClient } from 'mqtt';
 import {
   decodeJson,
+  detectionEventSchema,
   deviceStatusSchema,
   oneDeviceFilter,
   parseDeviceTopic,
   reportedStateSchema,
   telemetryWindowSchema,
+  type DetectionEvent,
   type DeviceStatus,
   type ReportedState,
   type TelemetryWindow,
@@ -20,6 +22,7 @@ export class DeviceObserver {
   readonly reported: ReportedState[] = [];
   readonly telemetry: TelemetryWindow[] = [];
   readonly status: DeviceStatus[] = [];
+  readonly events: DetectionEvent[] = [];
   readonly invalid: string[] = [];
   private client: MqttClient | null = null;
 
@@ -54,5 +57,6 @@ export class DeviceObserver {
     if (parsed.kind === 'reported') record(this.reported, decodeJson(reportedStateSchema, payload));
     else if (parsed.kind === 'telemetry') record(this.telemetry, decodeJson(telemetryWindowSchema, payload));
     else if (parsed.kind === 'status') record(this.status, decodeJson(deviceStatusSchema, payload));
+    else if (parsed.kind === 'events') record(this.events, decodeJson(detectionEventSchema, payload));
   }
 }

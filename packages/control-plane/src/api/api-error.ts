@@ -33,11 +33,30 @@ export class ValidationError extends ApiError {
   }
 }
 
+/** No token, an unknown one or a revoked one. */
+export class UnauthorizedError extends ApiError {
+  constructor(message: string) {
+    super(401, 'unauthorized', message);
+  }
+}
+
+/** A valid token whose role is below what the route needs. */
+export class ForbiddenError extends ApiError {
+  constructor(message: string) {
+    super(403, 'forbidden', message);
+  }
+}
+
+/** A zod failure as the one validation error, naming the first field at fault (under `prefix`, e.g. `metadata.`). */
+export function toValidationError(error: z.ZodError, prefix = ''): ValidationError {
+  const first = error.issues[0];
+  const field = first && first.path.length > 0 ? `${prefix}${first.path.join('.')}` : prefix.replace(/\.$/, '') || undefined;
+  return new ValidationError(formatZodError(error), field);
+}
+
 /** Parses with zod; a failure names the first field at fault. */
 export function parseOr400<S extends z.ZodType>(schema: S, value: unknown, prefix = ''): z.infer<S> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const first = r.error.issues[0];
-  const field = first && first.path.length > 0 ? `${prefix}${first.path.join('.')}` : prefix.replace(/\.$/, '') || undefined;
-  throw new ValidationError(formatZodError(r.error), field);
+  throw toValidationError(r.error, prefix);
 }

@@ -13,6 +13,16 @@ describe('token bucket', () => {
     expect(b.reserve(300, 10_000)).toBe(200);
   });
 
+  it('tryTake never lends: it takes what is there or nothing', () => {
+    const b = new TokenBucket(10, 20, 0);
+    expect(b.tryTake(15, 0)).toBe(true);
+    expect(b.tryTake(10, 0)).toBe(false); // 5 left: refused, and nothing taken
+    expect(b.tryTake(5, 0)).toBe(true);
+    expect(b.tryTake(1, 50)).toBe(false); // 0.5 refilled
+    expect(b.tryTake(1, 100)).toBe(true);
+    expect(b.reserve(0, 100)).toBe(0); // never in debt
+  });
+
   it('never lets more than burst + rate x time go out', () => {
     const b = new TokenBucket(1_000_000, 50_000, 0);
     let sentAt = 0;

@@ -26,6 +26,14 @@ export class TokenBucket {
     return this.level >= 0 ? 0 : (-this.level * 1000) / this.bytesPerSecond;
   }
 
+  /** Takes `amount` only when the bucket holds it now, never lending; false takes nothing (for takers that drop rather than wait). */
+  tryTake(amount: number, now: number = performance.now()): boolean {
+    this.refill(now);
+    if (this.level < amount) return false;
+    this.level -= amount;
+    return true;
+  }
+
   /** Full again: nobody has taken from it for a while, so it can be forgotten. */
   isFull(now: number = performance.now()): boolean {
     this.refill(now);

@@ -1,21 +1,38 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { deviceIdSchema, parseDeviceTopic } from '@perch/shared';
+import { deviceIdSchema, isProvisionTopicKind, parseDeviceTopic } from '@perch/shared';
 
 /**
  * Who may connect to the broker and what each may publish and subscribe.
- * Devices authenticate with their device id as client id and username and
- * the fleet's device token; a device may only publish its own device-to-cloud
- * topics and subscribe its own cloud-to-device ones. The control plane has
- * its own identity and may do anything. (Per-device credentials and claim
- * tokens come with fleet provisioning.)
+ * Devices connect with their device id as client id and username. With
+ * their own secret they are a *device*: they may publish their own
+ * device-to-cloud topics and subscribe their own cloud-to-device ones. With a
+ * claim token they are a *claimant*: only their own `provision/request` and
+ * `provision/response`. The control plane has its own identity and may do
+ * anything. Which secret proves what is the device authenticator's business
+ * (the control plane's identity service); the topic rules are here.
  */
+export type Principal =
+  | { kind: 'control-plane' }
+  | { kind: 'device'; deviceId: string }
+  | { kind: 'claimant'; deviceId: string; claimTokenId: string };
+
+export type DevicePrincipal = Exclude<Principal, { kind: 'control-plane' }>;
+
+export type DeviceAuthentication = { ok: true; principal: DevicePrincipal } | { ok: false; reason: string };
+
+export interface DeviceAuthenticator {
+  /** What a device id with this secret is; the reason of a refusal goes to the control plane's log only. */
+  authenticateDevice(deviceId: string, secret: Buffer): DeviceAuthentication;
+}
+
 export interface BrokerAccessOptions {
   controlPlaneUsername: string;
   controlPlanePassword: string;
-  deviceToken: string;
+  devices: DeviceAuthenticator;
 }
 
-export type Principal = { kind: 'control-plane' } | { kind: 'device'; deviceId: string };
+/** 4: bad username or password; 5: not authorised (MQTT 3.1.1 CONNACK). */
+export type Admission = { ok: true; principal: Principal } | { ok: false; reason: string; returnCode: 4 | 5 };
 
 function sameSecret(a: string | Buffer, b: string): boolean {
   // Hash both so the comparison is constant-time whatever the lengths.
@@ -27,25 +44,34 @@ function sameSecret(a: string | Buffer, b: string): boolean {
 export class BrokerAccess {
   constructor(private readonly opts: BrokerAccessOptions) {}
 
-  authenticate(clientId: string, username: string | undefined, password: Buffer | undefined): Principal | null {
-    if (username === undefined || password === undefined) return null;
+  /** `isConnected` says whether a client with this id holds a session now. */
+  authenticate(clientId: string, username: string | undefined, password: Buffer | undefined, isConnected: (clientId: string) => boolean): Admission {
+    const refuse = (reason: string, returnCode: 4 | 5 = 4): Admission => ({ ok: false, reason, returnCode });
+    if (username === undefined || password === undefined) return refuse('no username or password');
     if (username === this.opts.controlPlaneUsername) {
-      return sameSecret(password, this.opts.controlPlanePassword) ? { kind: 'control-plane' } : null;
+      return sameSecret(password, this.opts.controlPlanePassword) ? { ok: true, principal: { kind: 'control-plane' } } : refuse('wrong control plane secret');
     }
-    if (username !== clientId || !deviceIdSchema.safeParse(clientId).success) return null;
-    return sameSecret(password, this.opts.deviceToken) ? { kind: 'device', deviceId: clientId } : null;
+    if (username !== clientId) return refuse('the username is not the client id');
+    if (!deviceIdSchema.safeParse(clientId).success) return refuse('the client id is not a device id');
+    const auth = this.opts.devices.authenticateDevice(clientId, password);
+    if (!auth.ok) return refuse(auth.reason);
+    // A claimant taking over a live session would cut that device off and wipe its subscriptions.
+    if (auth.principal.kind === 'claimant' && isConnected(clientId)) return refuse('a claim for a device id that is connected now', 5);
+    return { ok: true, principal: auth.principal };
   }
 
   mayPublish(who: Principal, topic: string): boolean {
     if (who.kind === 'control-plane') return true;
     const t = parseDeviceTopic(topic);
-    return t !== null && t.deviceId === who.deviceId && t.direction === 'from-device';
+    if (t === null || t.deviceId !== who.deviceId || t.direction !== 'from-device') return false;
+    return who.kind === 'claimant' ? t.kind === 'provision/request' : !isProvisionTopicKind(t.kind);
   }
 
   maySubscribe(who: Principal, filter: string): boolean {
     if (who.kind === 'control-plane') return true;
     // Exact topics only: a device never needs wildcards.
     const t = parseDeviceTopic(filter);
-    return t !== null && t.deviceId === who.deviceId && t.direction === 'to-device';
+    if (t === null || t.deviceId !== who.deviceId || t.direction !== 'to-device') return false;
+    return who.kind === 'claimant' ? t.kind === 'provision/response' : !isProvisionTopicKind(t.kind);
   }
 }

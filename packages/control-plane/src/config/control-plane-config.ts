@@ -1,34 +1,81 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { formatZodError } from '@perch/shared';
+import { DEVICE_TOPIC_KINDS, formatZodError } from '@perch/shared';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_BROKER_LIMITS } from '../broker/broker-limits.js';
+import { brokerTlsProblems, DEFAULT_MQTTS_PORT } from '../broker/broker-tls.js';
+import { PayloadLimits } from '../broker/payload-limits.js';
+import { DEFAULT_PUBLISH_RATE } from '../broker/publish-rate-limiter.js';
+import { telemetryConfigSchema } from '../telemetry/telemetry-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
+const byteCount = z.number().int().positive();
+const fromDeviceKinds = Object.entries(DEVICE_TOPIC_KINDS).flatMap(([kind, direction]) => (direction === 'from-device' ? [kind] : []));
+
+/** The embedded broker's limits on clients other than the control plane; broker/broker-limits.ts says what each does. */
+const mqttLimits = z
+  .object({
+    /** payload bytes per device-to-cloud topic kind, over the defaults (payload-limits.ts); `default`: any other topic */
+    maxPayloadBytes: z.partialRecord(z.enum(['default', ...fromDeviceKinds]), byteCount).default({}),
+    /** a token bucket per client id; null: no rate limit */
+    rate: z
+      .object({
+        messagesPerSecond: z.number().positive().default(DEFAULT_PUBLISH_RATE.messagesPerSecond),
+        burstMessages: z.number().int().positive().default(DEFAULT_PUBLISH_RATE.burstMessages),
+        bytesPerSecond: byteCount.default(DEFAULT_PUBLISH_RATE.bytesPerSecond),
+        burstBytes: byteCount.default(DEFAULT_PUBLISH_RATE.burstBytes),
+        maxDelayMs: byteCount.default(DEFAULT_PUBLISH_RATE.maxDelayMs),
+      })
+      .strict()
+      .nullable()
+      .prefault({}),
+    maxOutgoingBytes: byteCount.default(DEFAULT_BROKER_LIMITS.maxOutgoingBytes),
+    drainTimeoutMs: byteCount.default(DEFAULT_BROKER_LIMITS.drainTimeoutMs),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    const largest = new PayloadLimits(l.maxPayloadBytes).largest;
+    if (l.rate && l.rate.burstBytes < largest) {
+      ctx.addIssue({ code: 'custom', path: ['rate', 'burstBytes'], message: `must be at least the largest payload allowed (${largest} bytes), or a QoS 0 publish that size could never pass` });
+    }
+  })
+  .prefault({});
+
+/** MQTT over TLS (mqtts) on `port`; plain MQTT then listens on loopback only. The files are checked when the config is loaded. */
+const mqttTls = z
+  .object({ certFile: z.string().min(1), keyFile: z.string().min(1), caFile: z.string().min(1).optional(), port: port.default(DEFAULT_MQTTS_PORT) })
+  .strict();
 
 export const controlPlaneConfigSchema = z
   .object({
     dataDir: z.string().min(1).default('.perch/control-plane'),
     mqtt: z
-      .object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(1883) })
+      .object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(1883), tls: mqttTls.optional(), limits: mqttLimits })
       .strict()
-      .default({ host: '0.0.0.0', port: 1883 }),
+      .prefault({}),
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0'),
         port: port.default(8080),
         maxUploadBytes: z.number().int().positive().default(256 * 1024 * 1024),
+        /** a file holding the first admin API token (32+ characters); without it one is generated into <dataDir>/secrets/admin-token */
+        adminTokenFile: z.string().min(1).optional(),
       })
       .strict()
       .default({ host: '0.0.0.0', port: 8080, maxUploadBytes: 256 * 1024 * 1024 }),
     devices: z
       .object({
-        /** the fleet's device token; when neither is given one is generated into the data directory */
-        token: z.string().min(16).optional(),
-        tokenFile: z.string().min(1).optional(),
+        /**
+         * The default claim token (unlimited uses, no expiry), which boxes claim
+         * their own credentials with; when neither is given one is generated
+         * into <dataDir>/secrets/claim-token. Revocable like any claim token.
+         */
+        claimToken: z.string().min(16).optional(),
+        claimTokenFile: z.string().min(1).optional(),
       })
       .strict()
-      .refine((d) => !(d.token && d.tokenFile), 'give devices.token or devices.tokenFile, not both')
+      .refine((d) => !(d.claimToken && d.claimTokenFile), 'give devices.claimToken or devices.claimTokenFile, not both')
       .default({}),
     artifacts: z
       .object({
@@ -43,6 +90,8 @@ export const controlPlaneConfigSchema = z
       })
       .strict()
       .default({ maxBytesPerSecondPerDevice: null, maxBytesPerSecondTotal: null }),
+    /** ingest batching, sequence gaps, presence, retention (telemetry/telemetry-config.ts) */
+    telemetry: telemetryConfigSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -120,7 +169,18 @@ export function loadControlPlaneConfig(opts: { file?: string; env?: NodeJS.Proce
   if (opts.file) {
     const base = dirname(resolve(opts.file));
     cfg.dataDir = resolve(base, cfg.dataDir);
-    if (cfg.devices.tokenFile) cfg.devices.tokenFile = resolve(base, cfg.devices.tokenFile);
+    if (cfg.devices.claimTokenFile) cfg.devices.claimTokenFile = resolve(base, cfg.devices.claimTokenFile);
+    if (cfg.http.adminTokenFile) cfg.http.adminTokenFile = resolve(base, cfg.http.adminTokenFile);
+    const tls = cfg.mqtt.tls;
+    if (tls) {
+      tls.certFile = resolve(base, tls.certFile);
+      tls.keyFile = resolve(base, tls.keyFile);
+      if (tls.caFile) tls.caFile = resolve(base, tls.caFile);
+    }
+  }
+  if (cfg.mqtt.tls) {
+    const problems = brokerTlsProblems(cfg.mqtt.tls);
+    if (problems.length > 0) throw new ConfigError(source, problems.join('; '));
   }
   return cfg;
 }

@@ -12,7 +12,7 @@ export function demoPaths(root: string = process.env.PERCH_DEMO_DIR ?? '.perch')
     agentConfig: join(base, 'demo', 'agent.yaml'),
     agentData: join(base, 'agent'),
     trustedRoot: join(base, 'demo', 'root.json'),
-    deviceToken: join(base, 'demo', 'device-token'),
+    claimToken: join(base, 'demo', 'claim-token'),
   };
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pino } from 'pino';
 import pretty from 'pino-pretty';
 import { stringify } from 'yaml';
@@ -41,21 +41,28 @@ async function main(): Promise<void> {
   const cp = new ControlPlane(config, log.child({ name: 'control-plane' }));
   await cp.start();
   const api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
-  await registerIfMissing(api, DEMO_MODEL_NAME, DEMO_MODEL_VERSION, model.modelPath, model.metadataPath, log);
+  // The demo calls its API as an operator would, with the admin token the first start wrote.
+  const authorization = `Bearer ${cp.adminToken}`;
+  await registerIfMissing(api, cp.adminToken, DEMO_MODEL_NAME, DEMO_MODEL_VERSION, model.modelPath, model.metadataPath, log);
   await fetch(`${api}/devices/${DEVICE_ID}/desired-model`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization },
     body: JSON.stringify({ model: { name: DEMO_MODEL_NAME, version: DEMO_MODEL_VERSION } }),
   });
 
   writeFileSync(paths.trustedRoot, JSON.stringify(await cp.trustedRoot(), null, 2));
-  writeFileSync(paths.deviceToken, cp.deviceToken, { mode: 0o600 });
+  // The agent claims its own credentials with the site's default claim token, as a box in the field would.
+  writeFileSync(paths.claimToken, cp.claimToken, { mode: 0o600 });
+  // An agent folder removed beside a kept control plane: the box claims again instead of being refused.
+  if (!existsSync(join(paths.agentData, 'secrets', 'mqtt-credentials')) && cp.services.devices.get(DEVICE_ID)) {
+    await cp.services.identity.forgetCredentials(DEVICE_ID);
+  }
   writeFileSync(
     paths.agentConfig,
     stringify({
       deviceId: DEVICE_ID,
       dataDir: paths.agentData,
-      broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, passwordFile: paths.deviceToken },
+      broker: { url: `mqtt://127.0.0.1:${cp.mqttPort}`, claimTokenFile: paths.claimToken },
       trust: { rootFile: paths.trustedRoot },
       telemetry: { windowSeconds: 5 },
       // The demo's model is shown running soon; a box in the field keeps the 60 s default.
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
 
   const startedAt = Date.now();
   const poll = setInterval(() => {
-    fetch(`${api}/devices/${DEVICE_ID}/predictions?since=${startedAt}`)
+    fetch(`${api}/devices/${DEVICE_ID}/predictions?since=${startedAt}`, { headers: { authorization } })
       .then((r) => r.json() as Promise<{ framesInferred: number; classCounts: Record<string, number> }>)
       .then((p) => {
         if (p.framesInferred > 0) log.info({ classCounts: p.classCounts, framesInferred: p.framesInferred }, `predictions since start (GET ${api}/devices/${DEVICE_ID}/predictions)`);
@@ -85,7 +92,9 @@ async function main(): Promise<void> {
       .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'predictions poll failed'));
   }, 10_000);
 
-  log.info({ api, mqttPort: cp.mqttPort, dataDir: paths.base }, 'Perch is running: Ctrl-C stops it');
+  log.info({ api, docs: `http://127.0.0.1:${cp.httpPort}/api/docs`, mqttPort: cp.mqttPort, dataDir: paths.base }, 'Perch is running: Ctrl-C stops it');
+  // The path, never the token: logs are no place for secrets.
+  log.info({ adminTokenFile: cp.adminTokenFile }, `API calls need the admin token: curl -H "Authorization: Bearer $(cat ${cp.adminTokenFile})" ${api}/devices`);
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -101,7 +101,10 @@ export const MIGRATIONS: readonly Migration[] = [
         device_id      TEXT PRIMARY KEY REFERENCES devices (id),
         secret_sha256  TEXT NOT NULL,
         issued_at      INTEGER NOT NULL,
-        claim_token_id TEXT
+        claim_token_id TEXT,
+        -- first connect with these credentials: claimed ones never used may be claimed again,
+        -- so a box that lost the answer to its claim (power cut) is not locked out
+        used_at        INTEGER
       ) WITHOUT ROWID;
       ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
       ALTER TABLE devices ADD COLUMN revoked_reason TEXT;
@@ -132,6 +135,110 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (device_id, group_name)
       ) WITHOUT ROWID;
       CREATE INDEX device_groups_group ON device_groups (group_name, device_id);
+    `,
+  },
+  {
+    version: 4,
+    name: 'operator access: API tokens with roles, audit log',
+    sql: `
+      -- Token secrets are 256-bit random values, so their SHA-256 is all that is kept.
+      CREATE TABLE api_tokens (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        role          TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        created_at    INTEGER NOT NULL,
+        created_by    TEXT NOT NULL,
+        last_used_at  INTEGER,
+        revoked_at    INTEGER
+      );
+      CREATE INDEX api_tokens_created ON api_tokens (created_at, id);
+
+      -- Append only; request bodies are kept as a redacted summary, never raw.
+      CREATE TABLE audit_log (
+        id             INTEGER PRIMARY KEY,
+        at             INTEGER NOT NULL,
+        actor_kind     TEXT NOT NULL,
+        actor_id       TEXT,
+        actor_name     TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        target_json    TEXT NOT NULL,
+        status         INTEGER,
+        outcome        TEXT NOT NULL,
+        remote_address TEXT,
+        summary_json   TEXT
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX audit_log_actor_id ON audit_log (actor_id, id);
+      CREATE INDEX audit_log_actor_name ON audit_log (actor_name, id);
+    `,
+  },
+  {
+    version: 5,
+    name: 'telemetry at fleet scale: sequence gaps, minute and hour rollups, retention indexes',
+    sql: `
+      -- The highest seq stored per device; with the open gaps below it, this keeps ingest
+      -- idempotent even after retention has deleted the raw windows.
+      CREATE TABLE telemetry_sequences (
+        device_id   TEXT PRIMARY KEY,
+        highest_seq INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      -- Missing seq ranges [first_seq, last_seq]; a window that arrives late splits or removes its range.
+      CREATE TABLE telemetry_gaps (
+        device_id   TEXT NOT NULL,
+        first_seq   INTEGER NOT NULL,
+        last_seq    INTEGER NOT NULL,
+        detected_at INTEGER NOT NULL,
+        PRIMARY KEY (device_id, first_seq)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_gaps_detected ON telemetry_gaps (detected_at);
+
+      -- Windows are counted in the bucket their windowStart falls in. Class counts and latency
+      -- bins are JSON merged by the control plane's SQL functions (telemetry-rollups.ts).
+      CREATE TABLE telemetry_rollups_minute (
+        device_id         TEXT NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        windows           INTEGER NOT NULL,
+        frames_received   INTEGER NOT NULL,
+        frames_inferred   INTEGER NOT NULL,
+        frames_dropped    INTEGER NOT NULL,
+        inference_errors  INTEGER NOT NULL,
+        class_counts_json TEXT NOT NULL,
+        latency_json      TEXT NOT NULL,
+        PRIMARY KEY (device_id, bucket_start)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_rollups_minute_bucket ON telemetry_rollups_minute (bucket_start);
+
+      CREATE TABLE telemetry_rollups_hour (
+        device_id         TEXT NOT NULL,
+        bucket_start      INTEGER NOT NULL,
+        windows           INTEGER NOT NULL,
+        frames_received   INTEGER NOT NULL,
+        frames_inferred   INTEGER NOT NULL,
+        frames_dropped    INTEGER NOT NULL,
+        inference_errors  INTEGER NOT NULL,
+        class_counts_json TEXT NOT NULL,
+        latency_json      TEXT NOT NULL,
+        PRIMARY KEY (device_id, bucket_start)
+      ) WITHOUT ROWID;
+      CREATE INDEX telemetry_rollups_hour_bucket ON telemetry_rollups_hour (bucket_start);
+
+      -- Retention deletes oldest first in bounded batches: by the control plane's clock for
+      -- raw windows, by the device's for events.
+      CREATE INDEX telemetry_windows_received ON telemetry_windows (received_at);
+      CREATE INDEX detection_events_at ON detection_events (at);
+
+      -- Windows stored before this version: their sequences and gaps, so they are not reported missing.
+      INSERT INTO telemetry_sequences (device_id, highest_seq, updated_at)
+        SELECT device_id, MAX(seq), MAX(received_at) FROM telemetry_windows GROUP BY device_id;
+      INSERT INTO telemetry_gaps (device_id, first_seq, last_seq, detected_at)
+        SELECT device_id, prev + 1, seq - 1, received_at FROM (
+          SELECT device_id, seq, received_at, LAG(seq, 1, -1) OVER (PARTITION BY device_id ORDER BY seq) AS prev
+          FROM telemetry_windows
+        ) WHERE seq > prev + 1;
     `,
   },
 ];

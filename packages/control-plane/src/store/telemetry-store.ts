@@ -18,39 +18,37 @@ export interface ClassTotals {
 
 /** Telemetry windows, keyed by (device, seq) so a redelivered window is stored once. */
 export class TelemetryStore {
-  private readonly insertWindow;
-  private readonly insertCount;
+  private readonly insertWindowStmt;
+  private readonly insertCountStmt;
 
   constructor(private readonly db: Db) {
-    this.insertWindow = db.prepare(
+    this.insertWindowStmt = db.prepare(
       `INSERT OR IGNORE INTO telemetry_windows
          (device_id, seq, window_start, window_end, model_sha256, frames_inferred, payload_json, received_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.insertCount = db.prepare(
+    this.insertCountStmt = db.prepare(
       'INSERT OR IGNORE INTO telemetry_class_counts (device_id, seq, camera_id, label, count, window_end) VALUES (?, ?, ?, ?, ?, ?)',
     );
   }
 
-  /** Writes a batch in one transaction; returns how many were new (the rest were duplicates). */
-  insertBatch(batch: readonly { window: TelemetryWindow; receivedAt: number }[]): number {
-    return this.db.transaction(() => {
-      let inserted = 0;
-      for (const { window: w, receivedAt } of batch) {
-        const framesInferred = w.cameras.reduce((n, c) => n + c.framesInferred, 0);
-        const res = this.insertWindow.run(
-          w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, JSON.stringify(w), receivedAt,
-        );
-        if (res.changes === 0) continue;
-        inserted++;
-        for (const cam of w.cameras) {
-          for (const [label, count] of Object.entries(cam.classCounts)) {
-            this.insertCount.run(w.deviceId, w.seq, cam.cameraId, label, count, w.windowEnd);
-          }
-        }
+  /**
+   * Stores one window and its class counts; false when (device, seq) is
+   * already stored. Runs inside the caller's batch transaction.
+   */
+  insertWindow(w: TelemetryWindow, receivedAt: number): boolean {
+    let framesInferred = 0;
+    for (const c of w.cameras) framesInferred += c.framesInferred;
+    const res = this.insertWindowStmt.run(
+      w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, JSON.stringify(w), receivedAt,
+    );
+    if (res.changes === 0) return false;
+    for (const cam of w.cameras) {
+      for (const [label, count] of Object.entries(cam.classCounts)) {
+        this.insertCountStmt.run(w.deviceId, w.seq, cam.cameraId, label, count, w.windowEnd);
       }
-      return inserted;
-    })();
+    }
+    return true;
   }
 
   recent(deviceId: string, limit: number): StoredWindow[] {

@@ -11,11 +11,13 @@ import { waitFor } from '../../../agent/src/test-support/harness.js';
 import { EmbeddedBroker } from '../broker/embedded-broker.js';
 import { ControlPlaneBus } from '../bus/control-plane-bus.js';
 import { DeviceMessageDispatcher } from '../bus/device-message-dispatcher.js';
+import { DeviceIdentityService } from '../identity/device-identity-service.js';
+import { openDatabase, type Db } from '../store/database.js';
+import { DeviceStore } from '../store/device-store.js';
 import { MetadataServer } from './metadata-server.js';
 import { TufRepository, tufRepositoryPaths } from './tuf-repository.js';
 
 const DEVICE = 'dev-1';
-const TOKEN = 'fleet-token-for-tests';
 
 const logLines: Record<string, unknown>[] = [];
 const log = pino(
@@ -29,6 +31,7 @@ const log = pino(
 );
 
 let dataDir: string;
+let db: Db;
 let repoDir: string;
 let broker: EmbeddedBroker;
 let bus: ControlPlaneBus;
@@ -51,8 +54,11 @@ beforeAll(async () => {
     },
   };
 
+  db = openDatabase(join(dataDir, 'perch.db'));
+  const identity = new DeviceIdentityService(db, new DeviceStore(db), log);
+  const devicePassword = identity.provision(DEVICE).password;
   const password = randomBytes(12).toString('hex');
-  broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: password, deviceToken: TOKEN }, log);
+  broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: password, devices: identity }, log);
   await broker.start();
   const url = `mqtt://127.0.0.1:${broker.port}`;
   bus = new ControlPlaneBus({ url, username: 'cp', password, clientId: 'cp-metadata-test' }, log);
@@ -61,7 +67,7 @@ beforeAll(async () => {
   bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
   await bus.start([allDevicesFilter('metadata/request')]);
 
-  device = await mqtt.connectAsync(url, { clientId: DEVICE, username: DEVICE, password: TOKEN, reconnectPeriod: 0 });
+  device = await mqtt.connectAsync(url, { clientId: DEVICE, username: DEVICE, password: devicePassword, reconnectPeriod: 0 });
   device.on('message', (_topic, payload) => responses.push(metadataResponseSchema.parse(JSON.parse(payload.toString('utf8')))));
   await device.subscribeAsync(deviceTopic(DEVICE, 'metadata/response'), { qos: 1 });
   // Until the control plane's own subscription is in, a request may go unheard: ask until one is answered.
@@ -76,6 +82,7 @@ afterAll(async () => {
   await device.endAsync();
   await bus.stop();
   await broker.stop();
+  db.close();
   await rm(dataDir, { recursive: true, force: true });
 });
 

@@ -13,7 +13,10 @@ import { TrustedMetadata, TrustError, type TufLimits } from '../../../agent/src/
 import { EmbeddedBroker } from '../broker/embedded-broker.js';
 import { ControlPlaneBus } from '../bus/control-plane-bus.js';
 import { DeviceMessageDispatcher } from '../bus/device-message-dispatcher.js';
+import { DeviceIdentityService } from '../identity/device-identity-service.js';
 import { createLogger } from '../logger.js';
+import { openDatabase } from '../store/database.js';
+import { DeviceStore } from '../store/device-store.js';
 import { MetadataServer } from './metadata-server.js';
 import { readKeyDir } from './tuf-keys.js';
 import { TufRepository, tufRepositoryPaths, type OnlineRole } from './tuf-repository.js';
@@ -26,7 +29,6 @@ import { TufRepository, tufRepositoryPaths, type OnlineRole } from './tuf-reposi
  */
 
 const DEVICE = 'gate-7';
-const TOKEN = 'fleet-token-for-tests';
 const DAY = 86_400_000;
 const silent = createLogger('silent');
 
@@ -62,8 +64,8 @@ afterEach(async () => {
 });
 
 /** Waits until the control plane answers metadata requests, so a device's first request cannot beat its subscription. */
-async function controlPlaneReady(url: string): Promise<void> {
-  const probe = await mqtt.connectAsync(url, { clientId: 'probe-1', username: 'probe-1', password: TOKEN, reconnectPeriod: 0 });
+async function controlPlaneReady(url: string, password: string): Promise<void> {
+  const probe = await mqtt.connectAsync(url, { clientId: 'probe-1', username: 'probe-1', password, reconnectPeriod: 0 });
   try {
     await probe.subscribeAsync(deviceTopic('probe-1', 'metadata/response'), { qos: 1 });
     let answered = false;
@@ -86,8 +88,15 @@ async function startRig(opts: { now?: () => Date } = {}): Promise<Rig> {
   const repo = new TufRepository({ ...paths, log: silent, ...(opts.now ? { now: opts.now } : {}) });
   await repo.open();
 
+  const db = openDatabase(join(dataDir, 'perch.db'));
+  cleanup.push(async () => {
+    db.close();
+  });
+  const identity = new DeviceIdentityService(db, new DeviceStore(db), silent);
+  const devicePassword = identity.provision(DEVICE).password;
+  const probePassword = identity.provision('probe-1').password;
   const cpPassword = randomBytes(12).toString('hex');
-  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: cpPassword, deviceToken: TOKEN }, silent);
+  const broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: cpPassword, devices: identity }, silent);
   await broker.start();
   cleanup.push(() => broker.stop());
   const url = `mqtt://127.0.0.1:${broker.port}`;
@@ -107,11 +116,11 @@ async function startRig(opts: { now?: () => Date } = {}): Promise<Rig> {
   bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
   await bus.start([allDevicesFilter('metadata/request')]);
   cleanup.push(() => bus.stop());
-  await controlPlaneReady(url);
+  await controlPlaneReady(url, probePassword);
 
   const deviceLog = new CapturedLog('debug');
   const conn = new MqttConnection(
-    { deviceId: DEVICE, url, username: DEVICE, password: TOKEN, connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 50, maxMs: 500 } },
+    { deviceId: DEVICE, url, username: DEVICE, password: devicePassword, connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 50, maxMs: 500 } },
     deviceLog.logger,
   );
   const fetcher = new MqttMetadataFetcher(conn, { timeoutMs: 10_000 }, deviceLog.logger);

@@ -1,24 +1,119 @@
-import { deviceIdSchema, modelNameSchema, modelVersionSchema } from '@perch/shared';
-import { Hono } from 'hono';
-import { z } from 'zod';
-import { NotFoundError, parseOr400, ValidationError } from '../api-error.js';
+import { createRoute, z } from '@hono/zod-openapi';
+import { deviceIdSchema, modelNameSchema, modelVersionSchema, reportedStateSchema, telemetryWindowSchema } from '@perch/shared';
+import { NotFoundError } from '../api-error.js';
 import type { ApiDeps } from '../api-deps.js';
+import { apiRouter } from '../openapi/api-router.js';
+import { errorResponses } from '../openapi/error-responses.js';
+import { cursorQuery, decodeCursor, limitQuery, nextCursorSchema, pageOf } from '../pagination.js';
 import type { DeviceRecord } from '../../store/device-store.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const json = <S extends z.ZodType>(schema: S, description: string) => ({ description, content: { 'application/json': { schema } } });
 
-const desiredModelBody = z.object({
-  model: z.object({ name: modelNameSchema, version: modelVersionSchema }).nullable(),
-  /** the operator means to go back to an older model: signed into the desired state, else devices refuse the downgrade */
-  rollback: z.boolean().optional(),
+const DEVICE_STATUSES = ['unknown', 'online', 'offline'] as const;
+const modelRef = z.object({ name: modelNameSchema, version: modelVersionSchema });
+
+const deviceViewSchema = z
+  .object({
+    id: deviceIdSchema,
+    status: z.enum(DEVICE_STATUSES),
+    statusReason: z.string().nullable(),
+    agentVersion: z.string().nullable(),
+    firstSeen: z.string().nullable().openapi({ format: 'date-time' }),
+    lastSeen: z.string().nullable().openapi({ format: 'date-time' }),
+    desired: z.object({ generation: z.number().int(), model: modelRef.nullable(), updatedAt: z.string().nullable().openapi({ format: 'date-time' }) }).nullable(),
+    reported: reportedStateSchema.nullable(),
+  })
+  .openapi('Device');
+
+const desiredModelBody = z
+  .object({
+    model: modelRef.nullable().openapi({ description: 'the model the device should run; null for none' }),
+    /** the operator means to go back to an older model: signed into the desired state, else devices refuse the downgrade */
+    rollback: z.boolean().optional().openapi({ description: 'going back to an older model on purpose: signed into the state, else devices refuse the downgrade' }),
+  })
+  .openapi('DesiredModel');
+
+const idParams = z.object({ id: deviceIdSchema });
+
+// Filters are plain strings bound as SQL parameters: anything a client sends matches exactly or not at all.
+const filterText = z.string().min(1).max(128);
+
+const listDevices = createRoute({
+  method: 'get',
+  path: '/',
+  tags: ['devices'],
+  summary: 'Devices, by id, filtered',
+  request: {
+    query: z.object({
+      status: z.enum(DEVICE_STATUSES).optional().openapi({ description: 'only devices with this status' }),
+      tag: filterText.optional().openapi({ description: 'only devices with this tag' }),
+      group: filterText.optional().openapi({ description: 'only devices in this group' }),
+      q: filterText.optional().openapi({ description: 'only devices whose id starts with this (a plain prefix: `%` and `_` match themselves)' }),
+      limit: limitQuery(100),
+      cursor: cursorQuery,
+    }),
+  },
+  responses: { 200: json(z.object({ devices: z.array(deviceViewSchema), nextCursor: nextCursorSchema }), 'a page of devices'), ...errorResponses(400) },
 });
 
-const limitQuery = z.coerce.number().int().min(1).max(1000).default(20);
-const sinceQuery = z.coerce.number().int().nonnegative().optional();
+const showDevice = createRoute({
+  method: 'get',
+  path: '/{id}',
+  tags: ['devices'],
+  summary: 'One device: status, last seen, desired and reported state',
+  request: { params: idParams },
+  responses: { 200: json(deviceViewSchema, 'the device'), ...errorResponses(400, 404) },
+});
+
+const setDesiredModel = createRoute({
+  method: 'put',
+  path: '/{id}/desired-model',
+  tags: ['devices'],
+  summary: "Set a device's desired model",
+  description: 'Makes the next generation of the device\'s signed desired state and publishes it. A device not seen yet gets it when it first connects.',
+  request: { params: idParams, body: { required: true, content: { 'application/json': { schema: desiredModelBody } } } },
+  responses: {
+    200: json(z.object({ deviceId: deviceIdSchema, generation: z.number().int(), model: modelRef.nullable(), rollback: z.boolean() }), 'the new generation'),
+    ...errorResponses(400, 404, 415),
+  },
+});
+
+const telemetry = createRoute({
+  method: 'get',
+  path: '/{id}/telemetry',
+  tags: ['devices'],
+  summary: "A device's most recent telemetry windows, newest first",
+  request: { params: idParams, query: z.object({ limit: limitQuery(20) }) },
+  responses: {
+    200: json(z.object({ windows: z.array(telemetryWindowSchema.and(z.object({ receivedAt: z.string().nullable() }))) }), 'the windows'),
+    ...errorResponses(400, 404),
+  },
+});
+
+const predictions = createRoute({
+  method: 'get',
+  path: '/{id}/predictions',
+  tags: ['devices'],
+  summary: 'Class totals over recent windows',
+  request: {
+    params: idParams,
+    query: z.object({ since: z.coerce.number().int().nonnegative().optional().openapi({ description: 'ms since the epoch; default: 5 minutes ago' }) }),
+  },
+  responses: {
+    200: json(
+      z.object({ deviceId: z.string(), since: z.number().int(), windows: z.number().int(), framesInferred: z.number().int(), classCounts: z.record(z.string(), z.number().int()) }),
+      'totals per label',
+    ),
+    ...errorResponses(400, 404),
+  },
+});
+
+const deviceKey = z.string();
 
 /** Devices: status, last seen, actual and desired state, telemetry. */
 export function deviceRoutes(deps: ApiDeps) {
-  const app = new Hono();
+  const app = apiRouter();
 
   const view = (d: DeviceRecord) => {
     const desired = deps.desired.get(d.id);
@@ -38,40 +133,40 @@ export function deviceRoutes(deps: ApiDeps) {
   };
 
   const device = (id: string): DeviceRecord => {
-    const d = deps.devices.get(parseOr400(deviceIdSchema, id, 'id'));
+    const d = deps.devices.get(id);
     if (!d) throw new NotFoundError(`no device ${id}`);
     return d;
   };
 
-  app.get('/', (c) => c.json({ devices: deps.devices.list().map(view) }));
-
-  app.get('/:id', (c) => c.json(view(device(c.req.param('id')))));
-
-  // Setting the model of a device not seen yet is allowed: it gets it when it first connects.
-  app.put('/:id/desired-model', async (c) => {
-    const id = parseOr400(deviceIdSchema, c.req.param('id'), 'id');
-    let raw: unknown;
-    try {
-      raw = await c.req.json();
-    } catch {
-      throw new ValidationError('body: malformed JSON');
-    }
-    const body = parseOr400(desiredModelBody, raw);
-    const rec = await deps.desired.setActiveModel(id, body.model, new Date(), { rollback: body.rollback === true });
-    return c.json({ deviceId: id, generation: rec.generation, model: body.model, rollback: body.rollback === true });
+  app.openapi(listDevices, (c) => {
+    const { status, tag, group, q, limit, cursor } = c.req.valid('query');
+    const after = decodeCursor(cursor, deviceKey);
+    const ids = deps.deviceListing.page({ status, tag, group, idPrefix: q }, after, limit + 1);
+    const records = ids.map((id) => deps.devices.get(id)).filter((d): d is DeviceRecord => d !== null);
+    const page = pageOf(records, limit, (d) => d.id);
+    return c.json({ devices: page.items.map(view), nextCursor: page.nextCursor }, 200);
   });
 
-  app.get('/:id/telemetry', (c) => {
-    const d = device(c.req.param('id'));
-    const limit = parseOr400(limitQuery, c.req.query('limit'), 'limit');
-    return c.json({ windows: deps.telemetry.recent(d.id, limit).map((w) => ({ ...w.window, receivedAt: iso(w.receivedAt) })) });
+  app.openapi(showDevice, (c) => c.json(view(device(c.req.valid('param').id)), 200));
+
+  app.openapi(setDesiredModel, async (c) => {
+    const { id } = c.req.valid('param');
+    const body = c.req.valid('json');
+    const rec = await deps.desired.setActiveModel(id, body.model, new Date(), { rollback: body.rollback === true });
+    return c.json({ deviceId: id, generation: rec.generation, model: body.model, rollback: body.rollback === true }, 200);
+  });
+
+  app.openapi(telemetry, (c) => {
+    const d = device(c.req.valid('param').id);
+    const { limit } = c.req.valid('query');
+    return c.json({ windows: deps.telemetry.recent(d.id, limit).map((w) => ({ ...w.window, receivedAt: iso(w.receivedAt) })) }, 200);
   });
 
   // Class totals over recent windows: the quickest way to see what a device is predicting.
-  app.get('/:id/predictions', (c) => {
-    const d = device(c.req.param('id'));
-    const since = parseOr400(sinceQuery, c.req.query('since'), 'since') ?? Date.now() - 5 * 60_000;
-    return c.json(deps.telemetry.classTotals(d.id, since));
+  app.openapi(predictions, (c) => {
+    const d = device(c.req.valid('param').id);
+    const since = c.req.valid('query').since ?? Date.now() - 5 * 60_000;
+    return c.json(deps.telemetry.classTotals(d.id, since), 200);
   });
 
   return app;

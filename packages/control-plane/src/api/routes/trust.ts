@@ -1,11 +1,56 @@
-import { Hono } from 'hono';
-import { z } from 'zod';
+import { createRoute, z } from '@hono/zod-openapi';
 import { ONLINE_ROLES, TufRepositoryError, type TufRepository } from '../../trust/tuf-repository.js';
-import { ApiError, parseOr400 } from '../api-error.js';
+import { ApiError } from '../api-error.js';
 import type { ApiDeps } from '../api-deps.js';
+import { apiRouter } from '../openapi/api-router.js';
+import { errorResponses } from '../openapi/error-responses.js';
 
-const onlineRoleSchema = z.enum(ONLINE_ROLES);
 const keyIdSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a key id: 32-byte lowercase hex');
+
+const rootSummarySchema = z
+  .object({
+    version: z.number().int(),
+    expires: z.string(),
+    roles: z.record(z.string(), z.object({ keyids: z.array(z.string()), threshold: z.number().int() })),
+  })
+  .openapi('RootSummary');
+
+const rootChange = (description: string) => ({ description, content: { 'application/json': { schema: z.object({ root: rootSummarySchema }) } } });
+
+const root = createRoute({
+  method: 'get',
+  path: '/root',
+  tags: ['trust'],
+  summary: 'The current TUF root.json',
+  description: "The file devices are provisioned with (the agent's `trust.rootFile`). Public, as TUF roots are: it holds public keys only.",
+  responses: {
+    200: {
+      description: 'root.json as signed',
+      content: { 'application/json': { schema: z.object({ signed: z.record(z.string(), z.unknown()), signatures: z.array(z.object({ keyid: z.string(), sig: z.string() })) }) } },
+    },
+    ...errorResponses(503),
+  },
+});
+
+const rotateKey = createRoute({
+  method: 'post',
+  path: '/roles/{role}/rotate-key',
+  tags: ['trust'],
+  summary: "A fresh key for one online role, in a new root",
+  description: 'Signed with the root keys at hand; with the root keys kept offline this is a 409 and the CLI (`perch-control-plane root rotate`) is the way.',
+  request: { params: z.object({ role: z.enum(ONLINE_ROLES).openapi({ param: { name: 'role', in: 'path' } }) }) },
+  responses: { 200: rootChange('the new root'), ...errorResponses(400, 409, 422, 503) },
+});
+
+const revokeKey = createRoute({
+  method: 'post',
+  path: '/keys/{keyid}/revoke',
+  tags: ['trust'],
+  summary: 'A new root without this key',
+  description: 'An online role the key belonged to gets a fresh one.',
+  request: { params: z.object({ keyid: keyIdSchema.openapi({ param: { name: 'keyid', in: 'path' } }) }) },
+  responses: { 200: rootChange('the new root'), ...errorResponses(400, 404, 409, 422, 503) },
+});
 
 /** Repository refusals as API errors; a root change without its root keys at hand is a conflict the operator resolves with the key files. */
 function toApiError(err: unknown): unknown {
@@ -30,7 +75,7 @@ function toApiError(err: unknown): unknown {
  * plane can sign itself.
  */
 export function trustRoutes(deps: ApiDeps) {
-  const app = new Hono();
+  const app = apiRouter();
 
   const tuf = async <T>(use: (repo: TufRepository) => Promise<T>): Promise<T> => {
     if (!deps.tuf) throw new ApiError(503, 'trust_unavailable', 'this control plane runs no TUF repository');
@@ -41,19 +86,17 @@ export function trustRoutes(deps: ApiDeps) {
     }
   };
 
-  /** The current root.json: the file devices are provisioned with. */
-  app.get('/root', async (c) => c.json(await tuf((repo) => repo.currentRoot())));
+  app.openapi(root, async (c) => c.json((await tuf((repo) => repo.currentRoot())) as { signed: Record<string, unknown>; signatures: { keyid: string; sig: string }[] }, 200));
 
-  /** A fresh key for one online role, in a new root signed with the root keys at hand. */
-  app.post('/roles/:role/rotate-key', async (c) => {
-    const role = parseOr400(onlineRoleSchema, c.req.param('role'), 'role');
-    return c.json({ root: await tuf((repo) => repo.rotateOnlineKey(role)) });
+  app.openapi(rotateKey, async (c) => {
+    const { role } = c.req.valid('param');
+    return c.json({ root: await tuf((repo) => repo.rotateOnlineKey(role)) }, 200);
   });
 
-  /** A new root without the key; an online role it belonged to gets a fresh one. */
-  app.post('/keys/:keyid/revoke', async (c) => {
-    const keyid = parseOr400(keyIdSchema, c.req.param('keyid'), 'keyid');
-    return c.json({ root: await tuf((repo) => repo.revokeKey(keyid)) });
+  app.openapi(revokeKey, async (c) => {
+    const { keyid } = c.req.valid('param');
+    return c.json({ root: await tuf((repo) => repo.revokeKey(keyid)) }, 200);
   });
+
   return app;
 }

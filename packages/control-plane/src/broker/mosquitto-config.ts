@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { CHUNK_FRAME_HEADROOM, formatZodError, MAX_CHUNK_BYTES, MAX_METADATA_BYTES } from '@perch/shared';
+import { z } from 'zod';
+import { CONTROL_PLANE_USERNAME } from './mosquitto-acls.js';
+import { initialDynsecFile } from './mosquitto-dynsec-file.js';
+
+/**
+ * The `mosquitto.conf` of a Mosquitto 2 broker that Perch runs against
+ * instead of its embedded aedes, and the files beside it.
+ */
+
+/** Room for the MQTT fixed header, topic, packet id and properties, and a response's JSON fields besides its body. */
+const PACKET_OVERHEAD_BYTES = 8 * 1024;
+
+/**
+ * The largest packet Perch sends. An artifact chunk frame is at most 1 MiB of
+ * data behind its header, but a TUF metadata response is larger: its body, up
+ * to MAX_METADATA_BYTES, travels as a JSON string, and escaping a JSON text
+ * at most doubles it (only `"`, `\` and the whitespace controls need escaping,
+ * each to two bytes). A broker that refused it would disconnect the control
+ * plane, not just drop the message, so the limit covers the worst case.
+ */
+export const PERCH_MAX_PACKET_BYTES = Math.max(CHUNK_FRAME_HEADROOM + MAX_CHUNK_BYTES, 2 * MAX_METADATA_BYTES) + PACKET_OVERHEAD_BYTES;
+
+/** Where Debian and Ubuntu install the plugin. */
+export const DEFAULT_DYNSEC_PLUGIN = '/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so';
+
+export const DYNSEC_FILE_NAME = 'dynamic-security.json';
+export const CONTROL_PLANE_PASSWORD_FILE_NAME = 'control-plane.password';
+
+/** No line breaks: every value lands on one line of the config. */
+const confValue = z.string().min(1).regex(/^[^\r\n]+$/, 'must be one line');
+
+export const mosquittoConfigOptionsSchema = z
+  .object({
+    host: confValue,
+    port: z.number().int().min(1).max(65535),
+    /** the folder holding the dynamic security file and persistence, as the broker sees it (absolute) */
+    brokerDir: confValue.refine((p) => p.startsWith('/'), 'must be an absolute path'),
+    dynsecPlugin: confValue,
+    maxPacketBytes: z.number().int().min(PERCH_MAX_PACKET_BYTES, `must be at least Perch's largest packet, ${PERCH_MAX_PACKET_BYTES} bytes`),
+    /**
+     * Per client. The control plane's one session carries the whole fleet's
+     * telemetry, which devices forget once the broker has acknowledged it: a
+     * message dropped from a full queue is lost. Mosquitto's default of 1000
+     * is a few seconds of a large fleet while the control plane is away.
+     */
+    maxQueuedMessages: z.number().int().min(0),
+    /** retained desired states and queued messages survive a broker restart */
+    persistence: z.boolean(),
+    autosaveIntervalSeconds: z.number().int().positive(),
+    /** how long a session whose client went away keeps its queue, e.g. a retired control plane's (Mosquitto's `<n><h|d|w|m|y>`) */
+    persistentClientExpiration: z.string().regex(/^[1-9][0-9]*[hdwmy]$/, 'a duration like 7d'),
+    tls: z
+      .object({
+        certFile: confValue,
+        keyFile: confValue,
+        caFile: confValue.optional(),
+        /** devices still authenticate with their password; this adds a client certificate signed by caFile */
+        requireClientCertificate: z.boolean().default(false),
+      })
+      .strict()
+      .refine((t) => !t.requireClientCertificate || t.caFile !== undefined, 'requireClientCertificate needs caFile')
+      .nullable(),
+    /** the OS user the broker drops to when started as root (Mosquitto's default is `mosquitto`) */
+    user: confValue.nullable(),
+    logDest: z.enum(['stderr', 'stdout', 'syslog']),
+  })
+  .strict();
+
+export type MosquittoConfigOptions = z.infer<typeof mosquittoConfigOptionsSchema>;
+export type MosquittoConfigInput = Partial<z.input<typeof mosquittoConfigOptionsSchema>> & { brokerDir: string };
+
+export const mosquittoConfigDefaults: Omit<MosquittoConfigOptions, 'brokerDir'> = {
+  host: '0.0.0.0',
+  port: 1883,
+  dynsecPlugin: DEFAULT_DYNSEC_PLUGIN,
+  maxPacketBytes: PERCH_MAX_PACKET_BYTES,
+  maxQueuedMessages: 100_000,
+  persistence: true,
+  autosaveIntervalSeconds: 60,
+  persistentClientExpiration: '7d',
+  tls: null,
+  user: null,
+  logDest: 'stderr',
+};
+
+export class MosquittoConfigError extends Error {
+  constructor(details: string) {
+    super(`invalid mosquitto config options: ${details}`);
+    this.name = 'MosquittoConfigError';
+  }
+}
+
+export function resolveMosquittoConfigOptions(input: MosquittoConfigInput): MosquittoConfigOptions {
+  const r = mosquittoConfigOptionsSchema.safeParse({ ...mosquittoConfigDefaults, ...input });
+  if (!r.success) throw new MosquittoConfigError(formatZodError(r.error));
+  return r.data;
+}
+
+export function renderMosquittoConf(input: MosquittoConfigInput): string {
+  const o = resolveMosquittoConfigOptions(input);
+  const lines = [
+    '# Generated by perch-control-plane mosquitto-config. Devices and claim tokens',
+    `# live in ${DYNSEC_FILE_NAME}, which the broker rewrites as the control plane`,
+    '# changes them over $CONTROL/dynamic-security/v1.',
+    '',
+    '# One set of auth and ACL rules for every listener.',
+    'per_listener_settings false',
+    'allow_anonymous false',
+    ...(o.user === null ? [] : [`user ${o.user}`]),
+    '',
+    '# Small packets (chunk requests, PUBACKs) must not wait for delayed ACKs.',
+    'set_tcp_nodelay true',
+    `max_packet_size ${o.maxPacketBytes}`,
+    `max_queued_messages ${o.maxQueuedMessages}`,
+    `persistent_client_expiration ${o.persistentClientExpiration}`,
+    '',
+    `persistence ${o.persistence}`,
+    ...(o.persistence ? [`persistence_location ${join(o.brokerDir, 'data')}/`, `autosave_interval ${o.autosaveIntervalSeconds}`] : []),
+    '',
+    `log_dest ${o.logDest}`,
+    'log_type error',
+    'log_type warning',
+    'log_type notice',
+    'log_type information',
+    '',
+    `listener ${o.port} ${o.host}`,
+    ...(o.tls === null
+      ? []
+      : [
+          `certfile ${o.tls.certFile}`,
+          `keyfile ${o.tls.keyFile}`,
+          ...(o.tls.caFile === undefined ? [] : [`cafile ${o.tls.caFile}`]),
+          `require_certificate ${o.tls.requireClientCertificate}`,
+          'tls_version tlsv1.2',
+        ]),
+    '',
+    `plugin ${o.dynsecPlugin}`,
+    `plugin_opt_config_file ${join(o.brokerDir, DYNSEC_FILE_NAME)}`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export interface WriteMosquittoConfigOptions extends Partial<Omit<MosquittoConfigInput, 'brokerDir'>> {
+  /** where the files are written */
+  outDir: string;
+  /** the folder as the broker will see it, when that is not outDir (e.g. generated here, run in a container); default outDir */
+  brokerDir?: string;
+  /** default: 256 random bits, or the one written before */
+  controlPlanePassword?: string;
+}
+
+export interface WrittenMosquittoConfig {
+  confFile: string;
+  dynsecFile: string;
+  /** the control plane's broker password, for its config */
+  passwordFile: string;
+  username: string;
+  password: string;
+  /** false when a dynamic security file was there already and was kept, with every device in it */
+  createdDynsecFile: boolean;
+}
+
+/**
+ * Writes `mosquitto.conf`, the dynamic security file and the control plane's
+ * password into `outDir`. Run again, it rewrites the config but keeps an
+ * existing dynamic security file: that holds the fleet's credentials, which
+ * the broker has been keeping since.
+ */
+export async function writeMosquittoConfig(opts: WriteMosquittoConfigOptions): Promise<WrittenMosquittoConfig> {
+  const { outDir: out, controlPlanePassword, brokerDir, ...confInput } = opts;
+  const outDir = resolve(out);
+  const conf = renderMosquittoConf({ ...confInput, brokerDir: brokerDir ?? outDir });
+  await mkdir(join(outDir, 'data'), { recursive: true, mode: 0o700 });
+  const confFile = join(outDir, 'mosquitto.conf');
+  const dynsecFile = join(outDir, DYNSEC_FILE_NAME);
+  const passwordFile = join(outDir, CONTROL_PLANE_PASSWORD_FILE_NAME);
+
+  const createdDynsecFile = !existsSync(dynsecFile);
+  let password: string;
+  if (createdDynsecFile) {
+    password = controlPlanePassword ?? randomBytes(32).toString('base64url');
+    // The password file first: a dynamic security file without it would lock the control plane out.
+    await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+    await writeFile(dynsecFile, `${JSON.stringify(initialDynsecFile({ controlPlanePassword: password }), null, 2)}\n`, { mode: 0o600 });
+  } else {
+    if (!existsSync(passwordFile)) throw new MosquittoConfigError(`${dynsecFile} exists but ${passwordFile} does not: move the old dynamic security file away to start afresh`);
+    password = (await readFile(passwordFile, 'utf8')).trim();
+    if (controlPlanePassword !== undefined && controlPlanePassword !== password) {
+      throw new MosquittoConfigError(`${dynsecFile} exists with another control plane password; change it over the dynamic security API instead`);
+    }
+  }
+  await writeFile(confFile, conf, { mode: 0o644 });
+  // writeFile's mode applies only to a file it creates.
+  await chmod(dynsecFile, 0o600);
+  return { confFile, dynsecFile, passwordFile, username: CONTROL_PLANE_USERNAME, password, createdDynsecFile };
+}

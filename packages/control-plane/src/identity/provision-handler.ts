@@ -1,0 +1,32 @@
+import { deviceTopic, encodeJson, provisionRequestSchema, provisionResponseSchema, provisionSealingContext, sealSecret, type ProvisionResponse } from '@perch/shared';
+import type { ControlPlaneBus } from '../bus/control-plane-bus.js';
+import { defineHandler } from '../bus/device-message-dispatcher.js';
+import type { DeviceIdentityService } from './device-identity-service.js';
+
+/**
+ * A claimant's `provision/request`, answered on its `provision/response` at
+ * QoS 1: its credentials, the password sealed to the request's public key,
+ * or why not. A request that fails the schema is dropped by the dispatcher
+ * and gets no answer; the box asks again.
+ */
+export function provisionHandler(identity: Pick<DeviceIdentityService, 'claim'>, bus: Pick<ControlPlaneBus, 'publish'>) {
+  return defineHandler({
+    kind: 'provision/request',
+    schema: provisionRequestSchema,
+    handle: async (deviceId, req) => {
+      const result = identity.claim(deviceId, req.claimToken, req.agentVersion);
+      const answer: ProvisionResponse =
+        result.status === 'issued'
+          ? {
+              requestId: req.requestId,
+              deviceId,
+              status: 'issued',
+              username: result.username,
+              password: sealSecret(result.password, req.publicKey, provisionSealingContext(deviceId, req.requestId)),
+              issuedAt: result.issuedAt,
+            }
+          : { requestId: req.requestId, deviceId, ...result };
+      await bus.publish(deviceTopic(deviceId, 'provision/response'), encodeJson(provisionResponseSchema.parse(answer)), { qos: 1 });
+    },
+  });
+}

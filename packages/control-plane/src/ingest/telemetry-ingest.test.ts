@@ -1,0 +1,62 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../logger.js';
+import { DevicePresenceStore } from '../store/device-presence-store.js';
+import { TelemetryRollups } from '../store/telemetry-rollups.js';
+import { TelemetryStore } from '../store/telemetry-store.js';
+import { GapDetector } from '../telemetry/gap-detector.js';
+import { tempDatabase, telemetryWindow } from '../test-support/telemetry-windows.js';
+import { TelemetryBatchWriter } from './telemetry-batch-writer.js';
+import { TelemetryIngest } from './telemetry-ingest.js';
+
+let t: ReturnType<typeof tempDatabase>;
+let ingest: TelemetryIngest;
+const stored = () => t.db.prepare('SELECT COUNT(*) FROM telemetry_windows').pluck().get() as number;
+
+function ingestWith(opts: { maxBatch: number; maxPending: number }): TelemetryIngest {
+  const writer = new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), new TelemetryRollups(t.db), new DevicePresenceStore(t.db));
+  // flushMs far away: only maxBatch and explicit flushes write.
+  return new TelemetryIngest(writer, createLogger('silent'), { ...opts, flushMs: 3_600_000 });
+}
+
+beforeEach(() => {
+  t = tempDatabase();
+});
+
+afterEach(() => {
+  ingest.stop();
+  t.close();
+});
+
+describe('telemetry ingest', () => {
+  it('writes a batch when maxBatch windows wait, and tells listeners what each batch was', () => {
+    ingest = ingestWith({ maxBatch: 4, maxPending: 100 });
+    const batches: [number, number][] = [];
+    ingest.onBatch((batch, result) => batches.push([batch.length, result.inserted]));
+    for (let seq = 0; seq < 10; seq++) ingest.enqueue(telemetryWindow('d', seq % 7), 1_000 + seq);
+    // Two full batches written; seqs 0-2 come again in the queued rest.
+    expect(stored()).toBe(7);
+    expect(ingest.queued).toBe(2);
+    expect(batches).toEqual([[4, 4], [4, 3]]);
+    expect(ingest.flush()).toBe(true);
+    expect(ingest.stats).toMatchObject({ received: 10, inserted: 7, duplicates: 3, batches: 3, failedBatches: 0, lost: 0, lastBatchAt: expect.any(Number) });
+  });
+
+  it('keeps the windows of a failed write for the next try, and drops (counting) only beyond maxPending', () => {
+    ingest = ingestWith({ maxBatch: 1000, maxPending: 5 });
+    for (let seq = 0; seq < 4; seq++) ingest.enqueue(telemetryWindow('d', seq));
+    // A database that refuses writes, for real.
+    t.db.pragma('query_only = ON');
+    expect(ingest.flush()).toBe(false);
+    expect(ingest.queued).toBe(4);
+    for (let seq = 4; seq < 7; seq++) ingest.enqueue(telemetryWindow('d', seq));
+    expect(ingest.flush()).toBe(false);
+    // 7 accepted, room for 5: the two oldest are gone, and counted.
+    expect(ingest.queued).toBe(5);
+    expect(ingest.stats).toMatchObject({ failedBatches: 2, lost: 2 });
+
+    t.db.pragma('query_only = OFF');
+    expect(ingest.flush()).toBe(true);
+    expect(t.db.prepare('SELECT seq FROM telemetry_windows ORDER BY seq').pluck().all()).toEqual([2, 3, 4, 5, 6]);
+    expect(ingest.stats).toMatchObject({ inserted: 5, lost: 2 });
+  });
+});

@@ -1,0 +1,205 @@
+import { statSync } from 'node:fs';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DispatchStats } from '../bus/device-message-dispatcher.js';
+import type { IngestStats, TelemetryIngest } from '../ingest/telemetry-ingest.js';
+import type { PresenceCounts } from '../store/device-presence-store.js';
+import type { GapTotals } from '../telemetry/gap-detector.js';
+import { RETENTION_TARGETS, type RetentionCounts } from '../telemetry/retention.js';
+
+/** Where the metrics read their values, at scrape time. */
+export interface MetricSources {
+  ingest: TelemetryIngest;
+  /** MQTT clients connected to the embedded broker (the control plane's own client included) */
+  connectedClients(): number;
+  presence(): PresenceCounts;
+  gaps(): GapTotals;
+  dispatch(): DispatchStats;
+  retentionDeleted(): RetentionCounts;
+  markedSilent(): number;
+  /** the SQLite file; its -wal beside it is measured too */
+  databaseFile: string;
+  /** the broker's own counters, where it keeps any: numbers, possibly nested */
+  brokerStats?: () => unknown;
+}
+
+export const METRIC_PREFIX = 'perch_cp_';
+
+/** Flattens numeric leaves of a stats object into `a_b_c` names. */
+function numericLeaves(value: unknown, prefix = '', out: [string, number][] = []): [string, number][] {
+  if (typeof value === 'number' && Number.isFinite(value)) out.push([prefix, value]);
+  else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) {
+      const name = k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/[^A-Za-z0-9_]/g, '_').toLowerCase();
+      numericLeaves(v, prefix ? `${prefix}_${name}` : name, out);
+    }
+  }
+  return out;
+}
+
+function fileSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The control plane's Prometheus metrics, in a registry of its own (two
+ * control planes in one process, as in tests, do not collide). Gauges and
+ * mirrored counters read their sources when scraped; ingest lag and batch
+ * size are observed per committed batch.
+ */
+export class ControlPlaneMetrics {
+  readonly registry = new Registry();
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    const p = METRIC_PREFIX;
+    collectDefaultMetrics({ register: this.registry, prefix: p });
+
+    const mirror = (name: string, help: string, read: (s: IngestStats) => number) =>
+      new Counter({
+        name: `${p}${name}`,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read(sources.ingest.stats));
+        },
+      });
+    mirror('telemetry_windows_received_total', 'Telemetry windows received and accepted for ingest', (s) => s.received);
+    mirror('telemetry_windows_inserted_total', 'Telemetry windows stored for the first time (late ones included)', (s) => s.inserted);
+    mirror('telemetry_windows_duplicate_total', 'Telemetry windows already stored (redeliveries)', (s) => s.duplicates);
+    mirror('telemetry_windows_late_total', 'Telemetry windows that filled a sequence gap', (s) => s.late);
+    mirror('telemetry_windows_lost_total', 'Accepted telemetry windows dropped because the database refused them', (s) => s.lost);
+    mirror('telemetry_batch_failures_total', 'Telemetry batches whose transaction failed (retried)', (s) => s.failedBatches);
+
+    new Gauge({
+      name: `${p}telemetry_windows_queued`,
+      help: 'Telemetry windows accepted and waiting for their batch',
+      registers,
+      collect() {
+        this.set(sources.ingest.queued);
+      },
+    });
+
+    const lag = new Histogram({
+      name: `${p}telemetry_ingest_lag_seconds`,
+      help: 'Time from a telemetry window reaching the control plane to its batch committing',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    const batchSize = new Histogram({
+      name: `${p}telemetry_batch_windows`,
+      help: 'Telemetry windows per committed batch',
+      buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+      registers,
+    });
+    sources.ingest.onBatch((batch, _result, committedAt) => {
+      batchSize.observe(batch.length);
+      for (const w of batch) lag.observe((committedAt - w.receivedAt) / 1000);
+    });
+
+    new Gauge({
+      name: `${p}mqtt_clients_connected`,
+      help: "MQTT clients connected to the embedded broker, the control plane's own client included",
+      registers,
+      collect() {
+        this.set(sources.connectedClients());
+      },
+    });
+    new Gauge({
+      name: `${p}devices`,
+      help: 'Devices by status (online, offline, unknown); silent: offline because nothing was heard for too long',
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const c = sources.presence();
+        this.set({ status: 'online' }, c.online);
+        this.set({ status: 'offline' }, c.offline);
+        this.set({ status: 'unknown' }, c.unknown);
+        this.set({ status: 'silent' }, c.silent);
+      },
+    });
+    new Counter({
+      name: `${p}devices_marked_silent_total`,
+      help: 'Devices the presence sweeper marked offline for silence',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.markedSilent());
+      },
+    });
+    new Gauge({
+      name: `${p}telemetry_missing_windows`,
+      help: 'Telemetry seqs missing, per state: pending (within the grace period) or lost',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const g = sources.gaps();
+        this.set({ state: 'pending' }, g.missing - g.confirmedLost);
+        this.set({ state: 'lost' }, g.confirmedLost);
+      },
+    });
+    new Gauge({
+      name: `${p}telemetry_devices_with_gaps`,
+      help: 'Devices with at least one missing telemetry seq',
+      registers,
+      collect() {
+        this.set(sources.gaps().devicesWithGaps);
+      },
+    });
+    new Counter({
+      name: `${p}dispatch_dropped_total`,
+      help: 'Device messages dropped: malformed, schema-invalid, wrong device, or a failing handler',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sources.dispatch().dropped);
+      },
+    });
+    new Counter({
+      name: `${p}retention_deleted_rows_total`,
+      help: 'Rows deleted by telemetry retention, per kind',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        const d = sources.retentionDeleted();
+        for (const kind of RETENTION_TARGETS) this.inc({ kind }, d[kind]);
+      },
+    });
+    new Gauge({
+      name: `${p}database_size_bytes`,
+      help: 'SQLite database size on disk, per file: main, wal',
+      labelNames: ['file'],
+      registers,
+      collect() {
+        this.set({ file: 'main' }, fileSize(sources.databaseFile));
+        this.set({ file: 'wal' }, fileSize(`${sources.databaseFile}-wal`));
+      },
+    });
+    const brokerStats = sources.brokerStats;
+    if (brokerStats) {
+      new Gauge({
+        name: `${p}broker_stat`,
+        help: "The embedded broker's own counters, one series per stat",
+        labelNames: ['stat'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [stat, v] of numericLeaves(brokerStats())) this.set({ stat }, v);
+        },
+      });
+    }
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,133 @@
+import { binIndex, histogramQuantile } from '@perch/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
+import { GapDetector } from '../telemetry/gap-detector.js';
+import { tempDatabase, telemetryWindow, type CameraSpec } from '../test-support/telemetry-windows.js';
+import { DevicePresenceStore } from './device-presence-store.js';
+import { mergeCountsJson, mergeLatencyJson, TelemetryRollups } from './telemetry-rollups.js';
+import { TelemetryStore } from './telemetry-store.js';
+
+/** An hour boundary, so minute and hour buckets are easy to name. */
+const T = 3_600_000 * 472_222;
+const MIN = 60_000;
+const HOUR = 3_600_000;
+
+let t: ReturnType<typeof tempDatabase>;
+let rollups: TelemetryRollups;
+let writer: TelemetryBatchWriter;
+
+const repeat = (v: number, n: number) => new Array<number>(n).fill(v);
+const front: CameraSpec = { id: 'front', framesReceived: 10, framesInferred: 9, framesDropped: 1, inferenceErrors: 0, classCounts: { cat: 6, dog: 3 }, latencies: repeat(5.5, 10) };
+const back: CameraSpec = { id: 'back', framesReceived: 20, framesInferred: 18, framesDropped: 2, inferenceErrors: 1, classCounts: { cat: 1, empty: 17 }, latencies: repeat(12.5, 10) };
+
+function send(device: string, seq: number, start: number, cameras: CameraSpec[]) {
+  return writer.write([{ window: telemetryWindow(device, seq, { start, cameras }), receivedAt: start + 10_000 }]);
+}
+
+function addToGroup(device: string, group: string) {
+  t.db.prepare('INSERT INTO device_groups (device_id, group_name) VALUES (?, ?)').run(device, group);
+}
+
+beforeEach(() => {
+  t = tempDatabase();
+  rollups = new TelemetryRollups(t.db);
+  writer = new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), rollups, new DevicePresenceStore(t.db));
+  send('a', 0, T, [front, back]);
+  send('a', 1, T + 30_000, [front]);
+  send('a', 2, T + MIN, [back]);
+  send('a', 3, T + HOUR + 5 * MIN, [front]);
+});
+
+afterEach(() => t.close());
+
+describe('device rollups', () => {
+  it('adds windows into the minute and the hour their start falls in', () => {
+    const minutes = rollups.forDevice('a', 'minute', T, T + 2 * HOUR);
+    expect(minutes.map((r) => [r.bucketStart - T, r.windows])).toEqual([[0, 2], [MIN, 1], [HOUR + 5 * MIN, 1]]);
+    // Minute 0: seq 0 (front + back) and seq 1 (front).
+    expect(minutes[0]).toMatchObject({
+      framesReceived: 10 + 20 + 10,
+      framesInferred: 9 + 18 + 9,
+      framesDropped: 1 + 2 + 1,
+      inferenceErrors: 1,
+      classCounts: { cat: 6 + 1 + 6, dog: 3 + 3, empty: 17 },
+    });
+    const hours = rollups.forDevice('a', 'hour', T, T + 2 * HOUR);
+    expect(hours.map((r) => [r.bucketStart - T, r.windows, r.framesInferred])).toEqual([[0, 3, 9 + 18 + 9 + 18], [HOUR, 1, 9]]);
+    expect(hours[0]?.classCounts).toEqual({ cat: 14, dog: 6, empty: 34 });
+    // [from, to): the bucket starting at `to` is left out.
+    expect(rollups.forDevice('a', 'minute', T, T + MIN).map((r) => r.bucketStart)).toEqual([T]);
+  });
+
+  it('merges latency bins so quantiles can be read from a rollup', () => {
+    const [m0] = rollups.forDevice('a', 'minute', T, T + MIN);
+    expect(m0?.latency).toHaveLength(1);
+    const h = m0!.latency[0]!;
+    expect(h.spec).toBe('latency-ms.v2');
+    // 20 observations of 5.5 ms in [5, 6), 10 of 12.5 ms in [12, 13).
+    const nonZero = h.counts.flatMap((c, i) => (c > 0 ? [[i, c]] : []));
+    expect(nonZero).toEqual([[binIndex('latency-ms.v2', 5.5), 20], [binIndex('latency-ms.v2', 12.5), 10]]);
+    expect(h.sum).toBeCloseTo(20 * 5.5 + 10 * 12.5, 9);
+    // p50: the 15th of 30 lies 15/20 into [5, 6); p95: the 28.5th lies 8.5/10 into [12, 13).
+    expect(histogramQuantile(h, 0.5)).toBeCloseTo(5.75, 9);
+    expect(histogramQuantile(h, 0.95)).toBeCloseTo(12.85, 9);
+  });
+
+  it('keeps latency of another spec (older agents) apart', () => {
+    send('a', 4, T + MIN + 1_000, [{ id: 'old', latencySpec: 'latency-ms.v1', latencies: repeat(3.5, 4) }]);
+    const [m1] = rollups.forDevice('a', 'minute', T + MIN, T + 2 * MIN);
+    expect(m1?.latency.map((h) => [h.spec, h.counts.reduce((a, b) => a + b, 0)])).toEqual([
+      ['latency-ms.v2', 10],
+      ['latency-ms.v1', 4],
+    ]);
+  });
+
+  it('counts a redelivered window once', () => {
+    const before = rollups.forDevice('a', 'hour', T, T + HOUR);
+    expect(send('a', 0, T, [front, back])).toMatchObject({ inserted: 0, duplicates: 1 });
+    expect(rollups.forDevice('a', 'hour', T, T + HOUR)).toEqual(before);
+  });
+});
+
+describe('group rollups', () => {
+  beforeEach(() => {
+    send('b', 0, T + 2 * MIN, [front]);
+    send('c', 0, T + 3 * MIN, [back]);
+    addToGroup('a', 'lobby');
+    addToGroup('b', 'lobby');
+  });
+
+  it("add the members' rollups bucket by bucket, and only the members'", () => {
+    const hours = rollups.forGroup('lobby', 'hour', T, T + 2 * HOUR);
+    expect(hours.map((r) => [r.bucketStart - T, r.devices, r.windows])).toEqual([[0, 2, 4], [HOUR, 1, 1]]);
+    expect(hours[0]).toMatchObject({ framesReceived: 40 + 20 + 10, classCounts: { cat: 14 + 6, dog: 6 + 3, empty: 34 } });
+    const lat = hours[0]!.latency[0]!;
+    expect(lat.counts.reduce((a, b) => a + b, 0)).toBe(40 + 10);
+    expect(rollups.groupSize('lobby')).toBe(2);
+  });
+
+  it('show a device added to a group with its history', () => {
+    addToGroup('c', 'lobby');
+    const [h0] = rollups.forGroup('lobby', 'hour', T, T + HOUR);
+    expect(h0).toMatchObject({ devices: 3, windows: 5, classCounts: { cat: 21, dog: 9, empty: 51 } });
+  });
+
+  it('treat a name shaped like SQL as a name', () => {
+    expect(rollups.forGroup("lobby' OR 1=1 --", 'hour', T, T + HOUR)).toEqual([]);
+    expect(rollups.groupSize("x' OR '1'='1")).toBe(0);
+  });
+});
+
+describe('rollup JSON merge', () => {
+  it('adds class counts, any label included', () => {
+    expect(JSON.parse(mergeCountsJson('{"cat":1,"__proto__":2}', '{"cat":2,"dog":1,"__proto__":3}'))).toEqual(
+      JSON.parse('{"cat":3,"__proto__":5,"dog":1}'),
+    );
+  });
+
+  it('adds latency bins per spec', () => {
+    const a = JSON.stringify({ 'latency-ms.v2': { counts: [1, 0, 2], sum: 4 } });
+    const b = JSON.stringify({ 'latency-ms.v2': { counts: [0, 5, 1], sum: 6 }, 'latency-ms.v1': { counts: [7], sum: 1 } });
+    expect(JSON.parse(mergeLatencyJson(a, b))).toEqual({ 'latency-ms.v2': { counts: [1, 5, 3], sum: 10 }, 'latency-ms.v1': { counts: [7], sum: 1 } });
+  });
+});

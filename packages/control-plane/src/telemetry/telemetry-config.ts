@@ -1,0 +1,52 @@
+import { z } from 'zod';
+
+/** Days kept; null keeps forever. */
+const days = z.number().positive().nullable();
+
+/**
+ * The control plane's `telemetry` config. Every key has a default; raw
+ * windows are the bulk (one row per device per window: 10,000 devices with
+ * 10 s windows make 86 M a day), rollups are what dashboards read.
+ */
+export const telemetryConfigSchema = z
+  .object({
+    ingest: z
+      .object({
+        /** windows per transaction */
+        maxBatch: z.number().int().min(1).max(10_000).default(500),
+        /** a batch is written at least this often (ms) */
+        flushMs: z.number().int().min(1).max(60_000).default(200),
+        /** windows kept for another try while the database refuses writes; beyond this the oldest are dropped and counted */
+        maxPending: z.number().int().min(1).default(50_000),
+      })
+      .strict()
+      .refine((i) => i.maxPending >= i.maxBatch, { message: 'maxPending must be at least maxBatch', path: ['maxPending'] })
+      .prefault({}),
+    /** a sequence gap not filled for this long is reported as confirmed lost (agents replay in order, so a late window comes within minutes of reconnecting) */
+    gapGraceSeconds: z.number().min(0).default(600),
+    presence: z
+      .object({
+        /** a device not heard from for this long, and not connected to the embedded broker, is marked offline (reason 'silent'); 3 x the agent's keepalive */
+        silentAfterSeconds: z.number().positive().default(90),
+        sweepSeconds: z.number().positive().default(15),
+      })
+      .strict()
+      .prefault({}),
+    retention: z
+      .object({
+        rawWindowsDays: days.default(7),
+        minuteRollupsDays: days.default(14),
+        hourRollupsDays: days.default(400),
+        eventsDays: days.default(30),
+        /** how often the retention job runs */
+        intervalMinutes: z.number().positive().default(10),
+        /** rows deleted per transaction */
+        batchRows: z.number().int().min(1).max(100_000).default(2000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .prefault({});
+
+export type TelemetryConfig = z.infer<typeof telemetryConfigSchema>;
