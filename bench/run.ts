@@ -9,7 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crashSoak } from './crash-soak.js';
 import { delivery } from './delivery.js';
+import { fleetScale } from './fleet-scale.js';
 import { fourCameras } from './four-cameras.js';
+import { fuzzPayloads } from './fuzz-payloads.js';
 import { inferenceThroughput } from './inference-throughput.js';
 import { largeModel } from './large-model.js';
 import type { Benchmark } from './lib/benchmark.js';
@@ -22,7 +24,7 @@ import { pipelineSaturation } from './pipeline-saturation.js';
 /** Add later benchmarks here; each gets its own table and key in the JSON. */
 const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory, delivery];
 /** Run only when named in PERCH_BENCH_ONLY: the crash soak's 1000 kills take most of an hour. */
-const ON_REQUEST: Benchmark[] = [crashSoak, largeModel];
+const ON_REQUEST: Benchmark[] = [crashSoak, largeModel, fleetScale, fuzzPayloads];
 
 /** PERCH_BENCH_ONLY=name[,name...] runs only those benchmarks. */
 function selected(env: NodeJS.ProcessEnv = process.env): Benchmark[] {

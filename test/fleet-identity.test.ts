@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ControlPlane } from '@perch/control-plane';
 import {
+  claimantUsername,
   deviceTopic,
   emptyHistogram,
   encodeJson,
@@ -281,12 +282,17 @@ describe('fleet provisioning with claim tokens', () => {
     expect(cp.services.devices.get('cl-2')).toBeNull();
 
     // A device that has credentials does not need provision topics either.
-    const live = await connect('live-1', cp.provisionDevice('live-1').password);
+    const livePassword = cp.provisionDevice('live-1').password;
+    const live = await connect('live-1', livePassword);
     expect(await grants(live, [deviceTopic('live-1', 'provision/response'), deviceTopic('live-1', 'desired')])).toEqual([128, 1]);
     // Anyone holding a claim token connecting as a live device id would cut it off: refused.
     let cutOff = false;
     live.once('close', () => (cutOff = true));
     expect(await refusal('live-1', cp.claimToken)).toMatch(/Not authorized/);
+    // The same under the claimant username agents claim with; that username must name the token, and a device's own secret is no claim token.
+    expect(await refusal('live-1', cp.claimToken, claimantUsername(cp.claimToken))).toMatch(/Not authorized/);
+    expect(await refusal('cl-9', cp.claimToken, claimantUsername('another-claim-token-0123456789'))).toMatch(/Bad username or password/);
+    expect(await refusal('live-1', livePassword, claimantUsername(livePassword))).toMatch(/Bad username or password/);
     await live.publishAsync(deviceTopic('live-1', 'telemetry'), encodeJson(telemetryWindow('live-1', 1)), { qos: 1 });
     expect(cutOff).toBe(false);
     await waitUntil(() => storedSeqs('live-1').includes(1), 'live-1 still publishing', 10_000);
@@ -445,6 +451,12 @@ describe('REST: credentials, labels, claim tokens', () => {
     expect(await bad('POST', '/claim-tokens', '{oops')).toMatchObject({ code: 'validation_failed' });
     expect(await bad('POST', '/devices/bad id/credentials', {})).toMatchObject({ field: 'id' });
     expect(await rest('POST', '/devices/never-seen/revoke', {})).toMatchObject({ status: 404 });
+    // The optional bodies may be left out altogether (curl -X POST); text that is not JSON is a 415.
+    const bare = await fetch(`${api}/devices/rest-1/revoke`, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}` } });
+    expect(bare.status).toBe(200);
+    expect(await bare.json()).toMatchObject({ deviceId: 'rest-1', reason: null });
+    const text = await fetch(`${api}/devices/rest-1/credentials`, { method: 'POST', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'text/plain' }, body: 'x' });
+    expect(text.status).toBe(415);
     expect(await rest('DELETE', '/claim-tokens/ct-none')).toMatchObject({ status: 404 });
     // Admin only: no token, no secrets.
     expect((await rest('POST', '/claim-tokens', { name: 'x' }, { auth: false })).status).toBe(401);

@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { deviceTopic, type DeviceTopicKind } from '@perch/shared';
-import mqtt, { type ErrorWithReasonCode, type ISubscriptionGrant, type MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { claimTokenUsername, claimTokenUsernameFor, deviceAcls, deviceRoleName } from '../packages/control-plane/src/broker/mosquitto-acls.js';
 import { MosquittoBrokerAccess } from '../packages/control-plane/src/broker/mosquitto-broker-access.js';
 import { DynsecClient } from '../packages/control-plane/src/broker/mosquitto-dynsec.js';
-import { connectTo, startMosquitto, whenClosed, type MosquittoServer } from './support/mosquitto-server.js';
+import { connectTo, grantedCodes, reasonOf, startMosquitto, whenClosed, type MosquittoServer } from './support/mosquitto-server.js';
 
 /**
  * The identities the control plane gives a real Mosquitto 2.0 broker through
@@ -61,21 +61,6 @@ class Inbox {
   topics(): string[] {
     return this.messages.map((m) => m.topic);
   }
-}
-
-/** The SUBACK's codes, whether mqtt.js resolved or (for any failure code) rejected. */
-async function grantedCodes(subscribing: Promise<ISubscriptionGrant[]>): Promise<number[]> {
-  try {
-    return (await subscribing).map((g) => g.qos);
-  } catch (err) {
-    const granted = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet?.granted;
-    if (granted === undefined) throw err;
-    return granted.map((g) => (typeof g === 'number' ? g : g.qos));
-  }
-}
-
-function reasonOf(err: unknown): number | undefined {
-  return (err as ErrorWithReasonCode | undefined)?.code;
 }
 
 describe('device and claimant access on Mosquitto', () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type ErrorWithReasonCode, type IClientOptions, type ISubscriptionGrant, type MqttClient } from 'mqtt';
 import { writeMosquittoConfig, type WriteMosquittoConfigOptions, type WrittenMosquittoConfig } from '../../packages/control-plane/src/broker/mosquitto-config.js';
 
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';
@@ -116,4 +116,20 @@ export function connectTo(server: Pick<MosquittoServer, 'url'>, opts: IClientOpt
 export function whenClosed(client: MqttClient): Promise<void> {
   if (!client.connected) return Promise.resolve();
   return new Promise((resolve) => client.once('close', () => resolve()));
+}
+
+/** The SUBACK's codes, whether mqtt.js resolved or (for any failure code) rejected. */
+export async function grantedCodes(subscribing: Promise<ISubscriptionGrant[]>): Promise<number[]> {
+  try {
+    return (await subscribing).map((g) => g.qos);
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet?.granted;
+    if (granted === undefined) throw err;
+    return granted.map((g) => (typeof g === 'number' ? g : g.qos));
+  }
+}
+
+/** The reason code of a refused CONNECT or an MQTT 5 PUBACK (0x87: not authorised). */
+export function reasonOf(err: unknown): number | undefined {
+  return (err as ErrorWithReasonCode | undefined)?.code;
 }

@@ -4,6 +4,7 @@ import { addTokenCommands } from './access/token-commands.js';
 import { loadControlPlaneConfig } from './config/control-plane-config.js';
 import { ControlPlane } from './control-plane.js';
 import { createLogger } from './logger.js';
+import { addRolloutCommands } from './rollouts/rollout-commands.js';
 import { addBackupCommand } from './store/backup-command.js';
 import { addTrustCommands } from './trust/trust-commands.js';
 
@@ -38,6 +39,7 @@ program
 addTrustCommands(program);
 addTokenCommands(program);
 addBackupCommand(program);
+addRolloutCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   process.stderr.write(`perch-control-plane: ${(err as Error).message}\n`);

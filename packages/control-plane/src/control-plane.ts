@@ -1,18 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
-import { allDevicesFilter, tufTargetOf } from '@perch/shared';
+import { allDevicesFilter, parseDeviceTopic, tufTargetOf } from '@perch/shared';
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { registerAdminToken, resolveAdminToken, type AdminTokenSource } from './access/admin-token.js';
 import { createApi } from './api/app.js';
 import { ChunkServer } from './artifacts/chunk-server.js';
-import { EmbeddedBroker } from './broker/embedded-broker.js';
+import type { BrokerPort } from './broker/broker-port.js';
+import { EmbeddedBrokerPort } from './broker/embedded-broker-port.js';
+import { ExternalBroker } from './broker/external-broker.js';
 import { ControlPlaneBus } from './bus/control-plane-bus.js';
 import { DeviceMessageDispatcher } from './bus/device-message-dispatcher.js';
 import type { ControlPlaneConfig } from './config/control-plane-config.js';
 import { DesiredStateService } from './desired-state/desired-state-service.js';
+import { wantedBrokerIdentities } from './identity/broker-identities.js';
 import { resolveDefaultClaimToken } from './identity/default-claim-token.js';
 import { DeviceIdentityService, type IssuedCredentials, type LabelsInput } from './identity/device-identity-service.js';
 import { provisionHandler } from './identity/provision-handler.js';
@@ -24,6 +26,7 @@ import { ArtifactStore } from './registry/artifact-store.js';
 import { ModelRegistry } from './registry/model-registry.js';
 import { ApiTokenStore } from './store/api-token-store.js';
 import { AuditLogStore } from './store/audit-log-store.js';
+import { BackupFolder } from './store/backup-folder.js';
 import { openDatabase, type Db } from './store/database.js';
 import { backupDatabase, controlPlaneDatabaseFile, type BackupResult } from './store/database-backup.js';
 import { DesiredStateStore } from './store/desired-state-store.js';
@@ -32,20 +35,20 @@ import { DeviceStore } from './store/device-store.js';
 import { ModelVersionPages } from './store/model-version-pages.js';
 import { ModelVersionStore } from './store/model-version-store.js';
 import { TelemetryStore } from './store/telemetry-store.js';
+import { RolloutFeature } from './rollouts/rollout-feature.js';
 import { FleetTelemetryFeature } from './telemetry/fleet-telemetry-feature.js';
 import { MetadataServer } from './trust/metadata-server.js';
 import { TufRepository, tufRepositoryPaths } from './trust/tuf-repository.js';
 
-const CONTROL_PLANE_USERNAME = 'perch-control-plane';
-
 /** Everything that is up only between start() and stop(). */
 interface Running {
   db: Db;
-  broker: EmbeddedBroker;
+  broker: BrokerPort;
   bus: ControlPlaneBus;
   http: ServerType;
   ingest: TelemetryIngest;
   fleet: FleetTelemetryFeature;
+  rollouts: RolloutFeature;
   dispatcher: DeviceMessageDispatcher;
   chunkServer: ChunkServer;
   api: Hono;
@@ -59,9 +62,10 @@ interface Running {
 }
 
 /**
- * One control plane process: SQLite store, embedded MQTT broker, the control
- * plane's own MQTT client with one dispatcher for device messages, and the
- * REST API. Started and stopped as a whole.
+ * One control plane process: SQLite store, the MQTT broker (embedded aedes,
+ * or an external broker with `mqtt.external`), the control plane's own MQTT
+ * client with one dispatcher for device messages, and the REST API. Started
+ * and stopped as a whole.
  */
 export class ControlPlane {
   private defaultClaimToken: string | null = null;
@@ -91,9 +95,18 @@ export class ControlPlane {
     return this.admin.file;
   }
 
-  /** Operator provisioning: fresh credentials for a device (replacing old ones and any revocation), tags and groups added. */
+  /**
+   * Operator provisioning: fresh credentials for a device (replacing old ones
+   * and any revocation), tags and groups added. Embedded broker only; with
+   * an external one, which must be told first, use `issueDeviceCredentials`.
+   */
   provisionDevice(deviceId: string, opts: LabelsInput = {}): IssuedCredentials {
     return this.r.identity.provision(deviceId, opts);
+  }
+
+  /** As `provisionDevice`, on either broker: resolves once the broker accepts the new credentials. */
+  issueDeviceCredentials(deviceId: string, opts: LabelsInput = {}): Promise<IssuedCredentials> {
+    return this.r.identity.issueCredentials(deviceId, opts);
   }
 
   /** The TUF root devices are provisioned with (the agent's `trust.rootFile`); the newest version. */
@@ -106,13 +119,16 @@ export class ControlPlane {
     return this.running;
   }
 
+  /** The embedded broker's plain MQTT port; there is none with `mqtt.external`. */
   get mqttPort(): number {
-    return this.r.broker.port;
+    const port = this.r.broker.mqttPort;
+    if (port === null) throw new Error(`no embedded broker: devices connect to the external broker (${this.config.mqtt.external?.url ?? '?'})`);
+    return port;
   }
 
-  /** The MQTT-over-TLS port devices connect to, or null without `mqtt.tls` (then `mqttPort` is theirs). */
+  /** The MQTT-over-TLS port devices connect to, or null without `mqtt.tls` (then `mqttPort` is theirs) or with `mqtt.external`. */
   get mqttTlsPort(): number | null {
-    return this.r.broker.tlsPort;
+    return this.r.broker.mqttTlsPort;
   }
 
   get httpPort(): number {
@@ -130,7 +146,7 @@ export class ControlPlane {
 
   get services() {
     const r = this.r;
-    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus, identity: r.identity, fleet: r.fleet };
+    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus, identity: r.identity, fleet: r.fleet, rollouts: r.rollouts };
   }
 
   /** An online backup of the database into `file` (a new file): a consistent copy while ingest goes on. */
@@ -156,32 +172,34 @@ export class ControlPlane {
     const tokens = new ApiTokenStore(db);
     registerAdminToken(tokens, admin, log.child({ part: 'access' }));
     const claimToken = await resolveDefaultClaimToken(config.devices, join(config.dataDir, 'secrets', 'claim-token'));
-    const identity: DeviceIdentityService = new DeviceIdentityService(db, devices, log.child({ part: 'identity' }), {
-      // The broker is made next; sessions are only ended once it runs.
-      endSession: (deviceId): Promise<boolean> => broker.disconnectClient(deviceId),
-    });
+    // An external broker before the identity service, which tells it of every change; one that refuses the control plane stops the start here.
+    const external = config.mqtt.external ? await ExternalBroker.connect(config.mqtt.external, config.dataDir, log.child({ part: 'broker' })) : null;
+    const identity: DeviceIdentityService = new DeviceIdentityService(
+      db,
+      devices,
+      log.child({ part: 'identity' }),
+      external?.access
+        ? { broker: external.access }
+        : // The embedded broker is made next; sessions are only ended once it runs.
+          { endSession: (deviceId): Promise<boolean> => broker.endSession?.(deviceId) ?? Promise.resolve(false) },
+    );
     identity.ensureDefaultClaimToken(claimToken);
+    // Revocations, forgotten credentials and expired tokens the broker missed (it was down, or this process stopped between the two).
+    await external?.reconcile(wantedBrokerIdentities(identity, claimToken), log.child({ part: 'broker' })).catch(async (err: unknown) => {
+      // Its admin client would otherwise keep reconnecting, and the process alive.
+      await external.stop();
+      throw err;
+    });
+    const broker: BrokerPort =
+      external ?? (await EmbeddedBrokerPort.start({ host: config.mqtt.host, port: config.mqtt.port, limits: config.mqtt.limits, tls: config.mqtt.tls, devices: identity }, log.child({ part: 'broker' })));
 
-    const busPassword = randomBytes(24).toString('base64url');
-    const broker = new EmbeddedBroker(
-      { host: config.mqtt.host, port: config.mqtt.port, limits: config.mqtt.limits, tls: config.mqtt.tls, controlPlaneUsername: CONTROL_PLANE_USERNAME, controlPlanePassword: busPassword, devices: identity },
-      log.child({ part: 'broker' }),
-    );
-    await broker.start();
-
-    const bus = new ControlPlaneBus(
-      { url: `mqtt://127.0.0.1:${broker.port}`, username: CONTROL_PLANE_USERNAME, password: busPassword, clientId: `perch-cp-${randomBytes(4).toString('hex')}` },
-      log.child({ part: 'bus' }),
-    );
+    const bus = new ControlPlaneBus(broker.busOptions, log.child({ part: 'bus' }));
     const desired = new DesiredStateService(new DesiredStateStore(db), devices, versions, bus, () => tuf.desiredSigners(), log.child({ part: 'desired-state' }));
     const fleet = new FleetTelemetryFeature(db, telemetry, config.telemetry, broker, log.child({ part: 'telemetry' }));
     const ingest = fleet.ingest;
-    // Chunk frames are published inside the broker, not through the bus: the bus's MQTT client reads its
-    // next incoming packet only once its send buffer has drained, so frames there would hold back every
-    // device message (telemetry included), and each frame would cross loopback and be parsed and copied
-    // again. The delivery benchmark measured 1.3-1.5x the throughput this way, and a telemetry p50
-    // during a delivery of 2-4 ms instead of 9-30 ms.
-    const chunkServer = new ChunkServer(artifacts, versions, broker, log.child({ part: 'artifacts' }), {
+    const rollouts = new RolloutFeature(config.rollouts, { db, devices, versions, desired, publish: (topic, payload) => bus.publish(topic, payload, { qos: 1 }), log: log.child({ part: 'rollouts' }) });
+    // Inside the embedded broker (embedded-broker-port.ts says why), through the bus to an external one.
+    const chunkServer = new ChunkServer(artifacts, versions, broker.chunkPublisher(bus), log.child({ part: 'artifacts' }), {
       perDevice: config.artifacts.maxBytesPerSecondPerDevice,
       total: config.artifacts.maxBytesPerSecondTotal,
     });
@@ -194,34 +212,42 @@ export class ControlPlane {
       .register(new MetadataServer(tuf, bus, log.child({ part: 'tuf' })).handler())
       .register(provisionHandler(identity, bus));
     bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
+    // A device heard from (perhaps for the first time) may fall in a rollout's target: the engine looks soon.
+    bus.onMessage((topic) => {
+      if (parseDeviceTopic(topic)?.kind === 'status') rollouts.engine.nudge();
+    });
     bus.onConnect(() => {
       desired.republishAll().catch((err: unknown) => log.error({ err }, 'republishing desired states failed'));
     });
     await bus.start(dispatcher.kinds().map(allDevicesFilter));
 
-    const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir) });
-    const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db) }, { maxUploadBytes: config.http.maxUploadBytes });
+    const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir), brokerStats: broker.kind === 'embedded' ? () => broker.stats : undefined });
+    const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, rollouts, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db), backups: new BackupFolder(join(config.dataDir, 'backups'), (file) => this.backup(file)) }, { maxUploadBytes: config.http.maxUploadBytes, metricsAuth: config.http.metricsAuth });
     const http = await new Promise<ServerType>((resolve, reject) => {
       const server = serve({ fetch: api.fetch, hostname: config.http.host, port: config.http.port }, () => resolve(server));
       server.once('error', reject);
     });
     tuf.start();
     fleet.start();
+    rollouts.start();
     this.defaultClaimToken = claimToken;
     this.admin = admin;
-    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry, tuf, identity, fleet };
-    log.info({ http: this.httpPort, mqtt: this.mqttPort, dataDir: config.dataDir }, 'control plane started');
+    this.running = { db, broker, bus, http, ingest, dispatcher, chunkServer, api, devices, versions, telemetry, desired, registry, tuf, identity, fleet, rollouts };
+    log.info({ http: this.httpPort, mqtt: broker.mqttPort ?? config.mqtt.external?.url, dataDir: config.dataDir }, 'control plane started');
   }
 
   async stop(): Promise<void> {
     const r = this.running;
     if (!r) return;
     this.running = null;
+    // First: a tick under way may still issue desired states over the bus.
+    await r.rollouts.stop();
     // Before the broker goes: the sweeper would find every device disconnected.
     await r.fleet.stop();
     await new Promise<void>((resolve) => r.http.close(() => resolve()));
-    // Devices first: after this nothing new is acknowledged that the bus might miss.
-    await r.broker.disconnectDevices();
+    // Devices first (embedded): after this nothing new is acknowledged that the bus might miss.
+    // An external broker queues for the bus's persistent session instead.
+    await r.broker.quiesce();
     await r.bus.stop();
     await r.broker.stop();
     r.ingest.stop();

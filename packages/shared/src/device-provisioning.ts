@@ -1,11 +1,12 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { sealedSecretSchema, sealingPublicKeySchema } from './credential-sealing.js';
 import { deviceIdSchema } from './topics.js';
 
 /**
  * Fleet provisioning over MQTT. A box with no credentials of its own connects
- * with client id = username = its device id and a claim token as password;
- * the broker lets such a claimant publish only its `provision/request` and
+ * with client id = its device id, username = `claimantUsername(token)` and
+ * the claim token as password; the broker lets such a claimant publish only its `provision/request` and
  * subscribe only its `provision/response`. The control plane checks the
  * token, issues the device its own secret and answers once, the secret
  * sealed to a key the claimant made for this claim (credential-sealing.ts),
@@ -14,6 +15,26 @@ import { deviceIdSchema } from './topics.js';
  * external broker, which never sees the CONNECT, checks it all the same.
  */
 export const claimTokenSchema = z.string().min(16, 'a claim token has at least 16 characters').max(256);
+
+export const CLAIMANT_USERNAME_PREFIX = 'perch.claim.';
+
+const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256');
+
+/**
+ * A claimant's MQTT username, from its claim token's SHA-256 (hex). An
+ * external broker (Mosquitto's dynamic security) must know every login
+ * beforehand and the control plane keeps only the token's hash, so the
+ * username is derived from it; 128 bits name a token without collisions.
+ * Dots never occur in device ids, so no device can have this username.
+ */
+export function claimantUsernameOf(tokenSha256: string): string {
+  return `${CLAIMANT_USERNAME_PREFIX}${sha256HexSchema.parse(tokenSha256).slice(0, 32)}`;
+}
+
+/** The username a box holding `claimToken` claims with, on any broker. */
+export function claimantUsername(claimToken: string): string {
+  return claimantUsernameOf(createHash('sha256').update(claimToken).digest('hex'));
+}
 
 export const provisionRequestSchema = z.object({
   requestId: z.string().min(1).max(64),

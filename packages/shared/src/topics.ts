@@ -88,3 +88,19 @@ export function parseDeviceTopic(topic: string): ParsedDeviceTopic | null {
   const k = kind as DeviceTopicKind;
   return { deviceId, kind: k, direction: DEVICE_TOPIC_KINDS[k] };
 }
+
+/** Rollout ids end up in a topic level: the same character set as device ids. */
+export const rolloutIdSchema = deviceIdSchema;
+
+/**
+ * control plane -> operators' tools, QoS 1: every state change of one
+ * rollout. Outside `devices/`, so no device may publish or subscribe it
+ * (the broker's device rules only grant a device's own device topics).
+ */
+export function rolloutEventsTopic(rolloutId: string): string {
+  rolloutIdSchema.parse(rolloutId);
+  return `${TOPIC_PREFIX}/rollouts/${rolloutId}/events`;
+}
+
+/** Subscription filter matching the events of every rollout. */
+export const ALL_ROLLOUT_EVENTS_FILTER = `${TOPIC_PREFIX}/rollouts/+/events`;

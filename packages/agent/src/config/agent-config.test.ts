@@ -164,6 +164,25 @@ describe('agent config', () => {
     expect(await problems('{ claimToken: a-site-claim-token-of-enough-length, claimTokenFile: claim-token }')).toEqual(['broker.claimTokenFile: give claimToken or claimTokenFile, not both']);
   });
 
+  it('reads the TLS files of an mqtts broker, and names a missing or non-PEM file, a half pair and a plain url', async () => {
+    const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    await write('ca.pem', pem);
+    await write('client.pem', pem);
+    await write('client.key', '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n');
+    await write('not-pem.txt', 'hello');
+    const config = (broker: string) => `deviceId: d1\ndataDir: data\nbroker: ${broker}\ntrust: { rootFile: root.json }\n`;
+    const ok = await loadAgentConfig(await write('ok.yaml', config('{ url: "mqtts://broker:8883", caFile: ca.pem, certFile: client.pem, keyFile: client.key }')));
+    expect(ok.broker.tls?.ca?.toString()).toBe(pem);
+    expect(ok.broker.tls?.key?.toString()).toMatch(/PRIVATE KEY/);
+    const plain = await loadAgentConfig(await write('plain.yaml', config('{ url: "mqtt://broker:1883" }')));
+    expect(plain.broker.tls).toBeUndefined();
+    const problems = async (broker: string) => ((await loadAgentConfig(await write('bad.yaml', config(broker))).catch((e: unknown) => e)) as ConfigError).problems;
+    expect(await problems('{ url: "mqtts://broker:8883", caFile: nope.pem }')).toEqual([expect.stringMatching(/^broker\.caFile: cannot read .*nope\.pem/)]);
+    expect(await problems('{ url: "mqtts://broker:8883", caFile: not-pem.txt }')).toEqual([expect.stringMatching(/^broker\.caFile: .*not-pem\.txt is not PEM/)]);
+    expect(await problems('{ url: "mqtts://broker:8883", certFile: client.pem }')).toEqual(['broker.keyFile: give certFile and keyFile together']);
+    expect(await problems('{ url: "mqtt://broker:1883", caFile: ca.pem }')).toEqual(['broker.url: caFile, certFile and keyFile need a TLS url: mqtts://, ssl:// or wss://']);
+  });
+
   it('reports a camera password file that cannot be read', async () => {
     const file = await write(
       'agent.yaml',

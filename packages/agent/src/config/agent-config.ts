@@ -37,6 +37,11 @@ const brokerSchema = z
      */
     claimToken: claimTokenSchema.optional(),
     claimTokenFile: z.string().min(1).optional(),
+    /** CA certificates (PEM) the broker's certificate must chain to, for an mqtts:// broker with a private CA; default: the system's */
+    caFile: z.string().min(1).optional(),
+    /** a client certificate and its key (PEM), for a broker that asks for one */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
     connectTimeoutMs: z.number().int().positive().default(10_000),
     keepaliveSeconds: z.number().int().positive().max(65535).default(30),
     reconnect: z
@@ -56,6 +61,11 @@ const brokerSchema = z
   .refine((b) => !(b.claimToken !== undefined && b.claimTokenFile !== undefined), {
     message: 'give claimToken or claimTokenFile, not both',
     path: ['claimTokenFile'],
+  })
+  .refine((b) => (b.certFile === undefined) === (b.keyFile === undefined), { message: 'give certFile and keyFile together', path: ['keyFile'] })
+  .refine((b) => (b.caFile === undefined && b.certFile === undefined) || /^(mqtts|ssl|wss):\/\//.test(b.url), {
+    message: 'caFile, certFile and keyFile need a TLS url: mqtts://, ssl:// or wss://',
+    path: ['url'],
   });
 
 const trustSchema = z
@@ -149,6 +159,8 @@ export interface AgentConfig {
     password: string | undefined;
     /** claims the box's own credentials when it has none (see identity/) */
     claimToken?: string | undefined;
+    /** PEM contents of `caFile`, `certFile`, `keyFile`, for mqtt.js */
+    tls?: BrokerTls | undefined;
     connectTimeoutMs: number;
     keepaliveSeconds: number;
     reconnect: { minMs: number; maxMs: number };
@@ -166,6 +178,13 @@ export interface AgentConfig {
   http: HttpConfig;
   outbox: OutboxConfig;
   log: { level: LogLevel };
+}
+
+/** What the agent's MQTT connections trust and present over TLS. */
+export interface BrokerTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
 }
 
 /** Zod's default for a missing field names types; an installer wants "Required". */
@@ -219,6 +238,20 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     }
   }
 
+  const tls: BrokerTls = {};
+  for (const [field, key] of [['caFile', 'ca'], ['certFile', 'cert'], ['keyFile', 'key']] as const) {
+    const name = cfg.broker[field];
+    if (name === undefined) continue;
+    const file = at(name);
+    try {
+      const pem = await readFile(file);
+      if (!pem.includes('-----BEGIN ')) problems.push(`broker.${field}: ${file} is not PEM`);
+      tls[key] = pem;
+    } catch (err) {
+      problems.push(`broker.${field}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  }
+
   const rootFile = at(cfg.trust.rootFile);
   try {
     const text = await readFile(rootFile, 'utf8');
@@ -253,6 +286,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
       username: cfg.broker.username ?? cfg.deviceId,
       password,
       claimToken,
+      ...(Object.keys(tls).length > 0 ? { tls } : {}),
       connectTimeoutMs: cfg.broker.connectTimeoutMs,
       keepaliveSeconds: cfg.broker.keepaliveSeconds,
       reconnect: cfg.broker.reconnect,

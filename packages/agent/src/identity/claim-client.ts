@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connectAsync, type MqttClient } from 'mqtt';
 import {
+  claimantUsername,
   decodeJson,
   deviceTopic,
   encodeJson,
@@ -12,12 +13,15 @@ import {
   type ProvisionRequest,
 } from '@perch/shared';
 import { AGENT_VERSION } from '../agent-version.js';
+import type { BrokerTls } from '../config/agent-config.js';
 import type { Logger } from '../log/logger.js';
 
 export interface ClaimOptions {
   url: string;
   deviceId: string;
   claimToken: string;
+  /** as the agent's connection uses it */
+  tls?: BrokerTls | undefined;
   connectTimeoutMs: number;
   /** how long the control plane has to answer once the request is out */
   responseTimeoutMs: number;
@@ -44,8 +48,9 @@ export type ClaimAnswer =
   | { status: 'refused'; code: ProvisionRefusal; reason: string };
 
 /**
- * One claim on a connection of its own, as a claimant (client id = username =
- * device id, password = the claim token), which may only ask on its
+ * One claim on a connection of its own, as a claimant (client id = device
+ * id, username = `claimantUsername(token)`, password = the claim token: the
+ * one form both the embedded and an external broker take), which may only ask on its
  * `provision/request` and hear on its `provision/response`. No will and no
  * status: a claimant may not publish them, and the device is not online
  * until it connects with its own credentials. The password comes sealed to
@@ -56,7 +61,7 @@ export async function claimCredentials(opts: ClaimOptions, log: Logger, signal: 
   try {
     client = await connectAsync(
       opts.url,
-      { clientId: opts.deviceId, username: opts.deviceId, password: opts.claimToken, clean: true, reconnectPeriod: 0, connectTimeout: opts.connectTimeoutMs },
+      { clientId: opts.deviceId, username: claimantUsername(opts.claimToken), password: opts.claimToken, clean: true, reconnectPeriod: 0, connectTimeout: opts.connectTimeoutMs, ...opts.tls },
       false,
     );
   } catch (err) {

@@ -99,7 +99,7 @@ export class DeviceIdentity {
       let delay: number;
       try {
         const answer = await claimCredentials(
-          { url: broker.url, deviceId, claimToken, connectTimeoutMs: broker.connectTimeoutMs, responseTimeoutMs: CLAIM_RESPONSE_TIMEOUT_MS },
+          { url: broker.url, deviceId, claimToken, tls: broker.tls, connectTimeoutMs: broker.connectTimeoutMs, responseTimeoutMs: CLAIM_RESPONSE_TIMEOUT_MS },
           this.log,
           signal,
         );

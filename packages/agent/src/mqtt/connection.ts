@@ -78,6 +78,7 @@ export class MqttConnection extends EventEmitter<ConnectionEvents> {
       connectTimeout: this.opts.connectTimeoutMs,
       keepalive: this.opts.keepaliveSeconds,
       will: this.willMessage(),
+      ...this.opts.tls,
     };
     const client = connect(this.opts.url, options);
     this.client = client;

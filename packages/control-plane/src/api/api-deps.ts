@@ -4,8 +4,10 @@ import type { DeviceIdentityService } from '../identity/device-identity-service.
 import type { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 import type { ArtifactStore } from '../registry/artifact-store.js';
 import type { ModelRegistry } from '../registry/model-registry.js';
+import type { RolloutFeature } from '../rollouts/rollout-feature.js';
 import type { ApiTokenStore } from '../store/api-token-store.js';
 import type { AuditLogStore } from '../store/audit-log-store.js';
+import type { BackupFolder } from '../store/backup-folder.js';
 import type { DeviceListing } from '../store/device-listing.js';
 import type { DeviceStore } from '../store/device-store.js';
 import type { ModelVersionStore } from '../store/model-version-store.js';
@@ -38,4 +40,8 @@ export interface ApiDeps {
   fleetTelemetry?: FleetTelemetry;
   /** Prometheus metrics, served at /metrics */
   metrics?: ControlPlaneMetrics;
+  /** database backups into the control plane's own folder */
+  backups?: BackupFolder;
+  /** staged rollouts: the engine and its store */
+  rollouts?: RolloutFeature;
 }

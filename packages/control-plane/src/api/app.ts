@@ -9,19 +9,23 @@ import { errorHandler } from './error-handler.js';
 import { serveApiDocument } from './openapi/api-document.js';
 import { apiRouter } from './openapi/api-router.js';
 import { swaggerUiRoutes } from './openapi/swagger-ui.js';
+import { adminRoutes } from './routes/admin.js';
 import { artifactRoutes } from './routes/artifacts.js';
 import { auditRoutes } from './routes/audit.js';
 import { deviceRoutes } from './routes/devices.js';
 import { fleetIdentityRoutes } from './routes/fleet-identity.js';
 import { fleetTelemetryRoutes } from './routes/fleet-telemetry.js';
 import { healthRoutes } from './routes/health.js';
-import { metricsRoutes } from './routes/metrics.js';
+import { metricsRoutes, type MetricsAuth } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
+import { rolloutRoutes } from './routes/rollouts.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { trustRoutes } from './routes/trust.js';
 
 export interface ApiOptions {
   maxUploadBytes: number;
+  /** GET /metrics: a viewer token (`token`, the default) or none */
+  metricsAuth?: MetricsAuth;
 }
 
 export const API_BASE = '/api/v1';
@@ -61,11 +65,13 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): Hono {
   v1.route('/trust', trustRoutes(deps));
   v1.route('/tokens', tokenRoutes(deps));
   v1.route('/audit', auditRoutes(deps));
+  v1.route('/rollouts', rolloutRoutes(deps));
+  v1.route('/admin', adminRoutes(deps));
   v1.route('/', fleetIdentityRoutes(deps));
   v1.route('/', fleetTelemetryRoutes(deps));
 
   app.route(API_BASE, v1);
-  app.route('/metrics', metricsRoutes(deps));
+  app.route('/metrics', metricsRoutes(deps, opts.metricsAuth ?? 'token'));
   app.route(API_DOCS, swaggerUiRoutes(API_DOCS, `${API_BASE}/openapi.json`));
   return app;
 }

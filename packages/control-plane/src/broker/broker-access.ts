@@ -1,13 +1,15 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { deviceIdSchema, isProvisionTopicKind, parseDeviceTopic } from '@perch/shared';
+import { CLAIMANT_USERNAME_PREFIX, claimantUsername, deviceIdSchema, isProvisionTopicKind, parseDeviceTopic } from '@perch/shared';
 
 /**
  * Who may connect to the broker and what each may publish and subscribe.
- * Devices connect with their device id as client id and username. With
- * their own secret they are a *device*: they may publish their own
+ * Devices connect with their device id as client id. With username = device
+ * id and their own secret they are a *device*: they may publish their own
  * device-to-cloud topics and subscribe their own cloud-to-device ones. With a
  * claim token they are a *claimant*: only their own `provision/request` and
- * `provision/response`. The control plane has its own identity and may do
+ * `provision/response`. A claimant's username is `claimantUsername(token)`,
+ * the form an external broker needs, so an agent claims the same way on
+ * both; the device id as username is still taken from older agents. The control plane has its own identity and may do
  * anything. Which secret proves what is the device authenticator's business
  * (the control plane's identity service); the topic rules are here.
  */
@@ -51,10 +53,17 @@ export class BrokerAccess {
     if (username === this.opts.controlPlaneUsername) {
       return sameSecret(password, this.opts.controlPlanePassword) ? { ok: true, principal: { kind: 'control-plane' } } : refuse('wrong control plane secret');
     }
-    if (username !== clientId) return refuse('the username is not the client id');
+    const asClaimant = username.startsWith(CLAIMANT_USERNAME_PREFIX);
+    if (asClaimant) {
+      if (username !== claimantUsername(password.toString('utf8'))) return refuse('the password is not the claim token this username names');
+    } else if (username !== clientId) {
+      return refuse('the username is not the client id');
+    }
     if (!deviceIdSchema.safeParse(clientId).success) return refuse('the client id is not a device id');
     const auth = this.opts.devices.authenticateDevice(clientId, password);
     if (!auth.ok) return refuse(auth.reason);
+    // A device's own secret behind a claimant's username is not a claim.
+    if (asClaimant && auth.principal.kind !== 'claimant') return refuse('not a claim token');
     // A claimant taking over a live session would cut that device off and wipe its subscriptions.
     if (auth.principal.kind === 'claimant' && isConnected(clientId)) return refuse('a claim for a device id that is connected now', 5);
     return { ok: true, principal: auth.principal };

@@ -32,7 +32,7 @@ export interface LimitCounts {
   slowConsumerDisconnects: number;
 }
 
-function zeroCounts(): LimitCounts {
+export function zeroCounts(): LimitCounts {
   return { oversizePublishes: 0, oversizePackets: 0, rateDropped: 0, rateDelayed: 0, rateDisconnects: 0, slowConsumerDisconnects: 0 };
 }
 

@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { DEVICE_TOPIC_KINDS, deviceIdSchema, isProvisionTopicKind, TOPIC_PREFIX, type DeviceTopicKind, type TopicDirection } from '@perch/shared';
+import { claimantUsername, claimantUsernameOf, DEVICE_TOPIC_KINDS, deviceIdSchema, isProvisionTopicKind, TOPIC_PREFIX, type DeviceTopicKind, type TopicDirection } from '@perch/shared';
 import { z } from 'zod';
 
 /**
@@ -59,21 +58,13 @@ export function deviceRoleName(deviceId: string): string {
   return `perch.device.${deviceIdSchema.parse(deviceId)}`;
 }
 
-const sha256HexSchema = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex SHA-256');
-
 /**
  * A claim token's broker username (and, for a token bound to a device, its
- * role's name), from the token's SHA-256 in hex: a box holding the token
- * computes it, the control plane takes it from the hash it stores. 128 bits
- * of the hash name a token without collisions.
+ * role's name), from the token's SHA-256 in hex: the rule is the contract's
+ * (`claimantUsernameOf` in @perch/shared), since the box computes it too.
  */
-export function claimTokenUsername(tokenSha256: string): string {
-  return `perch.claim.${sha256HexSchema.parse(tokenSha256).slice(0, 32)}`;
-}
-
-export function claimTokenUsernameFor(token: string): string {
-  return claimTokenUsername(createHash('sha256').update(token).digest('hex'));
-}
+export const claimTokenUsername = claimantUsernameOf;
+export const claimTokenUsernameFor = claimantUsername;
 
 function topicOf(device: string, kind: string): string {
   return `${TOPIC_PREFIX}/devices/${device}/${kind}`;

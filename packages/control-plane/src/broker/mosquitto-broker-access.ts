@@ -1,4 +1,4 @@
-import { deviceIdSchema } from '@perch/shared';
+import { CLAIMANT_USERNAME_PREFIX, deviceIdSchema } from '@perch/shared';
 import {
   boundClaimantAcls,
   CLAIMANT_ROLE,
@@ -80,7 +80,12 @@ export class MosquittoBrokerAccess implements ExternalBrokerAccess {
   }
 
   async removeClaimToken(tokenSha256: string): Promise<void> {
-    const username = claimTokenUsername(tokenSha256);
+    await this.removeClaimUsername(claimTokenUsername(tokenSha256));
+  }
+
+  /** By the broker's username, for a token the control plane no longer knows (`mosquitto-reconcile.ts`). */
+  async removeClaimUsername(username: string): Promise<void> {
+    if (!username.startsWith(CLAIMANT_USERNAME_PREFIX)) throw new Error(`${username} is not a claim token's username`);
     await this.deleteClientAndRole(username, username);
   }
 

@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DEVICE_TOPIC_KINDS, formatZodError } from '@perch/shared';
@@ -5,8 +6,10 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_BROKER_LIMITS } from '../broker/broker-limits.js';
 import { brokerTlsProblems, DEFAULT_MQTTS_PORT } from '../broker/broker-tls.js';
+import { CONTROL_PLANE_USERNAME as MOSQUITTO_CONTROL_PLANE_USERNAME } from '../broker/mosquitto-acls.js';
 import { PayloadLimits } from '../broker/payload-limits.js';
 import { DEFAULT_PUBLISH_RATE } from '../broker/publish-rate-limiter.js';
+import { rolloutConfigSchema } from '../rollouts/rollout-config.js';
 import { telemetryConfigSchema } from '../telemetry/telemetry-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -42,6 +45,33 @@ const mqttLimits = z
   })
   .prefault({});
 
+/**
+ * An external broker (Mosquitto 2, docs/deploy-external-broker.md) instead
+ * of the embedded aedes: the control plane is then one of its clients, with
+ * a persistent session, and tells it (dynamic security) of every device
+ * credential and claim token. The files are checked when the config is loaded.
+ */
+const mqttExternal = z
+  .object({
+    url: z.string().regex(/^(mqtts?|tcp|ssl):\/\/.+/, 'mqtt://, mqtts://, tcp:// or ssl://'),
+    /** the control plane's broker login; `perch-control-plane mosquitto-config` makes this one */
+    username: z.string().min(1).default(MOSQUITTO_CONTROL_PLANE_USERNAME),
+    passwordFile: z.string().min(1),
+    /** the bus's client id; default: made once and kept secret in <dataDir>/secrets/mqtt-client-id (see external-client-id.ts) */
+    clientId: z.string().regex(/^[A-Za-z0-9._-]{8,128}$/, '8-128 of A-Z a-z 0-9 . _ -').optional(),
+    /** CA certificates (PEM) the broker's certificate chains to, for mqtts:// with a private CA */
+    caFile: z.string().min(1).optional(),
+    /** a client certificate and its key (PEM), for a listener with `require_certificate` */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    /** keep the broker's devices and claim tokens in step over Mosquitto's dynamic security API; false: the broker's auth is managed elsewhere */
+    dynsec: z.boolean().default(true),
+    /** subscribe through the shared group `perch-cp`, for several control planes on one broker (see the deploy doc first) */
+    shared: z.boolean().default(false),
+  })
+  .strict()
+  .refine((e) => (e.certFile === undefined) === (e.keyFile === undefined), { message: 'give certFile and keyFile together', path: ['keyFile'] });
+
 /** MQTT over TLS (mqtts) on `port`; plain MQTT then listens on loopback only. The files are checked when the config is loaded. */
 const mqttTls = z
   .object({ certFile: z.string().min(1), keyFile: z.string().min(1), caFile: z.string().min(1).optional(), port: port.default(DEFAULT_MQTTS_PORT) })
@@ -51,8 +81,11 @@ export const controlPlaneConfigSchema = z
   .object({
     dataDir: z.string().min(1).default('.perch/control-plane'),
     mqtt: z
-      .object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(1883), tls: mqttTls.optional(), limits: mqttLimits })
+      .object({ host: z.string().min(1).default('0.0.0.0'), port: port.default(1883), tls: mqttTls.optional(), limits: mqttLimits, external: mqttExternal.optional() })
       .strict()
+      .superRefine((m, ctx) => {
+        if (m.external && m.tls) ctx.addIssue({ code: 'custom', path: ['tls'], message: "the embedded broker's TLS listener; with mqtt.external the broker's own config sets TLS" });
+      })
       .prefault({}),
     http: z
       .object({
@@ -61,9 +94,11 @@ export const controlPlaneConfigSchema = z
         maxUploadBytes: z.number().int().positive().default(256 * 1024 * 1024),
         /** a file holding the first admin API token (32+ characters); without it one is generated into <dataDir>/secrets/admin-token */
         adminTokenFile: z.string().min(1).optional(),
+        /** GET /metrics: `token` needs a bearer token of at least viewer; `none` is for a scraper on a private network */
+        metricsAuth: z.enum(['token', 'none']).default('token'),
       })
       .strict()
-      .default({ host: '0.0.0.0', port: 8080, maxUploadBytes: 256 * 1024 * 1024 }),
+      .prefault({}),
     devices: z
       .object({
         /**
@@ -92,6 +127,8 @@ export const controlPlaneConfigSchema = z
       .default({ maxBytesPerSecondPerDevice: null, maxBytesPerSecondTotal: null }),
     /** ingest batching, sequence gaps, presence, retention (telemetry/telemetry-config.ts) */
     telemetry: telemetryConfigSchema,
+    /** staged rollouts: the engine's tick, webhooks for rollout events (rollouts/rollout-config.ts) */
+    rollouts: rolloutConfigSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -171,18 +208,51 @@ export function loadControlPlaneConfig(opts: { file?: string; env?: NodeJS.Proce
     cfg.dataDir = resolve(base, cfg.dataDir);
     if (cfg.devices.claimTokenFile) cfg.devices.claimTokenFile = resolve(base, cfg.devices.claimTokenFile);
     if (cfg.http.adminTokenFile) cfg.http.adminTokenFile = resolve(base, cfg.http.adminTokenFile);
+    for (const hook of cfg.rollouts.webhooks) if (hook.secretFile) hook.secretFile = resolve(base, hook.secretFile);
     const tls = cfg.mqtt.tls;
     if (tls) {
       tls.certFile = resolve(base, tls.certFile);
       tls.keyFile = resolve(base, tls.keyFile);
       if (tls.caFile) tls.caFile = resolve(base, tls.caFile);
     }
+    const external = cfg.mqtt.external;
+    if (external) {
+      external.passwordFile = resolve(base, external.passwordFile);
+      if (external.caFile) external.caFile = resolve(base, external.caFile);
+      if (external.certFile) external.certFile = resolve(base, external.certFile);
+      if (external.keyFile) external.keyFile = resolve(base, external.keyFile);
+    }
   }
-  if (cfg.mqtt.tls) {
-    const problems = brokerTlsProblems(cfg.mqtt.tls);
-    if (problems.length > 0) throw new ConfigError(source, problems.join('; '));
-  }
+  const problems = [...(cfg.mqtt.tls ? brokerTlsProblems(cfg.mqtt.tls) : []), ...(cfg.mqtt.external ? externalBrokerFileProblems(cfg.mqtt.external) : [])];
+  if (problems.length > 0) throw new ConfigError(source, problems.join('; '));
   return cfg;
+}
+
+/** Every problem with `mqtt.external`'s files, each named by its config path. */
+function externalBrokerFileProblems(external: { passwordFile: string; caFile?: string | undefined; certFile?: string | undefined; keyFile?: string | undefined }): string[] {
+  const problems: string[] = [];
+  try {
+    if (readSecretFile(external.passwordFile) === '') problems.push(`mqtt.external.passwordFile: ${external.passwordFile} is empty`);
+  } catch (err) {
+    problems.push(`mqtt.external.passwordFile: cannot read ${external.passwordFile}: ${(err as Error).message}`);
+  }
+  for (const key of ['caFile', 'certFile'] as const) {
+    const file = external[key];
+    if (file === undefined) continue;
+    try {
+      new X509Certificate(readFileSync(file));
+    } catch (err) {
+      problems.push(`mqtt.external.${key}: ${file} is not a readable PEM certificate (${(err as Error).message})`);
+    }
+  }
+  if (external.keyFile !== undefined) {
+    try {
+      createPrivateKey(readFileSync(external.keyFile));
+    } catch (err) {
+      problems.push(`mqtt.external.keyFile: ${external.keyFile} is not a readable PEM private key (${(err as Error).message})`);
+    }
+  }
+  return problems;
 }
 
 export function readSecretFile(file: string): string {

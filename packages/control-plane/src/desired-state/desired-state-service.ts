@@ -3,13 +3,30 @@ import type { Logger } from 'pino';
 import type { ControlPlaneBus } from '../bus/control-plane-bus.js';
 import type { DesiredStateRecord, DesiredStateStore } from '../store/desired-state-store.js';
 import type { DeviceStore } from '../store/device-store.js';
-import type { ModelVersionStore } from '../store/model-version-store.js';
+import type { ModelVersionRecord, ModelVersionStore } from '../store/model-version-store.js';
 
 export class UnknownModelVersionError extends Error {
   constructor(name: string, version: string) {
     super(`model ${name} version ${version} is not registered`);
     this.name = 'UnknownModelVersionError';
   }
+}
+
+/** A registered model version, by name and version. */
+export interface ModelName {
+  name: string;
+  version: string;
+}
+
+/** What a device should run: the champion, and optionally a challenger in shadow. */
+export interface DesiredModels {
+  active: ModelName | null;
+  /** the challenger; null or absent: none */
+  shadow?: ModelName | null;
+  /** the share of the champion's frames the challenger runs on; the device's default when absent */
+  shadowSampleRate?: number;
+  /** going back to an older model on purpose */
+  rollback?: boolean;
 }
 
 /** How long a desired state may be trusted by a device that hears nothing newer. */
@@ -38,9 +55,18 @@ export class DesiredStateService {
    * `rollback` signs the operator's intent to go back to an older model:
    * without it a device refuses a model registered before the one it runs.
    */
-  async setActiveModel(deviceId: string, model: { name: string; version: string } | null, now = new Date(), opts: { rollback?: boolean } = {}): Promise<DesiredStateRecord> {
-    const version = model ? this.versions.get(model.name, model.version) : null;
-    if (model && !version) throw new UnknownModelVersionError(model.name, model.version);
+  setActiveModel(deviceId: string, model: ModelName | null, now = new Date(), opts: { rollback?: boolean } = {}): Promise<DesiredStateRecord> {
+    return this.setDesired(deviceId, { active: model, ...(opts.rollback ? { rollback: true } : {}) }, now);
+  }
+
+  /**
+   * The next generation of a device's desired state: the champion
+   * (`active`), optionally a challenger run in shadow beside it on a share
+   * of its frames, and `rollback` to allow going back to an older model.
+   */
+  async setDesired(deviceId: string, want: DesiredModels, now = new Date()): Promise<DesiredStateRecord> {
+    const version = this.resolve(want.active);
+    const shadow = this.resolve(want.shadow ?? null);
     this.devices.ensure(deviceId, now.getTime());
     const generation = (this.store.get(deviceId)?.generation ?? 0) + 1;
     const signed: DesiredState = {
@@ -52,7 +78,8 @@ export class DesiredStateService {
       generation,
       issuedAt: now.toISOString(),
       active: version ? version.target : null,
-      ...(opts.rollback ? { rollback: true } : {}),
+      ...(want.rollback ? { rollback: true } : {}),
+      ...(shadow ? { shadow: shadow.target, ...(want.shadowSampleRate !== undefined ? { shadowSampleRate: want.shadowSampleRate } : {}) } : {}),
     };
     const rec: DesiredStateRecord = {
       deviceId,
@@ -63,8 +90,15 @@ export class DesiredStateService {
     };
     this.store.put(rec);
     await this.publish(rec);
-    this.log.info({ deviceId, generation, model: model ?? null }, 'desired state set');
+    this.log.info({ deviceId, generation, model: want.active ?? null, shadow: want.shadow ?? null, rollback: want.rollback === true }, 'desired state set');
     return rec;
+  }
+
+  private resolve(model: ModelName | null | undefined): ModelVersionRecord | null {
+    if (!model) return null;
+    const version = this.versions.get(model.name, model.version);
+    if (!version) throw new UnknownModelVersionError(model.name, model.version);
+    return version;
   }
 
   /** Republishes every stored desired state: the broker's retained copies may be gone after a restart. */
@@ -79,7 +113,13 @@ export class DesiredStateService {
   private async reissue(rec: DesiredStateRecord): Promise<void> {
     const version = rec.modelVersionId === null ? null : this.versions.byId(rec.modelVersionId);
     this.log.warn({ deviceId: rec.deviceId, generation: rec.generation }, 'stored desired state is in an old format; issuing it again');
-    await this.setActiveModel(rec.deviceId, version ? { name: version.name, version: version.version } : null);
+    // The challenger, if the old state named one, is read back from what was signed.
+    const signed = rec.envelope.signed as Partial<DesiredState>;
+    const shadow = signed.shadow?.custom;
+    await this.setDesired(rec.deviceId, {
+      active: version ? { name: version.name, version: version.version } : null,
+      ...(shadow && this.versions.get(shadow.name, shadow.version) ? { shadow: { name: shadow.name, version: shadow.version }, ...(signed.shadowSampleRate !== undefined ? { shadowSampleRate: signed.shadowSampleRate } : {}) } : {}),
+    });
   }
 
   private publish(rec: DesiredStateRecord): Promise<void> {

@@ -73,7 +73,7 @@ describe('per-device credentials', () => {
     expect(revoked).toMatchObject({ deviceId: 'gate-1', reason: 'stolen from the gate', disconnected: true });
     expect(auth('gate-1', password).ok).toBe(false);
     expect(identity.identity('gate-1')).toMatchObject({ revoked: { at: now, reason: 'stolen from the gate' }, credentials: null });
-    const token = identity.createClaimToken({ name: 'site-a' }).token;
+    const token = (await identity.createClaimToken({ name: 'site-a' })).token;
     const answer = claim('gate-1', token);
     expect(refusal(answer)).toBe('device-revoked');
     expect(answer.status === 'refused' && answer.reason).toMatch(/stolen from the gate/);
@@ -86,8 +86,8 @@ describe('per-device credentials', () => {
 });
 
 describe('claim tokens', () => {
-  it('a claim issues credentials, counts a use and gives the token\'s tags and groups', () => {
-    const { token, record } = identity.createClaimToken({ name: 'site-a', maxUses: 5, tags: ['outdoor', 'outdoor'], groups: ['site-a'] });
+  it('a claim issues credentials, counts a use and gives the token\'s tags and groups', async () => {
+    const { token, record } = await identity.createClaimToken({ name: 'site-a', maxUses: 5, tags: ['outdoor', 'outdoor'], groups: ['site-a'] });
     expect(record).toMatchObject({ name: 'site-a', maxUses: 5, uses: 0, tags: ['outdoor'], groups: ['site-a'], revokedAt: null });
     // The token authenticates any device id as a claimant, never as a device.
     expect(auth('box-1', token)).toEqual({ ok: true, principal: { kind: 'claimant', deviceId: 'box-1', claimTokenId: record.id } });
@@ -101,32 +101,32 @@ describe('claim tokens', () => {
     expect(identity.identity('box-1').credentials).toMatchObject({ claimTokenId: record.id, usedAt: now });
   });
 
-  it('refuses, with the reason, an unknown, revoked, expired or used-up token', () => {
+  it('refuses, with the reason, an unknown, revoked, expired or used-up token', async () => {
     expect(refusal(claim('box-1', 'x'.repeat(43)))).toBe('claim-token-unknown');
 
-    const revoked = identity.createClaimToken({ name: 'old batch' });
-    identity.revokeClaimToken(revoked.record.id);
+    const revoked = await identity.createClaimToken({ name: 'old batch' });
+    await identity.revokeClaimToken(revoked.record.id);
     const r1 = claim('box-1', revoked.token);
     expect(refusal(r1)).toBe('claim-token-revoked');
     expect(r1.status === 'refused' && r1.reason).toMatch(/old batch/);
 
-    const expiring = identity.createClaimToken({ name: 'one day', expiresAt: now + 86_400_000 });
+    const expiring = await identity.createClaimToken({ name: 'one day', expiresAt: now + 86_400_000 });
     now += 86_400_000;
     expect(refusal(claim('box-1', expiring.token))).toBe('claim-token-expired');
 
-    const once = identity.createClaimToken({ name: 'single', maxUses: 1 });
+    const once = await identity.createClaimToken({ name: 'single', maxUses: 1 });
     expect(refusal(claim('box-1', once.token))).toBe('issued');
     const r2 = claim('box-2', once.token);
     expect(refusal(r2)).toBe('claim-token-used-up');
     expect(r2.status === 'refused' && r2.reason).toMatch(/used 1 of 1/);
     expect(identity.claimTokens().find((t) => t.id === once.record.id)?.uses).toBe(1);
     expect(devices.get('box-2')).toBeNull();
-    expect(() => identity.createClaimToken({ name: 'late', expiresAt: now - 1 })).toThrow(/future/);
-    expect(() => identity.revokeClaimToken('ct-none')).toThrow(IdentityError);
+    await expect(identity.createClaimToken({ name: 'late', expiresAt: now - 1 })).rejects.toThrow(/future/);
+    await expect(identity.revokeClaimToken('ct-none')).rejects.toThrow(IdentityError);
   });
 
-  it('refuses a device whose credentials were used or issued by an operator, but lets a lost answer be claimed again', () => {
-    const { token, record } = identity.createClaimToken({ name: 'site-a', maxUses: 2 });
+  it('refuses a device whose credentials were used or issued by an operator, but lets a lost answer be claimed again', async () => {
+    const { token, record } = await identity.createClaimToken({ name: 'site-a', maxUses: 2 });
     const first = claim('box-1', token);
     // The box lost the answer before it could use it: asking again is answered, and counted once.
     const second = claim('box-1', token);
@@ -145,12 +145,12 @@ describe('claim tokens', () => {
     expect(refusal(claim('gate-1', token))).toBe('device-has-credentials');
   });
 
-  it('makes the default token once, follows a changed configured secret, and keeps an operator\'s revocation', () => {
+  it('makes the default token once, follows a changed configured secret, and keeps an operator\'s revocation', async () => {
     const secret = 'a-configured-claim-token-0001';
     identity.ensureDefaultClaimToken(secret);
     identity.ensureDefaultClaimToken(secret);
     expect(identity.claimTokens().map((t) => [t.id, t.maxUses, t.expiresAt])).toEqual([[DEFAULT_CLAIM_TOKEN_ID, null, null]]);
-    identity.revokeClaimToken(DEFAULT_CLAIM_TOKEN_ID);
+    await identity.revokeClaimToken(DEFAULT_CLAIM_TOKEN_ID);
     identity.ensureDefaultClaimToken(secret);
     expect(refusal(claim('box-1', secret))).toBe('claim-token-revoked');
     // A new configured secret is a new token: the old one stops working.

@@ -3,6 +3,7 @@ import { deviceIdSchema, type ProvisionRefusal } from '@perch/shared';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { DeviceAuthentication, DeviceAuthenticator } from '../broker/broker-access.js';
+import type { ExternalBrokerAccess } from '../broker/mosquitto-broker-access.js';
 import { ClaimTokenStore, type ClaimTokenRecord } from '../store/claim-token-store.js';
 import type { Db } from '../store/database.js';
 import { DeviceIdentityStore, type DeviceCredentialRecord, type Revocation } from '../store/device-identity-store.js';
@@ -51,6 +52,14 @@ export interface DeviceIdentity {
 export interface DeviceIdentityOptions {
   /** ends a device's live MQTT session now (the embedded broker's `disconnectClient`); true when it had one */
   endSession?: (deviceId: string) => Promise<boolean>;
+  /**
+   * An external broker, which cannot ask at CONNECT as the embedded one does,
+   * so it is told every credential and claim token as it is issued or
+   * withdrawn, before the secret is handed to anyone. Its own calls end
+   * the sessions concerned. With it, credentials are issued only by the
+   * async `issueCredentials` and `claimCredentials`.
+   */
+  broker?: ExternalBrokerAccess;
   now?: () => number;
 }
 
@@ -105,8 +114,30 @@ export class DeviceIdentityService implements DeviceAuthenticator {
     return { ok: false, reason: credential ? 'wrong secret for this device' : 'no credentials for this device id' };
   }
 
-  /** Operator provisioning: fresh credentials replacing any old ones (and a revocation), labels added. */
+  /**
+   * Operator provisioning: fresh credentials replacing any old ones (and a
+   * revocation), labels added. Synchronous, for the embedded broker, which
+   * asks at CONNECT; with an external one use `issueCredentials`.
+   */
   provision(deviceId: string, labels: LabelsInput = {}): IssuedCredentials {
+    if (this.opts.broker) throw new Error('with an external broker, credentials are issued with issueCredentials() (ControlPlane.issueDeviceCredentials), which waits until the broker has them');
+    const { issued, replaced } = this.storeCredentials(deviceId, labels);
+    // A session on the old credentials must not outlive them.
+    if (replaced) void this.endSession(issued.deviceId);
+    return issued;
+  }
+
+  /** As `provision`, and resolves once the broker accepts the new password (an external broker is told it first; the old one stops working there). */
+  async issueCredentials(deviceId: string, labels: LabelsInput = {}): Promise<IssuedCredentials> {
+    const broker = this.opts.broker;
+    if (!broker) return this.provision(deviceId, labels);
+    const { issued } = this.storeCredentials(deviceId, labels);
+    // After the store: were the broker to fail, the old password keeps working there and the operator asks again.
+    await broker.addDevice(issued.deviceId, issued.password);
+    return issued;
+  }
+
+  private storeCredentials(deviceId: string, labels: LabelsInput): { issued: IssuedCredentials; replaced: boolean } {
     const id = this.deviceId(deviceId);
     const add = this.parse(labelsInputSchema, labels);
     const password = newSecret();
@@ -119,16 +150,15 @@ export class DeviceIdentityService implements DeviceAuthenticator {
       this.labelStore.add(id, add);
       return had;
     })();
-    // A session on the old credentials must not outlive them.
-    if (replaced) void this.endSession(id);
     this.log.info({ deviceId: id, replaced }, 'device credentials issued');
-    return { deviceId: id, username: id, password, issuedAt };
+    return { issued: { deviceId: id, username: id, password, issuedAt }, replaced };
   }
 
   /** Drops the device's credentials without revoking it, so the box may claim again (e.g. after it was re-imaged). */
   async forgetCredentials(deviceId: string): Promise<boolean> {
     const id = this.knownDevice(deviceId);
     const had = this.identities.deleteCredential(id);
+    await this.opts.broker?.revokeDevice(id);
     await this.endSession(id);
     this.log.info({ deviceId: id, had }, 'device credentials forgotten');
     return had;
@@ -142,6 +172,8 @@ export class DeviceIdentityService implements DeviceAuthenticator {
       this.identities.revoke(id, reason, at);
       this.identities.deleteCredential(id);
     })();
+    // The broker's own revocation closes a live session; whether there was one it does not say.
+    await this.opts.broker?.revokeDevice(id);
     const disconnected = await this.endSession(id);
     this.log.warn({ deviceId: id, reason, disconnected }, 'device revoked');
     return { deviceId: id, revokedAt: at, reason, disconnected };
@@ -187,13 +219,34 @@ export class DeviceIdentityService implements DeviceAuthenticator {
     return result;
   }
 
-  createClaimToken(spec: ClaimTokenSpec): { token: string; record: ClaimTokenRecord } {
+  /**
+   * As `claim`, and resolves once an external broker accepts the issued
+   * password, so the answer never names credentials the broker would
+   * refuse. When the broker fails it rejects and nothing is answered: the
+   * box asks again and, the credentials being unused, gets fresh ones
+   * without another use of its token.
+   */
+  async claimCredentials(deviceId: string, claimToken: string, agentVersion?: string): Promise<ClaimResult> {
+    const result = this.claim(deviceId, claimToken, agentVersion);
+    if (result.status === 'issued') await this.opts.broker?.addDevice(result.deviceId, result.password);
+    return result;
+  }
+
+  /** A new claim token, shown this once; an external broker is given it before it is returned (the only time its plaintext exists). */
+  async createClaimToken(spec: ClaimTokenSpec): Promise<{ token: string; record: ClaimTokenRecord }> {
     const s = this.parse(claimTokenSpecSchema, spec);
     const now = this.now();
     if (s.expiresAt !== null && s.expiresAt <= now) throw new IdentityError('invalid_request', 'expiresAt is not in the future', 'expiresAt');
     const token = newSecret();
     const id = `ct-${randomBytes(6).toString('hex')}`;
     this.tokens.insert({ id, name: s.name, tokenSha256: sha256Hex(token), maxUses: s.maxUses, expiresAt: s.expiresAt, tags: s.tags, groups: s.groups, createdAt: now });
+    try {
+      await this.opts.broker?.addClaimToken(token, { name: s.name });
+    } catch (err) {
+      // Never shown, so never usable: withdrawn rather than left half made.
+      this.tokens.revoke(id, this.now());
+      throw err;
+    }
     this.log.info({ id, name: s.name, maxUses: s.maxUses, expiresAt: s.expiresAt }, 'claim token created');
     return { token, record: this.tokens.get(id) as ClaimTokenRecord };
   }
@@ -213,13 +266,22 @@ export class DeviceIdentityService implements DeviceAuthenticator {
     }
   }
 
+  /** Every device id that holds credentials now: what an external broker should let in. */
+  devicesWithCredentials(): string[] {
+    return this.identities.deviceIdsWithCredentials();
+  }
+
   claimTokens(): ClaimTokenRecord[] {
     return this.tokens.list();
   }
 
-  revokeClaimToken(id: string): ClaimTokenRecord {
-    if (!this.tokens.get(id)) throw new IdentityError('unknown_claim_token', `no claim token ${id}`, 'id');
+  /** Revoked, and removed from an external broker, which disconnects every claimant using it. */
+  async revokeClaimToken(id: string): Promise<ClaimTokenRecord> {
+    const token = this.tokens.get(id);
+    if (!token) throw new IdentityError('unknown_claim_token', `no claim token ${id}`, 'id');
     if (this.tokens.revoke(id, this.now())) this.log.warn({ id }, 'claim token revoked');
+    // Also when revoked before: an earlier removal may have failed.
+    await this.opts.broker?.removeClaimToken(token.tokenSha256);
     return this.tokens.get(id) as ClaimTokenRecord;
   }
 

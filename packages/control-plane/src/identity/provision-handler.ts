@@ -7,14 +7,15 @@ import type { DeviceIdentityService } from './device-identity-service.js';
  * A claimant's `provision/request`, answered on its `provision/response` at
  * QoS 1: its credentials, the password sealed to the request's public key,
  * or why not. A request that fails the schema is dropped by the dispatcher
- * and gets no answer; the box asks again.
+ * and gets no answer; the box asks again. Credentials are answered only once
+ * the broker accepts them (an external broker is told first).
  */
-export function provisionHandler(identity: Pick<DeviceIdentityService, 'claim'>, bus: Pick<ControlPlaneBus, 'publish'>) {
+export function provisionHandler(identity: Pick<DeviceIdentityService, 'claimCredentials'>, bus: Pick<ControlPlaneBus, 'publish'>) {
   return defineHandler({
     kind: 'provision/request',
     schema: provisionRequestSchema,
     handle: async (deviceId, req) => {
-      const result = identity.claim(deviceId, req.claimToken, req.agentVersion);
+      const result = await identity.claimCredentials(deviceId, req.claimToken, req.agentVersion);
       const answer: ProvisionResponse =
         result.status === 'issued'
           ? {

@@ -5,6 +5,7 @@ import type { IngestStats, TelemetryIngest } from '../ingest/telemetry-ingest.js
 import type { PresenceCounts } from '../store/device-presence-store.js';
 import type { GapTotals } from '../telemetry/gap-detector.js';
 import { RETENTION_TARGETS, type RetentionCounts } from '../telemetry/retention.js';
+import { registerBrokerMetrics, type BrokerLimitStats } from './broker-metrics.js';
 
 /** Where the metrics read their values, at scrape time. */
 export interface MetricSources {
@@ -18,23 +19,11 @@ export interface MetricSources {
   markedSilent(): number;
   /** the SQLite file; its -wal beside it is measured too */
   databaseFile: string;
-  /** the broker's own counters, where it keeps any: numbers, possibly nested */
-  brokerStats?: () => unknown;
+  /** what the embedded broker's limits did; absent where there is no embedded broker */
+  brokerStats?: () => BrokerLimitStats;
 }
 
 export const METRIC_PREFIX = 'perch_cp_';
-
-/** Flattens numeric leaves of a stats object into `a_b_c` names. */
-function numericLeaves(value: unknown, prefix = '', out: [string, number][] = []): [string, number][] {
-  if (typeof value === 'number' && Number.isFinite(value)) out.push([prefix, value]);
-  else if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
-    for (const [k, v] of Object.entries(value)) {
-      const name = k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/[^A-Za-z0-9_]/g, '_').toLowerCase();
-      numericLeaves(v, prefix ? `${prefix}_${name}` : name, out);
-    }
-  }
-  return out;
-}
 
 function fileSize(file: string): number {
   try {
@@ -180,19 +169,7 @@ export class ControlPlaneMetrics {
         this.set({ file: 'wal' }, fileSize(`${sources.databaseFile}-wal`));
       },
     });
-    const brokerStats = sources.brokerStats;
-    if (brokerStats) {
-      new Gauge({
-        name: `${p}broker_stat`,
-        help: "The embedded broker's own counters, one series per stat",
-        labelNames: ['stat'],
-        registers,
-        collect() {
-          this.reset();
-          for (const [stat, v] of numericLeaves(brokerStats())) this.set({ stat }, v);
-        },
-      });
-    }
+    if (sources.brokerStats) registerBrokerMetrics(this.registry, p, sources.brokerStats);
   }
 
   get contentType(): string {

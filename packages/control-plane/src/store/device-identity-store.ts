@@ -41,6 +41,7 @@ export class DeviceIdentityStore {
   private readonly revocationStmt;
   private readonly revokeStmt;
   private readonly readmitStmt;
+  private readonly withCredentialsStmt;
 
   constructor(db: Db) {
     this.getStmt = db.prepare('SELECT * FROM device_credentials WHERE device_id = ?');
@@ -55,6 +56,7 @@ export class DeviceIdentityStore {
     this.revocationStmt = db.prepare('SELECT revoked_at AS at, revoked_reason AS reason FROM devices WHERE id = ? AND revoked_at IS NOT NULL');
     this.revokeStmt = db.prepare('UPDATE devices SET revoked_at = ?, revoked_reason = ? WHERE id = ?');
     this.readmitStmt = db.prepare('UPDATE devices SET revoked_at = NULL, revoked_reason = NULL WHERE id = ?');
+    this.withCredentialsStmt = db.prepare('SELECT device_id FROM device_credentials ORDER BY device_id').pluck();
   }
 
   credential(deviceId: string): DeviceCredentialRecord | null {
@@ -70,6 +72,10 @@ export class DeviceIdentityStore {
   /** True the first time only. */
   markUsed(deviceId: string, at: number): boolean {
     return this.usedStmt.run(at, deviceId).changes > 0;
+  }
+
+  deviceIdsWithCredentials(): string[] {
+    return this.withCredentialsStmt.all() as string[];
   }
 
   deleteCredential(deviceId: string): boolean {

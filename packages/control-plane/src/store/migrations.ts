@@ -241,4 +241,73 @@ export const MIGRATIONS: readonly Migration[] = [
         ) WHERE seq > prev + 1;
     `,
   },
+  {
+    version: 6,
+    name: 'staged rollouts: rollouts, per-device assignments, events, gate evaluations',
+    sql: `
+      CREATE TABLE rollouts (
+        id               TEXT PRIMARY KEY,
+        name             TEXT,
+        spec_json        TEXT NOT NULL,
+        model_version_id INTEGER NOT NULL REFERENCES model_versions (id),
+        state            TEXT NOT NULL CHECK (state IN ('draft', 'running', 'paused', 'rolling-back', 'rolled-back', 'aborted', 'completed')),
+        stage_index      INTEGER NOT NULL,
+        phase            TEXT NOT NULL CHECK (phase IN ('shadow', 'replace')),
+        -- by the control plane's clock: soaks go on counting across a restart
+        phase_started_at INTEGER,
+        reason           TEXT,
+        created_by       TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+      );
+      CREATE INDEX rollouts_state ON rollouts (state);
+      CREATE INDEX rollouts_created ON rollouts (created_at, id);
+
+      -- A device once in a rollout stays in it; previous_json is its desired state before the
+      -- rollout, so a rollback restores exactly that; baseline_json its previous model's
+      -- telemetry before it joined, what latency and skipped frames are judged against.
+      CREATE TABLE rollout_devices (
+        rollout_id    TEXT NOT NULL REFERENCES rollouts (id),
+        device_id     TEXT NOT NULL,
+        stage_index   INTEGER NOT NULL,
+        hash          REAL NOT NULL,
+        assigned_at   INTEGER NOT NULL,
+        previous_json TEXT NOT NULL,
+        baseline_json TEXT,
+        status        TEXT NOT NULL CHECK (status IN ('pending', 'shadow', 'replaced', 'restored')),
+        generation    INTEGER,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (rollout_id, device_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX rollout_devices_device ON rollout_devices (device_id);
+
+      -- Every state change, in order: the rollout's history, what the events topic and webhooks carry.
+      CREATE TABLE rollout_events (
+        id          INTEGER PRIMARY KEY,
+        rollout_id  TEXT NOT NULL REFERENCES rollouts (id),
+        at          INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        stage_index INTEGER NOT NULL,
+        phase       TEXT NOT NULL,
+        reason      TEXT,
+        actor       TEXT
+      );
+      CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id, id);
+
+      CREATE TABLE rollout_gate_evaluations (
+        id          INTEGER PRIMARY KEY,
+        rollout_id  TEXT NOT NULL REFERENCES rollouts (id),
+        stage_index INTEGER NOT NULL,
+        phase       TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        gate        TEXT NOT NULL,
+        value       REAL,
+        threshold   REAL,
+        verdict     TEXT NOT NULL CHECK (verdict IN ('pass', 'fail', 'wait', 'skip')),
+        detail_json TEXT
+      );
+      CREATE INDEX rollout_gate_evaluations_rollout ON rollout_gate_evaluations (rollout_id, stage_index, id);
+    `,
+  },
 ];

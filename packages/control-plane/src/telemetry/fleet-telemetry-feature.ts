@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { DispatchStats } from '../bus/device-message-dispatcher.js';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { TelemetryIngest } from '../ingest/telemetry-ingest.js';
+import type { BrokerLimitStats } from '../metrics/broker-metrics.js';
 import { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
 import type { Db } from '../store/database.js';
 import { DevicePresenceStore } from '../store/device-presence-store.js';
@@ -55,7 +56,7 @@ export class FleetTelemetryFeature {
   }
 
   /** The control plane's Prometheus metrics over this feature and the other sources given. */
-  createMetrics(sources: { dispatch: () => DispatchStats; databaseFile: string; brokerStats?: () => unknown }): ControlPlaneMetrics {
+  createMetrics(sources: { dispatch: () => DispatchStats; databaseFile: string; brokerStats?: () => BrokerLimitStats }): ControlPlaneMetrics {
     return new ControlPlaneMetrics({
       ingest: this.ingest,
       connectedClients: () => this.broker.connectedClients,

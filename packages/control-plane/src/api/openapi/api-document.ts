@@ -16,7 +16,7 @@ const DESCRIPTION = `Perch control plane: model registry, devices and their desi
 The first start writes an admin token to \`<dataDir>/secrets/admin-token\`; more tokens come from \`POST /tokens\` or \`perch-control-plane tokens create\`.
 
 **Roles.** viewer < operator < admin: reading needs viewer, changing needs operator, token management, the audit log, key rotation and
-revocation, device revocation and claim tokens need admin. Each operation names its role in \`x-required-role\`.
+revocation, device revocation, claim tokens, device credentials and backups need admin. Each operation names its role in \`x-required-role\`.
 
 **Errors** are always \`{ "error": { "code", "message", "field"? } }\`. **Lists** take \`limit\` and \`cursor\` and answer \`nextCursor\`.`;
 

@@ -31,7 +31,11 @@ const desiredModelBody = z
     model: modelRef.nullable().openapi({ description: 'the model the device should run; null for none' }),
     /** the operator means to go back to an older model: signed into the desired state, else devices refuse the downgrade */
     rollback: z.boolean().optional().openapi({ description: 'going back to an older model on purpose: signed into the state, else devices refuse the downgrade' }),
+    shadow: modelRef.nullable().optional().openapi({ description: 'a challenger run in shadow beside `model` on a share of its frames: compared and reported, never acted on; needs a `model`' }),
+    shadowSampleRate: z.number().gt(0).max(1).optional().openapi({ description: "the share of the champion's frames the challenger runs on (the device's default, 0.25, when absent)" }),
   })
+  .refine((b) => !b.shadow || b.model !== null, { message: 'a challenger needs a champion: give model too', path: ['shadow'] })
+  .refine((b) => !b.shadow || !b.model || b.shadow.name !== b.model.name || b.shadow.version !== b.model.version, { message: 'the challenger must be another model version than the champion', path: ['shadow'] })
   .openapi('DesiredModel');
 
 const idParams = z.object({ id: deviceIdSchema });
@@ -74,7 +78,7 @@ const setDesiredModel = createRoute({
   description: 'Makes the next generation of the device\'s signed desired state and publishes it. A device not seen yet gets it when it first connects.',
   request: { params: idParams, body: { required: true, content: { 'application/json': { schema: desiredModelBody } } } },
   responses: {
-    200: json(z.object({ deviceId: deviceIdSchema, generation: z.number().int(), model: modelRef.nullable(), rollback: z.boolean() }), 'the new generation'),
+    200: json(z.object({ deviceId: deviceIdSchema, generation: z.number().int(), model: modelRef.nullable(), shadow: modelRef.nullable(), rollback: z.boolean() }), 'the new generation'),
     ...errorResponses(400, 404, 415),
   },
 });
@@ -152,8 +156,14 @@ export function deviceRoutes(deps: ApiDeps) {
   app.openapi(setDesiredModel, async (c) => {
     const { id } = c.req.valid('param');
     const body = c.req.valid('json');
-    const rec = await deps.desired.setActiveModel(id, body.model, new Date(), { rollback: body.rollback === true });
-    return c.json({ deviceId: id, generation: rec.generation, model: body.model, rollback: body.rollback === true }, 200);
+    const rollback = body.rollback === true;
+    const shadow = body.shadow ?? null;
+    const rec = await deps.desired.setDesired(
+      id,
+      { active: body.model, shadow, ...(body.shadowSampleRate !== undefined ? { shadowSampleRate: body.shadowSampleRate } : {}), rollback },
+      new Date(),
+    );
+    return c.json({ deviceId: id, generation: rec.generation, model: body.model, shadow, rollback }, 200);
   });
 
   app.openapi(telemetry, (c) => {

@@ -134,7 +134,7 @@ describe('fleet telemetry API', () => {
   });
 
   it('exposes Prometheus metrics at /metrics', async () => {
-    const res = await fetch(`${s.base}/metrics`);
+    const res = await s.get('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const m = parseMetrics(await res.text());

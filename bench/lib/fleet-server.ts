@@ -1,0 +1,130 @@
+/**
+ * The benchmark's handle on a fleet server process (fleet-server-process.ts):
+ * a control plane or a bare aedes broker in a child process of its own, its
+ * log in a file, driven over IPC.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ControlPlaneConfigInput } from '@perch/control-plane';
+import type { AuditResult } from './fleet-audit.js';
+import type { ServerCommand, ServerMode, ServerStats } from './fleet-server-process.js';
+
+const SCRIPT = fileURLToPath(new URL('./fleet-server-process.ts', import.meta.url));
+
+export interface FleetServerStart {
+  mode: ServerMode;
+  dataDir: string;
+  /** 0: one the OS picks; a restart passes the port it had */
+  port?: number;
+  config?: ControlPlaneConfigInput;
+  logLevel?: string;
+  /** the process's stdout and stderr (the control plane's log) */
+  logFile: string;
+}
+
+export class FleetServer {
+  private readonly replies = new Map<number, (msg: Record<string, unknown>) => void>();
+  private nextId = 1;
+  private exit: { code: number | null; signal: string | null } | null = null;
+  mqttPort = 0;
+  httpPort = 0;
+  claimToken = '';
+  adminToken = '';
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly opts: FleetServerStart,
+  ) {
+    child.on('message', (msg: Record<string, unknown>) => {
+      const id = msg['id'] as number;
+      this.replies.get(id)?.(msg);
+      this.replies.delete(id);
+    });
+    child.on('exit', (code, signal) => {
+      this.exit = { code, signal };
+      for (const [, resolve] of this.replies) resolve({ ok: false, error: `server process exited (${code ?? signal})` });
+      this.replies.clear();
+    });
+  }
+
+  static async start(opts: FleetServerStart): Promise<FleetServer> {
+    const fd = openSync(opts.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = fork(SCRIPT, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', fd, fd, 'ipc'] });
+    } finally {
+      closeSync(fd);
+    }
+    const server = new FleetServer(child, opts);
+    const r = await server.call({ cmd: 'start', mode: opts.mode, dataDir: opts.dataDir, port: opts.port ?? 0, ...(opts.config ? { config: opts.config } : {}), ...(opts.logLevel ? { logLevel: opts.logLevel } : {}) });
+    server.mqttPort = r['mqttPort'] as number;
+    server.httpPort = (r['httpPort'] as number | undefined) ?? 0;
+    server.claimToken = (r['claimToken'] as string | undefined) ?? '';
+    server.adminToken = (r['adminToken'] as string | undefined) ?? '';
+    return server;
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  /** Whether the process still runs; `exited` says how it ended. */
+  get running(): boolean {
+    return this.exit === null;
+  }
+
+  get exited(): { code: number | null; signal: string | null } | null {
+    return this.exit;
+  }
+
+  logTail(chars = 3000): string {
+    try {
+      return readFileSync(this.opts.logFile, 'utf8').slice(-chars);
+    } catch {
+      return '';
+    }
+  }
+
+  async call(command: ServerCommand): Promise<Record<string, unknown>> {
+    if (!this.running) throw new Error(`fleet server process has exited (${JSON.stringify(this.exit)}):\n${this.logTail()}`);
+    const id = this.nextId++;
+    const reply = await new Promise<Record<string, unknown>>((resolve) => {
+      this.replies.set(id, resolve);
+      this.child.send({ ...command, id });
+    });
+    if (reply['ok'] !== true) throw new Error(`fleet server ${command.cmd}: ${String(reply['error'])}\n${this.logTail()}`);
+    return reply;
+  }
+
+  async provision(ids: string[]): Promise<string[]> {
+    return (await this.call({ cmd: 'provision', ids }))['passwords'] as string[];
+  }
+
+  async stats(): Promise<ServerStats> {
+    return (await this.call({ cmd: 'stats' }))['stats'] as ServerStats;
+  }
+
+  async resetLatency(): Promise<void> {
+    await this.call({ cmd: 'reset-latency' });
+  }
+
+  /** Row counts and the stored keys of `deviceIds`; `validate` checks every stored payload against its schema. */
+  async audit(deviceIds: string[], validate = true): Promise<AuditResult> {
+    return (await this.call({ cmd: 'audit', deviceIds, validate }))['audit'] as AuditResult;
+  }
+
+  /** Stops the server the way a service stop does and waits for the process to end; how long the stop took (ms). */
+  async stop(): Promise<number> {
+    if (!this.running) return 0;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    const r = await this.call({ cmd: 'stop' });
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    if (this.running) this.child.kill('SIGKILL');
+    return r['stopMs'] as number;
+  }
+
+  kill(): void {
+    if (this.running) this.child.kill('SIGKILL');
+  }
+}
