@@ -148,4 +148,26 @@ describe('fleet simulator', () => {
       await claiming.stop();
     }
   });
+
+  it('asks the chunk server for artifact chunks and gets every one, each matching its hash', async () => {
+    const model = buildBackboneModel({ side: 16, hidden: 32, seed: 3 });
+    const registered = await registerModel(api(), 'fleet-sim-chunks', '1.0.0', model.metadata, model.bytes);
+    const ids = ['sim-chunk-0', 'sim-chunk-1', 'sim-chunk-2', 'sim-chunk-3'];
+    const loader = new FleetSimulator({
+      url: `mqtt://127.0.0.1:${cp.mqttPort}`,
+      devices: ids.map((deviceId) => ({ deviceId, password: deviceCredentials(cp, deviceId).password })),
+      artifact: { sha256: registered.sha256, length: registered.length, chunkBytes: 16 * 1024, intervalMs: 50 },
+    });
+    try {
+      loader.start();
+      await loader.waitConnected(ids.length, 30_000);
+      await waitUntil(() => loader.stats().chunkFrames >= 40, '40 chunk frames', 30_000);
+      const s = loader.stats();
+      expect({ errors: s.chunkErrors, bad: s.chunkBad }).toEqual({ errors: 0, bad: 0 });
+      expect(s.chunkBytes).toBeGreaterThan(0);
+    } finally {
+      await loader.stop();
+    }
+  });
 });
+

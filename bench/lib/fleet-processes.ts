@@ -111,13 +111,15 @@ export class SimulatorProcess {
 /** Sums the numeric fields of process stats; lag and RSS are also given per process. */
 export function sumStats(all: readonly ProcessStats[]): FleetStats & { rssBytes: number[]; schedulerLagMaxMs: number } {
   const out: Record<string, number> = {};
+  const errorKinds: Record<string, number> = {};
   for (const s of all) {
     for (const [k, v] of Object.entries(s)) {
       if (typeof v !== 'number' || k === 'at' || k === 'pid' || k === 'rssBytes') continue;
       out[k] = k === 'schedulerLagMaxMs' ? Math.max(out[k] ?? 0, v) : (out[k] ?? 0) + v;
     }
+    for (const [k, v] of Object.entries(s.errorKinds ?? {})) errorKinds[k] = (errorKinds[k] ?? 0) + v;
   }
-  return { ...(out as unknown as FleetStats), rssBytes: all.map((s) => s.rssBytes) };
+  return { ...(out as unknown as FleetStats), errorKinds, rssBytes: all.map((s) => s.rssBytes) };
 }
 
 export interface FleetProcessesOptions extends Omit<FleetProcessSpec, 'devices'> {

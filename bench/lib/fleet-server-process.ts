@@ -17,13 +17,15 @@ import { allDevicesFilter, type DeviceTopicKind } from '@perch/shared';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { auditStore, type AuditResult } from './fleet-audit.js';
+import { indexedRetainedPersistence } from './fleet-retained-index.js';
 import { windowEndOf } from './fleet-windows.js';
 import { resident } from './proc-stats.js';
 
 export type ServerMode = 'control-plane' | 'bare';
 
 export type ServerCommand =
-  | { cmd: 'start'; mode: ServerMode; dataDir: string; port: number; config?: ControlPlaneConfigInput; logLevel?: string }
+  /** `retainedIndex`: aedes with retained messages indexed by topic (fleet-retained-index.ts), a what-if */
+  | { cmd: 'start'; mode: ServerMode; dataDir: string; port: number; config?: ControlPlaneConfigInput; logLevel?: string; retainedIndex?: boolean }
   | { cmd: 'provision'; ids: string[] }
   | { cmd: 'stats' }
   | { cmd: 'reset-latency' }
@@ -99,6 +101,11 @@ const logDestination = {
 
 async function start(c: Extract<ServerCommand, { cmd: 'start' }>): Promise<Record<string, unknown>> {
   mode = c.mode;
+  if (c.retainedIndex) {
+    // Every aedes this process makes (the control plane's embedded one too) gets the indexed persistence.
+    const create = Aedes.createBroker.bind(Aedes);
+    (Aedes as unknown as { createBroker: typeof create }).createBroker = (opts) => create({ ...opts, persistence: indexedRetainedPersistence() as never });
+  }
   if (c.mode === 'bare') {
     const broker = await Aedes.createBroker();
     const server = createServer({ noDelay: true }, (conn) => broker.handle(conn));

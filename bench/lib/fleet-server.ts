@@ -19,6 +19,8 @@ export interface FleetServerStart {
   port?: number;
   config?: ControlPlaneConfigInput;
   logLevel?: string;
+  /** aedes with retained messages indexed by topic (fleet-retained-index.ts): a what-if, not what the control plane runs */
+  retainedIndex?: boolean;
   /** the process's stdout and stderr (the control plane's log) */
   logFile: string;
 }
@@ -57,7 +59,7 @@ export class FleetServer {
       closeSync(fd);
     }
     const server = new FleetServer(child, opts);
-    const r = await server.call({ cmd: 'start', mode: opts.mode, dataDir: opts.dataDir, port: opts.port ?? 0, ...(opts.config ? { config: opts.config } : {}), ...(opts.logLevel ? { logLevel: opts.logLevel } : {}) });
+    const r = await server.call({ cmd: 'start', mode: opts.mode, dataDir: opts.dataDir, port: opts.port ?? 0, ...(opts.config ? { config: opts.config } : {}), ...(opts.logLevel ? { logLevel: opts.logLevel } : {}), ...(opts.retainedIndex ? { retainedIndex: true } : {}) });
     server.mqttPort = r['mqttPort'] as number;
     server.httpPort = (r['httpPort'] as number | undefined) ?? 0;
     server.claimToken = (r['claimToken'] as string | undefined) ?? '';
@@ -114,14 +116,27 @@ export class FleetServer {
     return (await this.call({ cmd: 'audit', deviceIds, validate }))['audit'] as AuditResult;
   }
 
-  /** Stops the server the way a service stop does and waits for the process to end; how long the stop took (ms). */
-  async stop(): Promise<number> {
-    if (!this.running) return 0;
+  /**
+   * Stops the server the way a service stop does and waits for the process
+   * to end: how long the stop took (ms), and the error when the process
+   * failed instead (a crash while stopping is a finding, reported, not thrown).
+   */
+  async stop(): Promise<{ ms: number; error: string | null }> {
+    if (!this.running) return { ms: 0, error: null };
+    const t0 = performance.now();
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-    const r = await this.call({ cmd: 'stop' });
+    let error: string | null = null;
+    try {
+      await this.call({ cmd: 'stop' });
+    } catch {
+      // The line that says why, from the end of the process's output.
+      const lines = this.logTail(20_000).split('\n');
+      const why = lines.filter((l) => /^\w*(Error|Exception)\b|^\w+Error:/.test(l.trim())).at(-1);
+      error = `the process exited ${JSON.stringify(this.exit)}${why ? `: ${why.trim()}` : ''}`;
+    }
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))]);
     if (this.running) this.child.kill('SIGKILL');
-    return r['stopMs'] as number;
+    return { ms: performance.now() - t0, error };
   }
 
   kill(): void {

@@ -132,6 +132,8 @@ export interface FleetStats {
   connackFailures: number;
   /** connection attempts that failed below MQTT (refused, reset, timed out) */
   connectErrors: number;
+  /** the first few distinct messages of those failures (and of refused CONNACKs), with counts */
+  errorKinds: Record<string, number>;
   subscribeRefused: number;
   claims: number;
   claimRefused: number;
@@ -238,6 +240,7 @@ function zeroStats(devices: number): FleetStats {
     disconnects: 0,
     connackFailures: 0,
     connectErrors: 0,
+    errorKinds: {},
     subscribeRefused: 0,
     claims: 0,
     claimRefused: 0,
@@ -329,7 +332,7 @@ export class FleetSimulator {
   stats(): FleetStats {
     const lag = this.scheduler.takeLag();
     const c = this.counters;
-    return { ...c, outboxPending: c.windowsProduced - c.windowsAcked - c.windowsDropped, schedulerLagMaxMs: lag.maxMs, schedulerLagMeanMs: lag.meanMs };
+    return { ...c, errorKinds: { ...c.errorKinds }, outboxPending: c.windowsProduced - c.windowsAcked - c.windowsDropped, schedulerLagMaxMs: lag.maxMs, schedulerLagMeanMs: lag.meanMs };
   }
 
   progress(): DeviceProgress[] {
@@ -363,6 +366,7 @@ export class FleetSimulator {
       this.devices.map(async (d) => {
         const client = d.client;
         d.client = null;
+        d.connected = false;
         d.epoch++;
         if (!client) return;
         if (opts.graceful && client.connected) {
@@ -458,6 +462,9 @@ export class FleetSimulator {
       const code = (err as { code?: unknown }).code;
       if (typeof code === 'number') c.connackFailures++;
       else if (!d.connected) c.connectErrors++;
+      else return;
+      const kind = typeof code === 'string' ? code : err.message.slice(0, 60);
+      if (kind in c.errorKinds || Object.keys(c.errorKinds).length < 8) c.errorKinds[kind] = (c.errorKinds[kind] ?? 0) + 1;
     });
     client.on('close', () => {
       if (d.epoch !== epoch) return;
