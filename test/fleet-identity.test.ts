@@ -312,9 +312,21 @@ describe('fleet provisioning with claim tokens', () => {
     await claimant.publishAsync(topic, encodeJson({ requestId: 'd', deviceId: 'someone-else', claimToken: cp.claimToken, publicKey }), { qos: 1 });
     await claimant.publishAsync(topic, encodeJson({ requestId: 'e', deviceId: 'bad-1', claimToken: cp.claimToken, publicKey: 'no key' }), { qos: 1 });
     await waitUntil(() => cp.stats.dispatch.dropped >= dropped + 5, 'five requests dropped', 10_000);
+    // A well-formed key nothing can be sealed to (the all-zero X25519 point): refused before anything is issued or counted.
+    await claimant.publishAsync(topic, encodeJson({ requestId: 'g', deviceId: 'bad-1', claimToken: cp.claimToken, publicKey: 'A'.repeat(43) }), { qos: 1 });
+    const unusable = await waitUntil(() => answers.find((a) => a.requestId === 'g'), 'the unusable key answered', 10_000);
+    expect(unusable).toMatchObject({ status: 'refused', code: 'public-key-unusable' });
+    const issued = (() => {
+      try {
+        return cp.services.identity.identity('bad-1').credentials;
+      } catch {
+        return null; // not even known as a device
+      }
+    })();
+    expect(issued).toBeNull();
     await claimant.publishAsync(topic, encodeJson({ requestId: 'f', deviceId: 'bad-1', claimToken: cp.claimToken, publicKey }), { qos: 1 });
     const answer = await waitUntil(() => answers.find((a) => a.requestId === 'f'), 'the good request answered', 10_000);
-    expect(answers.map((a) => a.requestId)).toEqual(['f']);
+    expect(answers.map((a) => a.requestId)).toEqual(['g', 'f']);
     if (answer.status !== 'issued') throw new Error(`refused: ${answer.reason}`);
     // The password is sealed to the request's key: it opens with that key only, and then logs in.
     expect(() => openSecret(answer.password, sealingKeyPair().privateKey, provisionSealingContext('bad-1', 'f'))).toThrow();

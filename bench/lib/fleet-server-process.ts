@@ -17,14 +17,14 @@ import { allDevicesFilter, type DeviceTopicKind } from '@perch/shared';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { auditStore, type AuditResult } from './fleet-audit.js';
-import { indexedRetainedPersistence } from './fleet-retained-index.js';
+import { indexedRetainedPersistence } from '../../packages/control-plane/src/broker/indexed-retained-persistence.js';
 import { windowEndOf } from './fleet-windows.js';
 import { resident } from './proc-stats.js';
 
 export type ServerMode = 'control-plane' | 'bare';
 
 export type ServerCommand =
-  /** `retainedIndex`: aedes with retained messages indexed by topic (fleet-retained-index.ts), a what-if */
+  /** `retainedIndex`: the bare aedes baseline with retained messages indexed by topic, as the control plane's broker has them */
   | { cmd: 'start'; mode: ServerMode; dataDir: string; port: number; config?: ControlPlaneConfigInput; logLevel?: string; retainedIndex?: boolean }
   | { cmd: 'provision'; ids: string[] }
   | { cmd: 'stats' }

@@ -19,7 +19,7 @@ export interface FleetServerStart {
   port?: number;
   config?: ControlPlaneConfigInput;
   logLevel?: string;
-  /** aedes with retained messages indexed by topic (fleet-retained-index.ts): a what-if, not what the control plane runs */
+  /** the bare aedes baseline with retained messages indexed by topic (control-plane/src/broker/indexed-retained-persistence.ts), as the control plane runs it */
   retainedIndex?: boolean;
   /** the process's stdout and stderr (the control plane's log) */
   logFile: string;

@@ -220,6 +220,7 @@ export class ControlPlane {
       desired.republishAll().catch((err: unknown) => log.error({ err }, 'republishing desired states failed'));
     });
     await bus.start(dispatcher.kinds().map(allDevicesFilter));
+    broker.openForDevices();
 
     const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir), brokerStats: broker.kind === 'embedded' ? () => broker.stats : undefined });
     const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, rollouts, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db), backups: new BackupFolder(join(config.dataDir, 'backups'), (file) => this.backup(file)) }, { maxUploadBytes: config.http.maxUploadBytes, metricsAuth: config.http.metricsAuth });

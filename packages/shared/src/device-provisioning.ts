@@ -60,6 +60,8 @@ export const PROVISION_REFUSALS = [
   /** the id already has credentials that were used (an operator revokes or forgets them first) */
   'device-has-credentials',
   'device-revoked',
+  /** the request's public key cannot be sealed to (e.g. a low-order X25519 point): nothing was issued or counted */
+  'public-key-unusable',
 ] as const;
 export type ProvisionRefusal = (typeof PROVISION_REFUSALS)[number];
 

@@ -23,6 +23,8 @@ export interface BrokerPort extends BrokerPresence {
   readonly endSession: ((deviceId: string) => Promise<boolean>) | undefined;
   /** Where chunk frames go: into the embedded broker directly, else through the bus (`publish`). */
   chunkPublisher(bus: ChunkPublisher): ChunkPublisher;
+  /** After the bus has subscribed: from now on devices are heard, so they may connect (an external broker queues for the bus's session). */
+  openForDevices(): void;
   /** First step of a shutdown, before the bus goes: take no publish the bus would then miss. */
   quiesce(): Promise<void>;
   stop(): Promise<void>;

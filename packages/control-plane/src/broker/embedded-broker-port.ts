@@ -32,7 +32,7 @@ export class EmbeddedBrokerPort implements BrokerPort {
 
   private constructor(opts: EmbeddedBrokerPortOptions, log: Logger) {
     this.broker = new EmbeddedBroker(
-      { host: opts.host, port: opts.port, limits: opts.limits, tls: opts.tls, controlPlaneUsername: CONTROL_PLANE_USERNAME, controlPlanePassword: this.password, devices: opts.devices },
+      { host: opts.host, port: opts.port, limits: opts.limits, tls: opts.tls, controlPlaneUsername: CONTROL_PLANE_USERNAME, controlPlanePassword: this.password, devices: opts.devices, openToDevices: false },
       log,
     );
   }
@@ -41,6 +41,10 @@ export class EmbeddedBrokerPort implements BrokerPort {
     const port = new EmbeddedBrokerPort(opts, log);
     await port.broker.start();
     return port;
+  }
+
+  openForDevices(): void {
+    this.broker.openForDevices();
   }
 
   get busOptions(): BusOptions {

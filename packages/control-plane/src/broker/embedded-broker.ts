@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { parseDeviceTopic } from '@perch/shared';
 import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
+import { indexedRetainedPersistence } from './indexed-retained-persistence.js';
 import { BrokerAccess, type BrokerAccessOptions, type Principal } from './broker-access.js';
 import { BrokerLimits, type BrokerLimitsOptions, type LimitCounts } from './broker-limits.js';
 import { brokerTlsServerOptions, hasUnverifiedClientCertificate, type BrokerTlsOptions } from './broker-tls.js';
@@ -15,14 +16,16 @@ export interface EmbeddedBrokerOptions extends BrokerAccessOptions {
   limits?: Partial<BrokerLimitsOptions>;
   /** MQTT over TLS on `tls.port` (on `host`); plain MQTT then listens on loopback only, for the control plane's own client */
   tls?: BrokerTlsOptions | undefined;
+  /** false: devices are refused until openForDevices() (the control plane opens once its client has subscribed); default true */
+  openToDevices?: boolean;
 }
 
 export type EmbeddedBrokerStats = LimitCounts & { connectedClients: number; clients: Record<string, LimitCounts> };
 
 const principals = new WeakMap<Client, Principal>();
 
-function authError(message: string, returnCode: 4 | 5 = 4): Error & { returnCode: number } {
-  // 4 = bad username or password, 5 = not authorised (MQTT 3.1.1 CONNACK).
+function authError(message: string, returnCode: 3 | 4 | 5 = 4): Error & { returnCode: number } {
+  // 3 = server unavailable, 4 = bad username or password, 5 = not authorised (MQTT 3.1.1 CONNACK).
   return Object.assign(new Error(message), { returnCode });
 }
 
@@ -33,6 +36,8 @@ function liveClients(broker: Aedes): Record<string, Client | undefined> {
 
 /** The aedes broker inside the control plane process, on a TCP port (and a TLS one), with limits on its clients (broker-limits.ts). */
 export class EmbeddedBroker {
+  /** Devices are refused (CONNACK 3, they retry with backoff) until the control plane can hear them: see open(). */
+  private openToDevices: boolean;
   private broker: Aedes | null = null;
   private server: Server | null = null;
   private tlsServer: Server | null = null;
@@ -44,6 +49,7 @@ export class EmbeddedBroker {
     private readonly opts: EmbeddedBrokerOptions,
     private readonly log: Logger,
   ) {
+    this.openToDevices = opts.openToDevices ?? true;
     this.access = new BrokerAccess(opts);
     this.limits = new BrokerLimits(opts.limits ?? {}, log);
   }
@@ -74,6 +80,11 @@ export class EmbeddedBroker {
     return this.broker ? liveClients(this.broker)[clientId] !== undefined : false;
   }
 
+  /** Lets devices in: called once the control plane's own client has its subscriptions. */
+  openForDevices(): void {
+    this.openToDevices = true;
+  }
+
   async start(): Promise<void> {
     const access = this.access;
     const limits = this.limits;
@@ -81,12 +92,20 @@ export class EmbeddedBroker {
     // Read first: bad TLS files stop the start before anything listens.
     const tlsOptions = this.opts.tls ? brokerTlsServerOptions(this.opts.tls) : null;
     const isLive = (id: string) => this.broker !== null && liveClients(this.broker)[id] !== undefined;
+    const closedToDevices = () => !this.openToDevices;
     const broker = await Aedes.createBroker({
+      // Indexed retained messages: a fleet's subscriptions would otherwise cost N^2 to connect.
+      persistence: indexedRetainedPersistence(),
       authenticate(client, username, password, done) {
         const admission = access.authenticate(client.id, username, password, isLive);
         if (!admission.ok) {
           log.warn({ clientId: client.id, username, reason: admission.reason }, 'mqtt connection refused');
           done(authError(admission.reason, admission.returnCode), false);
+          return;
+        }
+        if (admission.principal.kind !== 'control-plane' && closedToDevices()) {
+          // Until the control plane's own client has subscribed, a device's publish would be acknowledged and never heard.
+          done(authError('the control plane is starting', 3), false);
           return;
         }
         principals.set(client, admission.principal);

@@ -95,6 +95,9 @@ export class ExternalBroker implements BrokerPort {
   }
 
   /** Nothing to hold back: the broker outlives the control plane and queues for its session. */
+  /** Nothing to open: the broker queues what devices publish for the bus's persistent session. */
+  openForDevices(): void {}
+
   async quiesce(): Promise<void> {}
 
   async stop(): Promise<void> {

@@ -63,6 +63,8 @@ export class ControlPlaneBus {
       for (const l of this.listeners) l(topic, payload);
     });
     client.on('error', (err) => this.log.error({ err: err.message }, 'control plane MQTT client error'));
+    let subscribed: () => void = () => undefined;
+    const firstSubscription = new Promise<void>((resolve) => (subscribed = resolve));
     client.on('connect', () => {
       // No Nagle: small packets (PUBACKs, chunk frames' tails) must not wait ~40 ms for delayed ACKs.
       (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
@@ -71,6 +73,7 @@ export class ControlPlaneBus {
         if (err) this.log.error({ err: err.message }, 'control plane subscribe failed');
         const refused = granted?.filter((g) => g.qos >= 0x80).map((g) => g.topic) ?? [];
         if (refused.length > 0) this.log.error({ refused }, 'the broker refused the control plane subscriptions: check its ACL for the control plane');
+        if (!err) subscribed();
       });
       for (const hook of this.connectHooks) hook();
     });
@@ -105,6 +108,8 @@ export class ControlPlaneBus {
     } finally {
       client.off('close', onClose);
     }
+    // Only then is everything devices publish heard: the broker opens to devices after this.
+    await firstSubscription;
   }
 
   publish(topic: string, payload: Buffer | string, opts: { qos: 0 | 1; retain?: boolean } = { qos: 1 }): Promise<void> {

@@ -15,6 +15,15 @@ export function provisionHandler(identity: Pick<DeviceIdentityService, 'claimCre
     kind: 'provision/request',
     schema: provisionRequestSchema,
     handle: async (deviceId, req) => {
+      const context = provisionSealingContext(deviceId, req.requestId);
+      const respond = (answer: ProvisionResponse) => bus.publish(deviceTopic(deviceId, 'provision/response'), encodeJson(provisionResponseSchema.parse(answer)), { qos: 1 });
+      // Sealing is tried before the claim: a key that cannot be sealed to must not cost a token use or leave credentials nobody received.
+      try {
+        sealSecret('probe', req.publicKey, context);
+      } catch (err) {
+        await respond({ requestId: req.requestId, deviceId, status: 'refused', code: 'public-key-unusable', reason: `cannot seal to this public key: ${(err as Error).message}`.slice(0, 1000) });
+        return;
+      }
       const result = await identity.claimCredentials(deviceId, req.claimToken, req.agentVersion);
       const answer: ProvisionResponse =
         result.status === 'issued'
@@ -23,11 +32,11 @@ export function provisionHandler(identity: Pick<DeviceIdentityService, 'claimCre
               deviceId,
               status: 'issued',
               username: result.username,
-              password: sealSecret(result.password, req.publicKey, provisionSealingContext(deviceId, req.requestId)),
+              password: sealSecret(result.password, req.publicKey, context),
               issuedAt: result.issuedAt,
             }
           : { requestId: req.requestId, deviceId, ...result };
-      await bus.publish(deviceTopic(deviceId, 'provision/response'), encodeJson(provisionResponseSchema.parse(answer)), { qos: 1 });
+      await respond(answer);
     },
   });
 }

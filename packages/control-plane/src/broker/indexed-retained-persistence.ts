@@ -1,20 +1,16 @@
 /**
- * A what-if for fleet-scale: aedes's memory persistence answers every
- * subscription by testing the subscribed pattern against every retained
- * message (aedes-persistence 11, `retainedMessagesByPattern`), so each
- * device subscribing its own `desired` topic costs time in proportion to
- * the retained messages of the whole fleet (its status, reported and
- * desired states: about three per device). Connecting N devices costs N^2:
- * at 20,000 retained messages one subscription takes about 8 ms on this
- * machine, and a fleet of 10,000 cannot connect, or reconnect after a
- * restart, at any useful rate.
+ * aedes's memory persistence answers every subscription by testing the
+ * subscribed pattern against every retained message (aedes-persistence 11,
+ * `retainedMessagesByPattern`), so each device subscribing its own `desired`
+ * topic costs time in proportion to the retained messages of the whole fleet
+ * (its status, reported and desired states: about three per device), and
+ * connecting N devices costs N^2: at 20,000 retained messages one
+ * subscription took about 8 ms, and a fleet of 10,000 could not connect, or
+ * reconnect after a restart, at any useful rate (bench/fleet-scale.ts).
  *
- * This persistence keeps the same memory persistence and also indexes
- * retained messages by topic, answering wildcard-free patterns (all a
- * device subscribes) with one map lookup; a pattern with `+` or `#` takes
- * the original scan. `PERCH_BENCH_FLEET_RETAINED_INDEX=1` gives it to both
- * servers of fleet-scale to show what the change would buy; the control
- * plane does not use it.
+ * This is the same memory persistence with retained messages also indexed by
+ * topic: a wildcard-free pattern (all a device subscribes) is one map lookup;
+ * a pattern with `+` or `#` takes the original scan.
  */
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
