@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneConfig } from '@perch/control-plane';
-import { allDevicesFilter, claimantUsername, deviceTopic, emptyHistogram, encodeJson, LATENCY_SPEC, type TelemetryWindow } from '@perch/shared';
+import { allDevicesFilter, claimantUsername, deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../packages/agent/src/agent.js';
@@ -19,6 +19,7 @@ import { bearer } from './support/api-auth.js';
 import { connectTo, grantedCodes, reasonOf, startMosquitto, whenClosed, type MosquittoServer } from './support/mosquitto-server.js';
 import { desireModel, registerModel } from './support/registry-api.js';
 import { waitUntil } from './support/wait-until.js';
+import { telemetryWindow as windowOf } from '../packages/control-plane/src/test-support/telemetry-windows.js';
 
 /**
  * External broker mode end to end: a real Mosquitto 2 with the config and
@@ -85,25 +86,7 @@ function agentSeqs(): number[] {
 }
 
 function telemetryWindow(deviceId: string, seq: number): TelemetryWindow {
-  return {
-    deviceId,
-    seq,
-    windowStart: 1_000 * seq,
-    windowEnd: 1_000 * seq + 1_000,
-    model: null,
-    cameras: [
-      {
-        cameraId: 'cam',
-        framesReceived: 1,
-        framesInferred: 1,
-        framesDropped: 0,
-        inferenceErrors: 0,
-        classCounts: { cat: 1 },
-        confidence: emptyHistogram('confidence.v1'),
-        latencyMs: emptyHistogram(LATENCY_SPEC),
-      },
-    ],
-  };
+  return windowOf(deviceId, seq, { start: 1_000 * seq, durationMs: 1_000, cameras: [{ id: 'cam', framesReceived: 1, framesInferred: 1, framesDropped: 0, classCounts: { cat: 1 } }] });
 }
 
 beforeAll(async () => {

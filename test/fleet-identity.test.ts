@@ -7,9 +7,7 @@ import type { ControlPlane } from '@perch/control-plane';
 import {
   claimantUsername,
   deviceTopic,
-  emptyHistogram,
   encodeJson,
-  LATENCY_SPEC,
   openSecret,
   provisionResponseSchema,
   provisionSealingContext,
@@ -25,6 +23,7 @@ import { claimCredentials, type ClaimAnswer } from '../packages/agent/src/identi
 import { CapturedLog } from '../packages/agent/src/test-support/harness.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
+import { telemetryWindow as windowOf } from '../packages/control-plane/src/test-support/telemetry-windows.js';
 
 /**
  * Device identity against a real control plane: its embedded aedes broker on
@@ -90,25 +89,7 @@ async function grants(client: MqttClient, topics: string[]): Promise<number[]> {
 const closed = (c: MqttClient) => new Promise<void>((resolve) => (c.disconnected ? resolve() : c.once('close', () => resolve())));
 
 function telemetryWindow(deviceId: string, seq: number): TelemetryWindow {
-  return {
-    deviceId,
-    seq,
-    windowStart: 1_000 * seq,
-    windowEnd: 1_000 * seq + 1_000,
-    model: null,
-    cameras: [
-      {
-        cameraId: 'front',
-        framesReceived: 1,
-        framesInferred: 1,
-        framesDropped: 0,
-        inferenceErrors: 0,
-        classCounts: { cat: 1 },
-        confidence: emptyHistogram('confidence.v1'),
-        latencyMs: emptyHistogram(LATENCY_SPEC),
-      },
-    ],
-  };
+  return windowOf(deviceId, seq, { start: 1_000 * seq, durationMs: 1_000, cameras: [{ id: 'front', framesReceived: 1, framesInferred: 1, framesDropped: 0, classCounts: { cat: 1 } }] });
 }
 
 const storedSeqs = (deviceId: string) => cp.services.telemetry.recent(deviceId, 100).map((w) => w.seq).sort((a, b) => a - b);

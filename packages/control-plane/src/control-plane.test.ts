@@ -1,12 +1,13 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceTopic, emptyHistogram, LATENCY_SPEC, encodeJson, type TelemetryWindow } from '@perch/shared';
+import { deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadControlPlaneConfig } from './config/control-plane-config.js';
 import { ControlPlane } from './control-plane.js';
 import { createLogger } from './logger.js';
+import { telemetryWindow as windowOf } from './test-support/telemetry-windows.js';
 
 let dir: string;
 let cp: ControlPlane;
@@ -37,25 +38,7 @@ async function until<T>(probe: () => T | undefined | null | false, what: string,
 }
 
 function telemetryWindow(deviceId: string, seq: number): TelemetryWindow {
-  return {
-    deviceId,
-    seq,
-    windowStart: 1_000 * seq,
-    windowEnd: 1_000 * seq + 1_000,
-    model: null,
-    cameras: [
-      {
-        cameraId: 'front',
-        framesReceived: 10,
-        framesInferred: 9,
-        framesDropped: 1,
-        inferenceErrors: 0,
-        classCounts: { cat: 6, dog: 3 },
-        confidence: emptyHistogram('confidence.v1'),
-        latencyMs: emptyHistogram(LATENCY_SPEC),
-      },
-    ],
-  };
+  return windowOf(deviceId, seq, { start: 1_000 * seq, durationMs: 1_000, cameras: [{ id: 'front' }] });
 }
 
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deviceTopic, emptyHistogram, encodeJson, LATENCY_SPEC, type TelemetryWindow } from '@perch/shared';
+import { deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceCredentials } from '../../../../test/support/device-credentials.js';
@@ -9,30 +9,14 @@ import { loadControlPlaneConfig } from '../config/control-plane-config.js';
 import { ControlPlane } from '../control-plane.js';
 import { createLogger } from '../logger.js';
 import { until } from './test-support/broker-harness.js';
+import { telemetryWindow as windowOf } from '../test-support/telemetry-windows.js';
 
 const TELEMETRY_LIMIT = 2048;
 
 /** A valid window; `labels` class counts make it as large as needed. */
 function telemetryWindow(deviceId: string, seq: number, labels: number): TelemetryWindow {
-  return {
-    deviceId,
-    seq,
-    windowStart: 1_000 * seq,
-    windowEnd: 1_000 * seq + 1_000,
-    model: null,
-    cameras: [
-      {
-        cameraId: 'front',
-        framesReceived: 10,
-        framesInferred: 10,
-        framesDropped: 0,
-        inferenceErrors: 0,
-        classCounts: Object.fromEntries(Array.from({ length: labels }, (_, i) => [`label-${i}`, 1])),
-        confidence: emptyHistogram('confidence.v1'),
-        latencyMs: emptyHistogram(LATENCY_SPEC),
-      },
-    ],
-  };
+  const classCounts = Object.fromEntries(Array.from({ length: labels }, (_, i) => [`label-${i}`, 1]));
+  return windowOf(deviceId, seq, { start: 1_000 * seq, durationMs: 1_000, cameras: [{ id: 'front', framesInferred: 10, framesDropped: 0, classCounts }] });
 }
 
 let dir: string;
