@@ -5,8 +5,10 @@ export default defineConfig({
     include: ['packages/*/src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // End-to-end suites start brokers, agents and ffmpeg: keep the 2-core box from thrashing.
-    fileParallelism: false,
+    // Two files at a time: most suites wait on brokers, agents and ffmpeg rather than compute, and
+    // one at a time took over ten minutes; more would thrash a 2-core box.
+    fileParallelism: true,
+    maxWorkers: 2,
     pool: 'forks',
   },
 });

@@ -132,7 +132,8 @@ function receivedBy(model: string, since: number, mark: ReadonlyMap<string, numb
   const out = new Set<string>();
   for (const id of realIds) {
     if (agents.reported(id, since).some((r) => mentions(r.state, s))) out.add(id);
-    if (agents.logSince(id, mark).some((line) => line.includes(s))) out.add(id);
+    // Lines that say the box took the model on (not, say, a metadata refresh that lists every target).
+    if (agents.logSince(id, mark).some((line) => line.includes(s) && /desired state accepted|challenger|download/.test(line))) out.add(id);
   }
   const ran = cp.db.prepare('SELECT DISTINCT device_id FROM telemetry_windows WHERE model_sha256 = ? AND received_at >= ?').pluck().all(s, since) as string[];
   for (const id of ran) out.add(id);

@@ -128,8 +128,10 @@ export interface FleetStats {
   connects: number;
   reconnects: number;
   disconnects: number;
-  /** CONNACKs that refused the connection (bad credentials, not authorised, server unavailable) */
+  /** CONNACKs that refused the connection (bad credentials, not authorised) */
   connackFailures: number;
+  /** CONNACK 3, server unavailable: a control plane starting up says "come back", and the device retries */
+  serverUnavailable: number;
   /** connection attempts that failed below MQTT (refused, reset, timed out) */
   connectErrors: number;
   /** the first few distinct messages of those failures (and of refused CONNACKs), with counts */
@@ -239,6 +241,7 @@ function zeroStats(devices: number): FleetStats {
     reconnects: 0,
     disconnects: 0,
     connackFailures: 0,
+    serverUnavailable: 0,
     connectErrors: 0,
     errorKinds: {},
     subscribeRefused: 0,
@@ -460,7 +463,8 @@ export class FleetSimulator {
     client.on('error', (err) => {
       if (d.epoch !== epoch) return;
       const code = (err as { code?: unknown }).code;
-      if (typeof code === 'number') c.connackFailures++;
+      if (code === 3) c.serverUnavailable++;
+      else if (typeof code === 'number') c.connackFailures++;
       else if (!d.connected) c.connectErrors++;
       else return;
       const kind = typeof code === 'string' ? code : err.message.slice(0, 60);

@@ -69,7 +69,8 @@ export class ControlPlaneBus {
       // No Nagle: small packets (PUBACKs, chunk frames' tails) must not wait ~40 ms for delayed ACKs.
       (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       // Also on a resumed session: a broker that lost it (restarted without persistence) has none.
-      client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
+      if (subscriptions.length === 0) subscribed();
+      else client.subscribe(subscriptions, { qos: 1 }, (err, granted) => {
         if (err) this.log.error({ err: err.message }, 'control plane subscribe failed');
         const refused = granted?.filter((g) => g.qos >= 0x80).map((g) => g.topic) ?? [];
         if (refused.length > 0) this.log.error({ refused }, 'the broker refused the control plane subscriptions: check its ACL for the control plane');
