@@ -145,7 +145,7 @@ describe('RTSP camera (real ffmpeg, GStreamer RTSP server)', () => {
       await Promise.all([watched.cam.stop(), timed.cam.stop()]);
       await server.stop();
     }
-  });
+  }, 180_000);
 
   it('a resolution change mid-stream: ffmpeg keeps scaling to the model size, no restart, frames stay aligned', async () => {
     const server = await RtspTestServer.start({ size: '320x240', flipSize: '240x180', flipMs: 1200 });
