@@ -5,10 +5,10 @@ import { buildDemoModel, type ControlPlane } from '@perch/control-plane';
 import type { ModelMetadataInput } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rebadged } from '../bench/lib/rebadged-model.js';
-import { bearer } from './support/api-auth.js';
 import { mentions, RealAgentFleet } from './support/real-agent-fleet.js';
 import { registerModel } from './support/registry-api.js';
 import { RolloutFleet, type ModelBehaviour } from './support/rollout-fleet.js';
+import { rolloutsApi } from './support/rollouts-api.js';
 import { bareSlowdown, constantModel, slowedModel, unstableModel } from './support/rollout-models.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
@@ -54,50 +54,7 @@ let metadata: ModelMetadataInput & { labels: string[] };
 const sha: Record<string, string> = {};
 let slowRatio = 0;
 
-interface GateView {
-  gate: string;
-  value: number | null;
-  threshold: number | null;
-  verdict: string;
-  phase: string;
-  detail?: Record<string, unknown>;
-}
-interface Detail {
-  id: string;
-  state: string;
-  reason: string | null;
-  stage: { index: number; of: number };
-  phase: string;
-  stages: { status: string; devices: number; gates: GateView[]; history: GateView[] }[];
-  events: { type: string; state: string; stage: number; at: string; reason: string | null }[];
-}
-interface DeviceRow {
-  deviceId: string;
-  stage: number;
-  status: string;
-}
-
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${site.api}${path}`, {
-    method,
-    headers: bearer(site.adminToken, body === undefined ? {} : { 'content-type': 'application/json' }),
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return JSON.parse(text) as T;
-}
-
-const detail = (id: string) => call<Detail>('GET', `/rollouts/${id}`);
-const members = async (id: string) => (await call<{ devices: DeviceRow[] }>('GET', `/rollouts/${id}/devices`)).devices;
-const start = async (spec: Record<string, unknown>) => (await call<{ id: string }>('POST', '/rollouts', spec)).id;
-
-async function settle(id: string, states: string[], timeoutMs = 90_000): Promise<Detail> {
-  return waitUntil(async () => {
-    const d = await detail(id);
-    return states.includes(d.state) ? d : null;
-  }, `rollout ${id} to be ${states.join(' or ')}`, timeoutMs);
-}
+const { detail, members, start, settle } = rolloutsApi(() => site.api, () => site.adminToken);
 
 const reported = (id: string) => cp.services.devices.get(id)?.reported ?? null;
 

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlPlane, createLogger } from '@perch/control-plane';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer } from './support/api-auth.js';
 import { buildBackboneModel } from './support/backbone-model.js';
 import { registerModel } from './support/registry-api.js';
 import { RolloutFleet, type ModelBehaviour } from './support/rollout-fleet.js';
+import { rolloutsApi } from './support/rollouts-api.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -44,51 +44,11 @@ const sha: Record<string, string> = {};
 const ids = Array.from({ length: DEVICES }, (_, i) => `park-${String(i).padStart(2, '0')}`);
 const outsiders = ['lab-1', 'lab-2'];
 
-interface GateView {
-  gate: string;
-  value: number | null;
-  threshold: number | null;
-  verdict: string;
-  phase: string;
-}
-interface Detail {
-  id: string;
-  state: string;
-  reason: string | null;
-  stage: { index: number; of: number };
-  phase: string;
-  stages: { status: string; devices: number; gates: GateView[]; history: GateView[] }[];
-  events: { type: string; state: string; stage: number; at: string; reason: string | null }[];
-}
-interface DeviceRow {
-  deviceId: string;
-  stage: number;
-  status: string;
-}
-
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    headers: bearer(site.adminToken, body === undefined ? {} : { 'content-type': 'application/json' }),
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return JSON.parse(text) as T;
-}
-
-const detail = (id: string) => call<Detail>('GET', `/rollouts/${id}`);
-const members = async (id: string) => (await call<{ devices: DeviceRow[] }>('GET', `/rollouts/${id}/devices`)).devices;
+const rollouts = rolloutsApi(() => api, () => site.adminToken);
+const { call, detail, members, settle } = rollouts;
 
 async function start(spec: Record<string, unknown>): Promise<string> {
-  return (await call<{ id: string }>('POST', '/rollouts', { target: { tags: ['park'] }, ...spec })).id;
-}
-
-async function settle(id: string, states: string[]): Promise<Detail> {
-  return waitUntil(async () => {
-    const d = await detail(id);
-    return states.includes(d.state) ? d : null;
-  }, `rollout ${id} to be ${states.join(' or ')}`, 90_000);
+  return rollouts.start({ target: { tags: ['park'] }, ...spec });
 }
 
 const reportedSha = (id: string) => cp.services.devices.get(id)?.reported?.active?.sha256 ?? null;
