@@ -12,7 +12,6 @@ import type { Database } from 'better-sqlite3';
 export interface AuditResult {
   telemetryRows: number;
   telemetryInvalid: number;
-  classCountRows: number;
   eventRows: number;
   eventsInvalid: number;
   reportedInvalid: number;
@@ -48,7 +47,6 @@ export function auditStore(db: Database, deviceIds: readonly string[], validate:
   return {
     telemetryRows: count('SELECT COUNT(*) AS n FROM telemetry_windows'),
     telemetryInvalid,
-    classCountRows: count('SELECT COUNT(*) AS n FROM telemetry_class_counts'),
     eventRows: count('SELECT COUNT(*) AS n FROM detection_events'),
     eventsInvalid,
     reportedInvalid,

@@ -54,7 +54,9 @@ export class FleetServer {
     const fd = openSync(opts.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = fork(SCRIPT, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', fd, fd, 'ipc'] });
+      // PERCH_BENCH_FLEET_SERVER_NODE_ARGS: extra node flags for the server processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+      const extra = process.env['PERCH_BENCH_FLEET_SERVER_NODE_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
+      child = fork(SCRIPT, [], { execArgv: ['--import', 'tsx', ...extra], stdio: ['ignore', fd, fd, 'ipc'] });
     } finally {
       closeSync(fd);
     }

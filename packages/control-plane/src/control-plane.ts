@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
-import { allDevicesFilter, parseDeviceTopic, tufTargetOf } from '@perch/shared';
+import { allDevicesFilter, parseDeviceTopic, tufTargetOf, type DeviceTopicKind } from '@perch/shared';
 import type { Hono } from 'hono';
 import type { Logger } from 'pino';
 import { registerAdminToken, resolveAdminToken, type AdminTokenSource } from './access/admin-token.js';
@@ -39,6 +39,9 @@ import { RolloutFeature } from './rollouts/rollout-feature.js';
 import { FleetTelemetryFeature } from './telemetry/fleet-telemetry-feature.js';
 import { MetadataServer } from './trust/metadata-server.js';
 import { TufRepository, tufRepositoryPaths } from './trust/tuf-repository.js';
+
+/** What agents keep in their outboxes until acknowledged: the kinds the embedded broker acknowledges only once committed. */
+const DURABLE_DEVICE_KINDS: readonly DeviceTopicKind[] = ['telemetry', 'events'];
 
 /** Everything that is up only between start() and stop(). */
 interface Running {
@@ -141,7 +144,7 @@ export class ControlPlane {
 
   get stats() {
     const r = this.r;
-    return { dispatch: r.dispatcher.stats, telemetry: r.ingest.stats, chunks: r.chunkServer.stats, mqttClients: r.broker.connectedClients, broker: r.broker.stats };
+    return { dispatch: r.dispatcher.stats, telemetry: r.ingest.stats, intake: r.broker.intakeStats, chunks: r.chunkServer.stats, mqttClients: r.broker.connectedClients, broker: r.broker.stats };
   }
 
   get services() {
@@ -211,7 +214,10 @@ export class ControlPlane {
       .register(chunkServer.handler())
       .register(new MetadataServer(tuf, bus, log.child({ part: 'tuf' })).handler())
       .register(provisionHandler(identity, bus));
-    bus.onMessage((topic, payload) => dispatcher.dispatch(topic, payload));
+    // Windows and events, the data devices keep in their outboxes: acknowledged only once committed, where the broker can
+    // (embedded, device-intake.ts); the bus hears the rest. A rejection there is logged and counted by the dispatcher.
+    const taken = broker.takeDeviceMessages(DURABLE_DEVICE_KINDS, (topic, payload) => dispatcher.dispatch(topic, payload));
+    bus.onMessage((topic, payload) => void dispatcher.dispatch(topic, payload)?.catch(() => undefined));
     // A device heard from (perhaps for the first time) may fall in a rollout's target: the engine looks soon.
     bus.onMessage((topic) => {
       if (parseDeviceTopic(topic)?.kind === 'status') rollouts.engine.nudge();
@@ -219,11 +225,11 @@ export class ControlPlane {
     bus.onConnect(() => {
       desired.republishAll().catch((err: unknown) => log.error({ err }, 'republishing desired states failed'));
     });
-    await bus.start(dispatcher.kinds().map(allDevicesFilter));
+    await bus.start(dispatcher.kinds().filter((k) => !taken.includes(k)).map(allDevicesFilter));
     broker.openForDevices();
 
     const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir), brokerStats: broker.kind === 'embedded' ? () => broker.stats : undefined });
-    const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, rollouts, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db), backups: new BackupFolder(join(config.dataDir, 'backups'), (file) => this.backup(file)) }, { maxUploadBytes: config.http.maxUploadBytes, metricsAuth: config.http.metricsAuth });
+    const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, rollouts, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db), backups: new BackupFolder(join(config.dataDir, 'backups'), (file) => this.backup(file), { keep: config.backup.keep }) }, { maxUploadBytes: config.http.maxUploadBytes, metricsAuth: config.http.metricsAuth });
     const http = await new Promise<ServerType>((resolve, reject) => {
       const server = serve({ fetch: api.fetch, hostname: config.http.host, port: config.http.port }, () => resolve(server));
       server.once('error', reject);
@@ -249,8 +255,11 @@ export class ControlPlane {
     // Devices first (embedded): after this nothing new is acknowledged that the bus might miss.
     // An external broker queues for the bus's persistent session instead.
     await r.broker.quiesce();
+    // Then what was taken is committed (and its devices, if still connected, acknowledged).
+    r.ingest.stop();
     await r.bus.stop();
     await r.broker.stop();
+    // Anything the bus (external broker) delivered since.
     r.ingest.stop();
     r.chunkServer.close();
     await r.tuf.stop();

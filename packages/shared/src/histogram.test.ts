@@ -62,6 +62,16 @@ describe('fixed-bin histograms', () => {
     expect(() => observe(emptyHistogram('confidence.v1'), Number.NaN)).toThrow(/finite/);
   });
 
+  it('refuses bin counts that are not whole numbers >= 0, naming the field', () => {
+    for (const bad of [-1, 0.5, Number.MAX_SAFE_INTEGER + 2, '3', null]) {
+      const h = emptyHistogram('confidence.v1') as { counts: unknown[] };
+      h.counts[4] = bad;
+      const r = histogramSchema.safeParse(h);
+      expect(r.success).toBe(false);
+      expect(r.error?.issues[0]?.path[0]).toBe('counts');
+    }
+  });
+
   it('keeps every spec strictly increasing, and the latency spec agents publish fine where inference times fall', () => {
     for (const spec of Object.values(HISTOGRAM_SPECS)) {
       spec.edges.forEach((e, i) => {

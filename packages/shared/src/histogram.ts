@@ -60,7 +60,9 @@ const specIds = Object.keys(HISTOGRAM_SPECS) as [HistogramSpecId, ...HistogramSp
 export const histogramSchema = z
   .object({
     spec: z.enum(specIds),
-    counts: z.array(z.number().int().nonnegative()),
+    // One loop over the bins rather than a schema per element: a telemetry window carries a few hundred
+    // bins and the control plane parses thousands of windows a second (about half the cost of the window).
+    counts: z.array(z.number()).refine((c) => c.every((n) => Number.isSafeInteger(n) && n >= 0), 'bin counts must be whole numbers >= 0'),
     /** sum of observed values, so means merge exactly too */
     sum: z.number().finite(),
   })

@@ -190,7 +190,8 @@ export class BrokerLimits {
   }
 }
 
-function drop(packet: PublishPacket): void {
+/** Acknowledged and delivered to no one: the packet goes on to a topic nobody may subscribe to, empty. */
+export function drop(packet: PublishPacket): void {
   packet.topic = DROPPED_TOPIC;
   packet.payload = EMPTY;
   packet.retain = false;

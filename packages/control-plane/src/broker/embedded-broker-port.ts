@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ChunkPublisher } from '../artifacts/chunk-server.js';
 import type { BusOptions } from '../bus/control-plane-bus.js';
+import type { DeviceTopicKind } from '@perch/shared';
 import type { DeviceAuthenticator } from './broker-access.js';
+import type { DeviceIntakeHandler, DeviceIntakeStats } from './device-intake.js';
 import type { BrokerLimitsOptions } from './broker-limits.js';
 import type { BrokerPort } from './broker-port.js';
 import type { BrokerTlsOptions } from './broker-tls.js';
@@ -41,6 +43,15 @@ export class EmbeddedBrokerPort implements BrokerPort {
     const port = new EmbeddedBrokerPort(opts, log);
     await port.broker.start();
     return port;
+  }
+
+  takeDeviceMessages(kinds: readonly DeviceTopicKind[], take: DeviceIntakeHandler): readonly DeviceTopicKind[] {
+    this.broker.intake.set(kinds, take);
+    return kinds;
+  }
+
+  get intakeStats(): DeviceIntakeStats {
+    return this.broker.intake.stats;
   }
 
   openForDevices(): void {

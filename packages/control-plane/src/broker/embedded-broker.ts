@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { indexedRetainedPersistence } from './indexed-retained-persistence.js';
 import { BrokerAccess, type BrokerAccessOptions, type Principal } from './broker-access.js';
 import { BrokerLimits, type BrokerLimitsOptions, type LimitCounts } from './broker-limits.js';
+import { DeviceIntake } from './device-intake.js';
 import { brokerTlsServerOptions, hasUnverifiedClientCertificate, type BrokerTlsOptions } from './broker-tls.js';
 
 export interface EmbeddedBrokerOptions extends BrokerAccessOptions {
@@ -44,6 +45,8 @@ export class EmbeddedBroker {
   private serverClosed: Promise<void> | null = null;
   private readonly access: BrokerAccess;
   private readonly limits: BrokerLimits;
+  /** Device messages the control plane takes before they are acknowledged (device-intake.ts). */
+  readonly intake = new DeviceIntake();
 
   constructor(
     private readonly opts: EmbeddedBrokerOptions,
@@ -88,6 +91,7 @@ export class EmbeddedBroker {
   async start(): Promise<void> {
     const access = this.access;
     const limits = this.limits;
+    const intake = this.intake;
     const log = this.log;
     // Read first: bad TLS files stop the start before anything listens.
     const tlsOptions = this.opts.tls ? brokerTlsServerOptions(this.opts.tls) : null;
@@ -114,7 +118,9 @@ export class EmbeddedBroker {
       authorizePublish(client, packet, callback) {
         // client is null for messages the broker itself publishes.
         const who = client ? principals.get(client) : ({ kind: 'control-plane' } as const);
-        if (who && access.mayPublish(who, packet.topic)) return limits.admitPublish(client, packet, who.kind === 'control-plane', callback);
+        if (who && access.mayPublish(who, packet.topic)) {
+          return limits.admitPublish(client, packet, who.kind === 'control-plane', (err) => (err ? callback(err) : intake.admit(who, packet, callback)));
+        }
         log.warn({ clientId: client?.id, topic: packet.topic }, 'mqtt publish refused by ACL');
         callback(new Error('publish not authorised'));
       },

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { DeviceTopicKind } from '@perch/shared';
 import type { Logger } from 'pino';
 import type { ChunkPublisher } from '../artifacts/chunk-server.js';
 import type { BusOptions } from '../bus/control-plane-bus.js';
@@ -94,10 +95,21 @@ export class ExternalBroker implements BrokerPort {
     return reconcileMosquitto(this.dynsec, this.access, want, log);
   }
 
-  /** Nothing to hold back: the broker outlives the control plane and queues for its session. */
+  /**
+   * None: the broker acknowledges a device's publish on receipt and queues
+   * it for the bus's persistent session, which the bus acknowledges on
+   * receipt too; what is between that and a commit is written at shutdown.
+   */
+  takeDeviceMessages(): readonly DeviceTopicKind[] {
+    return [];
+  }
+
+  readonly intakeStats = null;
+
   /** Nothing to open: the broker queues what devices publish for the bus's persistent session. */
   openForDevices(): void {}
 
+  /** Nothing to hold back: the broker outlives the control plane and queues for its session. */
   async quiesce(): Promise<void> {}
 
   async stop(): Promise<void> {

@@ -16,7 +16,12 @@ export function defineHandler<S extends z.ZodType>(h: DeviceMessageHandler<S>): 
 export interface DispatchStats {
   handled: number;
   dropped: number;
+  /** messages a handler did not keep for now (MessageNotKept): the device sends them again */
+  notKept: number;
 }
+
+/** A handler's "not now": the message is not stored and not lost, since it is not acknowledged either; its handler logs why, once. */
+export class MessageNotKept extends Error {}
 
 /**
  * Routes every message on a device topic to its handler after decoding it
@@ -26,7 +31,7 @@ export interface DispatchStats {
  */
 export class DeviceMessageDispatcher {
   private readonly handlers = new Map<DeviceTopicKind, DeviceMessageHandler>();
-  readonly stats: DispatchStats = { handled: 0, dropped: 0 };
+  readonly stats: DispatchStats = { handled: 0, dropped: 0, notKept: 0 };
 
   constructor(private readonly log: Logger) {}
 
@@ -40,13 +45,19 @@ export class DeviceMessageDispatcher {
     return [...this.handlers.keys()];
   }
 
-  dispatch(topic: string, payload: Buffer): void {
+  /**
+   * Undefined when the message was dealt with at once (handled, or dropped
+   * as malformed: sending it again would not help); else a promise that
+   * resolves once the handler has it durable and rejects when the handler
+   * did not keep it (the broker's intake then leaves it unacknowledged).
+   */
+  dispatch(topic: string, payload: Buffer): Promise<void> | undefined {
     const t = parseDeviceTopic(topic);
     const handler = t ? this.handlers.get(t.kind) : undefined;
     if (!t || !handler) return this.drop(topic, 'no handler for this topic');
     if (payload.length === 0) {
       // An empty retained publish clears a topic; nothing to ingest.
-      return;
+      return undefined;
     }
     const decoded = decodeJson(handler.schema, payload);
     if (!decoded.ok) return this.drop(topic, decoded.error);
@@ -57,20 +68,27 @@ export class DeviceMessageDispatcher {
     try {
       const result = handler.handle(t.deviceId, decoded.value);
       if (result instanceof Promise) {
-        result.then(
-          () => this.stats.handled++,
-          (err: unknown) => this.drop(topic, `handler failed: ${(err as Error).message}`),
+        return result.then(
+          () => {
+            this.stats.handled++;
+          },
+          (err: unknown) => {
+            if (err instanceof MessageNotKept) this.stats.notKept++;
+            else this.drop(topic, `handler failed: ${(err as Error).message}`);
+            throw err;
+          },
         );
-      } else {
-        this.stats.handled++;
       }
+      this.stats.handled++;
     } catch (err) {
       this.drop(topic, `handler failed: ${(err as Error).message}`);
     }
+    return undefined;
   }
 
-  private drop(topic: string, reason: string): void {
+  private drop(topic: string, reason: string): undefined {
     this.stats.dropped++;
     this.log.warn({ topic, reason }, 'dropped device message');
+    return undefined;
   }
 }

@@ -125,6 +125,13 @@ export const controlPlaneConfigSchema = z
       })
       .strict()
       .default({ maxBytesPerSecondPerDevice: null, maxBytesPerSecondTotal: null }),
+    backup: z
+      .object({
+        /** backups kept in <dataDir>/backups: after each one the oldest beyond this are deleted; 0 keeps every one */
+        keep: z.number().int().min(0).default(7),
+      })
+      .strict()
+      .prefault({}),
     /** ingest batching, sequence gaps, presence, retention (telemetry/telemetry-config.ts) */
     telemetry: telemetryConfigSchema,
     /** staged rollouts: the engine's tick, webhooks for rollout events (rollouts/rollout-config.ts) */

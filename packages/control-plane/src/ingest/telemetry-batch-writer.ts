@@ -9,6 +9,8 @@ export interface PendingWindow {
   window: TelemetryWindow;
   /** when the control plane received it (ms) */
   receivedAt: number;
+  /** called once it is committed (no argument) or will not be (an error): the embedded broker acknowledges the device then */
+  done?: ((err?: Error) => void) | undefined;
 }
 
 export interface BatchResult {

@@ -1,6 +1,6 @@
 import { telemetryWindowSchema, type TelemetryWindow } from '@perch/shared';
 import type { Logger } from 'pino';
-import { defineHandler } from '../bus/device-message-dispatcher.js';
+import { defineHandler, MessageNotKept } from '../bus/device-message-dispatcher.js';
 import type { BatchResult, PendingWindow, TelemetryBatchWriter } from './telemetry-batch-writer.js';
 
 export interface TelemetryIngestOptions {
@@ -8,7 +8,11 @@ export interface TelemetryIngestOptions {
   maxBatch: number;
   /** flush at least this often */
   flushMs: number;
-  /** windows kept for another try while writes fail (a full disk); beyond this the oldest are dropped and counted */
+  /**
+   * windows kept for another try while writes fail (a full disk); beyond
+   * this the oldest are given up: not acknowledged (the device sends them
+   * again) when they came through the broker's intake, else lost and counted
+   */
   maxPending: number;
 }
 
@@ -24,8 +28,10 @@ export interface IngestStats {
   missingOpened: number;
   batches: number;
   failedBatches: number;
-  /** accepted windows that could not be written and were dropped */
+  /** acknowledged windows (through the bus) that could not be written and were dropped */
   lost: number;
+  /** unacknowledged windows (through the broker's intake) given up: their devices send them again */
+  notKept: number;
   lastBatchAt: number | null;
 }
 
@@ -40,7 +46,7 @@ export class TelemetryIngest {
   private pending: PendingWindow[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners: BatchListener[] = [];
-  readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, lastBatchAt: null };
+  readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, notKept: 0, lastBatchAt: null };
 
   constructor(
     private readonly writer: TelemetryBatchWriter,
@@ -52,7 +58,9 @@ export class TelemetryIngest {
     return defineHandler({
       kind: 'telemetry',
       schema: telemetryWindowSchema,
-      handle: (_deviceId, window) => this.enqueue(window),
+      // Settles when the window is committed: the embedded broker acknowledges it then (device-intake.ts).
+      handle: (_deviceId, window) =>
+        new Promise<void>((resolve, reject) => this.enqueue(window, Date.now(), (err) => (err ? reject(err) : resolve()))),
     });
   }
 
@@ -65,9 +73,9 @@ export class TelemetryIngest {
     this.listeners.push(listener);
   }
 
-  enqueue(window: TelemetryWindow, receivedAt = Date.now()): void {
+  enqueue(window: TelemetryWindow, receivedAt = Date.now(), done?: (err?: Error) => void): void {
     this.stats.received++;
-    this.pending.push({ window, receivedAt });
+    this.pending.push({ window, receivedAt, done });
     if (this.pending.length >= this.opts.maxBatch) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.opts.flushMs);
   }
@@ -93,6 +101,7 @@ export class TelemetryIngest {
       s.missingOpened += result.missingOpened;
       s.batches++;
       s.lastBatchAt = committedAt;
+      for (const p of batch) p.done?.();
       for (const l of this.listeners) l(batch, result, committedAt);
       this.log.debug({ windows: batch.length, inserted: result.inserted, devices: result.devices }, 'telemetry batch written');
     }
@@ -102,10 +111,24 @@ export class TelemetryIngest {
   /** Writes what is queued: nothing accepted is lost on shutdown (unless the database refuses it). */
   stop(): void {
     if (!this.flush()) {
-      this.log.error({ windows: this.pending.length }, 'telemetry windows could not be written at shutdown; lost');
-      this.stats.lost += this.pending.length;
+      const given = this.pending;
       this.pending = [];
+      const lost = this.giveUp(given, 'the control plane stopped before the window could be written');
+      this.log.error({ windows: given.length, lost }, 'telemetry windows could not be written at shutdown; those not yet acknowledged will be sent again');
     }
+  }
+
+  /** Windows that will not be written: those with a waiting device are not acknowledged, the others are lost. Returns how many were lost. */
+  private giveUp(windows: readonly PendingWindow[], why: string): number {
+    let lost = 0;
+    for (const p of windows) {
+      if (p.done) {
+        this.stats.notKept++;
+        p.done(new MessageNotKept(why));
+      } else lost++;
+    }
+    this.stats.lost += lost;
+    return lost;
   }
 
   // A failed write (disk full, I/O error) keeps its windows for the next try instead of throwing
@@ -114,11 +137,8 @@ export class TelemetryIngest {
     this.stats.failedBatches++;
     this.pending = batch.concat(this.pending);
     const over = this.pending.length - this.opts.maxPending;
-    if (over > 0) {
-      this.pending.splice(0, over);
-      this.stats.lost += over;
-    }
-    this.log.error({ err, windows: batch.length, queued: this.pending.length, lost: this.stats.lost }, 'telemetry batch could not be written; retrying');
+    if (over > 0) this.giveUp(this.pending.splice(0, over), 'telemetry backlog over its bound while writes fail');
+    this.log.error({ err, windows: batch.length, queued: this.pending.length, lost: this.stats.lost, notKept: this.stats.notKept }, 'telemetry batch could not be written; retrying');
     this.timer ??= setTimeout(() => this.flush(), Math.max(this.opts.flushMs, 1000));
   }
 }

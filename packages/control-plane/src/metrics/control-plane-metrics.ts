@@ -150,7 +150,7 @@ export class ControlPlaneMetrics {
     });
     new Counter({
       name: `${p}retention_deleted_rows_total`,
-      help: 'Rows deleted by telemetry retention, per kind',
+      help: 'Rows deleted by retention (telemetry and audit log), per kind',
       labelNames: ['kind'],
       registers,
       collect() {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chiSquareHomogeneity, chiSquareSurvival, jensenShannonDivergence, regularizedGammaQ } from './gate-math.js';
+import { chiSquareHomogeneity, chiSquareSurvival, jensenShannonDivergence, latencyRegressed, regularizedGammaQ } from './gate-math.js';
 
 describe('Jensen-Shannon divergence (bits)', () => {
   it('is 0 for the same mix, whatever the sample sizes', () => {
@@ -54,5 +54,27 @@ describe('chi-square test of homogeneity', () => {
     expect(chiSquareSurvival(11.070498, 5)).toBeCloseTo(0.05, 6);
     expect(chiSquareSurvival(29.588298, 10)).toBeCloseTo(0.001, 7);
     expect(regularizedGammaQ(1, 2)).toBeCloseTo(Math.exp(-2), 12);
+  });
+});
+
+describe('latency regression (p95 ratio with an absolute floor)', () => {
+  it('ignores a sub-millisecond model whose ratio is large but whose increase is jitter', () => {
+    // 0.2 -> 0.6 ms: three times slower, 0.4 ms more: under the 2 ms floor.
+    expect(latencyRegressed(0.6, 0.2, 1.5, 2)).toBe(false);
+    // With no floor the ratio alone fails it.
+    expect(latencyRegressed(0.6, 0.2, 1.5, 0)).toBe(true);
+  });
+
+  it('fails only when both the ratio and the increase are over their limits', () => {
+    expect(latencyRegressed(100, 20, 1.5, 2)).toBe(true); // x5, +80 ms
+    expect(latencyRegressed(25, 20, 1.5, 2)).toBe(false); // +5 ms but x1.25
+    expect(latencyRegressed(3.5, 1, 1.5, 2)).toBe(true); // x3.5, +2.5 ms
+    expect(latencyRegressed(3, 1, 1.5, 2)).toBe(false); // +2 ms is not over the floor
+    expect(latencyRegressed(30, 20, 1.5, 2)).toBe(false); // exactly the ratio is not over it
+  });
+
+  it('fails against a zero reference once the increase is over the floor', () => {
+    expect(latencyRegressed(1, 0, 1.5, 2)).toBe(false);
+    expect(latencyRegressed(5, 0, 1.5, 2)).toBe(true);
   });
 });

@@ -1,9 +1,21 @@
 /**
- * The statistics gates judge a canary with, on top-1 label counts: the
- * Jensen-Shannon divergence and Pearson's chi-square test of homogeneity.
+ * The statistics gates judge a canary with: on top-1 label counts the
+ * Jensen-Shannon divergence and Pearson's chi-square test of homogeneity;
+ * on p95 latency a ratio with an absolute floor.
  */
 
 export type LabelCounts = Record<string, number>;
+
+/**
+ * Whether a candidate's p95 latency is worse than its reference's by more
+ * than both limits: the ratio over `maxRatio` and the increase over
+ * `minIncreaseMs`. The floor keeps sub-millisecond models from failing on
+ * jitter (0.2 -> 0.5 ms is a ratio of 2.5 that nobody notices); the ratio
+ * keeps a slow model's noise from failing it.
+ */
+export function latencyRegressed(candidateP95Ms: number, referenceP95Ms: number, maxRatio: number, minIncreaseMs: number): boolean {
+  return candidateP95Ms > referenceP95Ms * maxRatio && candidateP95Ms - referenceP95Ms > minIncreaseMs;
+}
 
 function labelsOf(a: LabelCounts, b: LabelCounts): string[] {
   return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((l) => (a[l] ?? 0) + (b[l] ?? 0) > 0).sort();

@@ -64,6 +64,19 @@ describe('gates', () => {
     expect(g['latency-p95-ratio']?.value).toBeGreaterThan(4);
   });
 
+  it('pass a sub-millisecond model whose p95 ratio is jitter, under the absolute floor', () => {
+    // 0.2 ms before, 0.6 ms now: a ratio of about 3, an increase far under the default 2 ms.
+    const fast = inputs({ baseline: stats(5, 100, mix, 0.2), evidence: { ...inputs().evidence, canary: stats(5, 100, mix, 0.6) } });
+    const g = byGate(evaluateGates(fast))['latency-p95-ratio'];
+    expect(g?.value).toBeGreaterThan(1.5);
+    expect(g?.verdict).toBe('pass');
+    expect(g?.detail).toMatchObject({ minIncreaseMs: 2 });
+    expect(g?.detail?.['increaseMs']).toBeLessThan(2);
+    // The same numbers with the floor switched off fail on the ratio alone.
+    const noFloor = { ...fast, gates: { ...gates, latency: { ...gates.latency!, minIncreaseMs: 0 } } };
+    expect(byGate(evaluateGates(noFloor))['latency-p95-ratio']?.verdict).toBe('fail');
+  });
+
   it('fail garbage predictions by divergence from the control cohort', () => {
     const g = byGate(evaluateGates(inputs({ evidence: { ...inputs().evidence, canary: stats(5, 100, { tree: 1, empty: 1 }, 20) } })));
     expect(g['prediction-js']?.verdict).toBe('fail');

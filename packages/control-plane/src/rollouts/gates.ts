@@ -1,7 +1,7 @@
 import { histogramCount, histogramQuantile, type Histogram } from '@perch/shared';
 import type { CohortStats } from './cohort-stats.js';
 import type { PhaseEvidence } from './cohort-telemetry.js';
-import { chiSquareHomogeneity, jensenShannonDivergence, type LabelCounts } from './gate-math.js';
+import { chiSquareHomogeneity, jensenShannonDivergence, latencyRegressed, type LabelCounts } from './gate-math.js';
 import type { RolloutGates } from './rollout-spec.js';
 import type { GateEvaluation, RolloutPhase } from './rollout-store.js';
 
@@ -76,11 +76,13 @@ export function evaluateGates(i: GateInputs): GateEvaluation[] {
     const c = p95(candidate);
     const r = p95(reference);
     const value = ratio(c, r);
-    const detail = { candidateP95Ms: round(c, 2), referenceP95Ms: round(r, 2), against };
+    // Specs stored before the floor existed have none: judged as they were.
+    const floorMs = gates.latency.minIncreaseMs ?? 0;
+    const detail = { candidateP95Ms: round(c, 2), referenceP95Ms: round(r, 2), increaseMs: round(c - r, 2), minIncreaseMs: floorMs, against };
     out.push(
       Number.isNaN(r) || histogramCount(reference) === 0
         ? { gate: 'latency-p95-ratio', value: null, threshold: gates.latency.maxP95Ratio, verdict: 'skip', detail: { ...detail, why: 'no reference latency' } }
-        : { gate: 'latency-p95-ratio', value: round(value, 3), threshold: gates.latency.maxP95Ratio, verdict: Number.isNaN(c) ? 'wait' : judge(value > gates.latency.maxP95Ratio), detail },
+        : { gate: 'latency-p95-ratio', value: round(value, 3), threshold: gates.latency.maxP95Ratio, verdict: Number.isNaN(c) ? 'wait' : judge(latencyRegressed(c, r, gates.latency.maxP95Ratio, floorMs)), detail },
     );
   }
 

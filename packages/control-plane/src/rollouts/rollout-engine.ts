@@ -106,6 +106,11 @@ export class RolloutEngine {
     return this.serial(() => this.tickAll());
   }
 
+  /** Runs `fn` between ticks and operator actions, so no tick issues a device a state half-way through it. */
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
   /** Validates, checks conflicts and stores a rollout; started at once unless `start: false`. */
   create(input: unknown, actor: string | null): Promise<RolloutRecord> {
     const spec = parseRolloutSpec(input);
@@ -288,6 +293,8 @@ export class RolloutEngine {
 
   /** What a device of the rollout should have now; null: leave it as it is. */
   private wanted(r: RolloutRecord, a: Assignment): AssignmentStatus | null {
+    // Set by hand since: what the operator chose stands, through a rollback too.
+    if (a.releasedAt !== null) return null;
     if (r.state === 'rolling-back') return 'restored';
     if (r.state !== 'running' || a.status === 'restored') return null;
     if (r.phase === 'shadow' && a.stageIndex === r.stageIndex) {
@@ -337,19 +344,22 @@ export class RolloutEngine {
   private judge(r: RolloutRecord, candidate: ModelVersionRecord, ranked: readonly RankedDevice[], assignments: readonly Assignment[]): boolean {
     const now = this.now();
     const status: AssignmentStatus = r.phase === 'shadow' ? 'shadow' : 'replaced';
-    const cohort = assignments.filter((a) => a.status === status);
-    if (cohort.length === 0 && r.phase === 'shadow' && !assignments.some((a) => a.stageIndex === r.stageIndex && a.status === 'pending' && a.previous.activeVersionId !== null)) {
+    // Released devices run what an operator chose: neither canary nor control.
+    const managed = assignments.filter((a) => a.releasedAt === null);
+    const cohort = managed.filter((a) => a.status === status);
+    if (cohort.length === 0 && r.phase === 'shadow' && !managed.some((a) => a.stageIndex === r.stageIndex && a.status === 'pending' && a.previous.activeVersionId !== null)) {
       // No device of this stage can run a challenger (none has a model): straight to replacing.
       this.advance(r, now, 'stage-phase-skipped', null, 'no device of this stage runs a model to shadow');
       return true;
     }
     const phaseStart = r.phaseStartedAt ?? now;
-    const members = new Set(assignments.map((a) => a.deviceId));
+    const members = new Set(managed.map((a) => a.deviceId));
+    const held = new Set(assignments.map((a) => a.deviceId));
     const control = new Set<string>();
     // The control cohort: target devices the rollout does not hold, the last by rank first (the last to join).
     for (let i = ranked.length - 1; i >= 0 && control.size < MAX_CONTROL_DEVICES; i--) {
       const d = ranked[i] as RankedDevice;
-      if (!members.has(d.deviceId)) control.add(d.deviceId);
+      if (!held.has(d.deviceId)) control.add(d.deviceId);
     }
     const evidence = this.readerFor(r, phaseStart).read(now, {
       candidateSha256: candidate.sha256,
@@ -449,7 +459,9 @@ export class RolloutEngine {
   }
 
   /** Back on their previous models: every device restored and either reporting its previous model or offline (it converges when back). */
-  private finishRollback(r: RolloutRecord, candidate: ModelVersionRecord, assignments: readonly Assignment[]): boolean {
+  private finishRollback(r: RolloutRecord, candidate: ModelVersionRecord, all: readonly Assignment[]): boolean {
+    // Released devices are the operator's: not waited for.
+    const assignments = all.filter((a) => a.releasedAt === null);
     if (assignments.some((a) => a.status !== 'restored')) return false;
     let offline = 0;
     for (const a of assignments) {

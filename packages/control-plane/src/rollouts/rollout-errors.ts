@@ -30,3 +30,13 @@ export class RolloutStateError extends RolloutError {
     super(409, 'invalid_rollout_state', message);
   }
 }
+
+/** A desired model set by hand on a device an active rollout manages, without `force`. */
+export class DeviceInRolloutError extends RolloutError {
+  constructor(
+    readonly rolloutId: string,
+    message: string,
+  ) {
+    super(409, 'device_in_rollout', message);
+  }
+}

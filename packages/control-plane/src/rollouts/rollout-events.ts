@@ -22,9 +22,10 @@ export type EventPublish = (topic: string, payload: string) => Promise<void>;
 export type RolloutEventListener = (e: RolloutEventMessage) => void;
 
 /**
- * Records each state change in the rollout's history first (SQLite), then
- * tells the world without waiting: MQTT (QoS 1 on
- * `perch/v1/rollouts/{id}/events`), webhooks, and listeners in this process.
+ * Records each state change in the rollout's history first (SQLite, with
+ * its webhook deliveries in their outbox), then tells the world without
+ * waiting: MQTT (QoS 1 on `perch/v1/rollouts/{id}/events`), webhooks, and
+ * listeners in this process.
  */
 export class RolloutEvents {
   private readonly listeners: RolloutEventListener[] = [];
@@ -45,22 +46,26 @@ export class RolloutEvents {
   }
 
   record(e: Omit<RolloutEvent, 'id'>, model: { name: string; version: string }): RolloutEventMessage {
-    const stored = this.store.addEvent(e);
-    const msg: RolloutEventMessage = {
-      id: stored.id,
-      rolloutId: e.rolloutId,
-      type: e.type,
-      state: e.state,
-      stage: e.stageIndex,
-      phase: e.phase,
-      reason: e.reason,
-      actor: e.actor,
-      model,
-      at: new Date(e.at).toISOString(),
-    };
+    // The history row and its webhook deliveries commit together: no event is recorded and never sent.
+    const msg = this.store.atomically(() => {
+      const stored = this.store.addEvent(e);
+      const m: RolloutEventMessage = {
+        id: stored.id,
+        rolloutId: e.rolloutId,
+        type: e.type,
+        state: e.state,
+        stage: e.stageIndex,
+        phase: e.phase,
+        reason: e.reason,
+        actor: e.actor,
+        model,
+        at: new Date(e.at).toISOString(),
+      };
+      this.webhooks.enqueue(`${e.rolloutId}:${stored.id}`, `rollout.${e.type}`, m);
+      return m;
+    });
     this.log.info({ rolloutId: e.rolloutId, type: e.type, state: e.state, stage: e.stageIndex, phase: e.phase, reason: e.reason }, 'rollout event');
     this.publish(rolloutEventsTopic(e.rolloutId), JSON.stringify(msg)).catch((err: unknown) => this.log.warn({ err, rolloutId: e.rolloutId }, 'publishing a rollout event failed'));
-    this.webhooks.enqueue(`${e.rolloutId}:${stored.id}`, `rollout.${e.type}`, msg);
     for (const l of this.listeners) {
       try {
         l(msg);

@@ -28,7 +28,7 @@ describe('rollout spec', () => {
       insufficientDataDeadlineSeconds: null,
       deployment: { maxFailurePercent: 10, maxFailures: null },
       errorRate: { max: 0.02 },
-      latency: { maxP95Ratio: 1.5, baselineSeconds: 3600 },
+      latency: { maxP95Ratio: 1.5, minIncreaseMs: 2, baselineSeconds: 3600 },
       skippedFrames: { maxIncrease: 0.1 },
       predictionDrift: { maxJensenShannon: 0.1, chiSquareAlpha: 0.001, chiSquareMaxFrames: 1000 },
       shadowAgreement: { min: 0.9 },
@@ -42,6 +42,9 @@ describe('rollout spec', () => {
     expect(spec.gates.latency).toBeNull();
     expect(spec.gates.errorRate).toEqual({ max: 0.5 });
     expect(spec.gates.deployment).toEqual({ maxFailurePercent: 10, maxFailures: null });
+    // The latency floor tuned alone keeps the ratio's default; a negative floor is refused.
+    expect(parseRolloutSpec({ ...minimal, gates: { latency: { minIncreaseMs: 0.5 } } }).gates.latency).toEqual({ maxP95Ratio: 1.5, minIncreaseMs: 0.5, baselineSeconds: 3600 });
+    expect(refusal({ ...minimal, gates: { latency: { minIncreaseMs: -1 } } }).field).toBe('gates.latency.minIncreaseMs');
   });
 
   it('refuses malformed specs, naming the field', () => {
@@ -73,13 +76,13 @@ stages:
   - { percent: 100, soakSeconds: 0 }
 gates:
   minFrames: 500
-  latency: { maxP95Ratio: 1.3 }
+  latency: { maxP95Ratio: 1.3, minIncreaseMs: 5 }
 onFail: pause
 `);
     expect(spec.name).toBe('pets 2.0 to the park');
     expect(spec.stages.map((s) => s.percent)).toEqual([1, 10, 50, 100]);
     expect(spec.target).toEqual({ tags: ['site-park'], groups: ['gateways'] });
-    expect(spec.gates.latency).toEqual({ maxP95Ratio: 1.3, baselineSeconds: 3600 });
+    expect(spec.gates.latency).toEqual({ maxP95Ratio: 1.3, minIncreaseMs: 5, baselineSeconds: 3600 });
     expect(spec.onFail).toBe('pause');
     expect(() => parseRolloutSpecYaml('model: [unclosed')).toThrow(/not valid YAML/);
   });

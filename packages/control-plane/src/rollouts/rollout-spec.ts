@@ -47,8 +47,19 @@ const deploymentGate = z
 const errorRateGate = z.object({ max: z.number().min(0).max(1).default(0.02) }).strict();
 const latencyGate = z
   .object({
-    /** the candidate's p95 inference time over the same devices' p95 on their previous model */
-    maxP95Ratio: z.number().gt(1).default(1.5),
+    /** the candidate's p95 inference time over the same devices' p95 on their previous model... */
+    maxP95Ratio: z
+      .number()
+      .gt(1)
+      .default(1.5)
+      .describe("the most the candidate's p95 latency may be over the previous model's (same devices; in shadow the champion's on the same frames); past it the gate fails when the increase also exceeds minIncreaseMs"),
+    /** ...and it is slower by more than this: a sub-millisecond model's ratio is mostly jitter */
+    minIncreaseMs: z
+      .number()
+      .nonnegative()
+      .max(60_000)
+      .default(2)
+      .describe('the p95 increase in ms the ratio must also exceed to fail the gate, so jitter on a sub-millisecond model does not; 0 judges the ratio alone'),
     /** how far back before a device joined its previous model's windows are taken as its baseline */
     baselineSeconds: z.number().int().positive().default(3600),
   })

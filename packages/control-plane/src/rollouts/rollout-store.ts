@@ -47,6 +47,10 @@ export interface Assignment {
   /** the last desired-state generation the rollout issued for it */
   generation: number | null;
   updatedAt: number;
+  /** when an operator set its desired model by hand: the rollout issues it nothing more and does not judge it */
+  releasedAt: number | null;
+  /** who did (the API token), for the history */
+  releasedBy: string | null;
 }
 
 export interface RolloutEvent {
@@ -105,6 +109,8 @@ interface AssignmentRow {
   status: AssignmentStatus;
   generation: number | null;
   updated_at: number;
+  released_at: number | null;
+  released_by: string | null;
 }
 
 const toRollout = (r: RolloutRow): RolloutRecord => ({
@@ -133,11 +139,18 @@ const toAssignment = (r: AssignmentRow): Assignment => ({
   status: r.status,
   generation: r.generation,
   updatedAt: r.updated_at,
+  releasedAt: r.released_at,
+  releasedBy: r.released_by,
 });
 
 /** Rollouts, their devices, their history and their gate evaluations: everything the engine knows, so a restart loses nothing. */
 export class RolloutStore {
   constructor(private readonly db: Db) {}
+
+  /** Runs `fn` in one transaction (a savepoint inside another). */
+  atomically<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
 
   insert(r: Omit<RolloutRecord, 'updatedAt'>): RolloutRecord {
     this.db
@@ -182,7 +195,7 @@ export class RolloutStore {
   }
 
   /** Adds devices to a rollout; a device already in it keeps its first assignment. */
-  assign(rows: readonly Omit<Assignment, 'status' | 'generation' | 'updatedAt'>[]): void {
+  assign(rows: readonly Omit<Assignment, 'status' | 'generation' | 'updatedAt' | 'releasedAt' | 'releasedBy'>[]): void {
     const stmt = this.db.prepare(
       `INSERT OR IGNORE INTO rollout_devices (rollout_id, device_id, stage_index, hash, assigned_at, previous_json, baseline_json, status, generation, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?)`,
@@ -196,10 +209,30 @@ export class RolloutStore {
     this.db.prepare('UPDATE rollout_devices SET status = ?, generation = COALESCE(?, generation), updated_at = ? WHERE rollout_id = ? AND device_id = ?').run(status, generation, at, rolloutId, deviceId);
   }
 
-  statusCounts(rolloutId: string): Record<AssignmentStatus, number> {
-    const out: Record<AssignmentStatus, number> = { pending: 0, shadow: 0, replaced: 0, restored: 0 };
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM rollout_devices WHERE rollout_id = ? GROUP BY status').all(rolloutId) as { status: AssignmentStatus; n: number }[]) out[r.status] = r.n;
+  /** Devices the rollout still manages, by status, and those released from it by hand. */
+  statusCounts(rolloutId: string): Record<AssignmentStatus | 'released', number> {
+    const out: Record<AssignmentStatus | 'released', number> = { pending: 0, shadow: 0, replaced: 0, restored: 0, released: 0 };
+    const rows = this.db
+      .prepare("SELECT CASE WHEN released_at IS NULL THEN status ELSE 'released' END AS s, COUNT(*) AS n FROM rollout_devices WHERE rollout_id = ? GROUP BY s")
+      .all(rolloutId) as { s: AssignmentStatus | 'released'; n: number }[];
+    for (const r of rows) out[r.s] = r.n;
     return out;
+  }
+
+  /** The rollouts `deviceId` is in and not released from, oldest first. */
+  holding(deviceId: string): RolloutRecord[] {
+    return (
+      this.db
+        .prepare('SELECT r.* FROM rollouts r JOIN rollout_devices d ON d.rollout_id = r.id WHERE d.device_id = ? AND d.released_at IS NULL ORDER BY r.created_at, r.id')
+        .all(deviceId) as RolloutRow[]
+    ).map(toRollout);
+  }
+
+  /** Takes a device out of a rollout's hands for good; it stays listed, as released. */
+  release(rolloutId: string, deviceId: string, actor: string | null, at: number): void {
+    this.db
+      .prepare('UPDATE rollout_devices SET released_at = ?, released_by = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND released_at IS NULL')
+      .run(at, actor, at, rolloutId, deviceId);
   }
 
   /** Appends to the rollout's history; the stored event, with its id. */

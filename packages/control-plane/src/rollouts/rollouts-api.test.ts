@@ -12,8 +12,10 @@ import { registerTiny } from './test-support/tiny-classifier.js';
  * The rollout API on a real control plane (HTTP, SQLite, broker): specs
  * refused with the field at fault, overlapping targets refused naming the
  * rollout in the way, roles, operator actions and the history they leave,
- * and the desired-model route's challenger. No device is connected: what
- * the engine issues waits, retained, for them.
+ * the desired-model route's challenger, and that route refusing a device
+ * an active rollout manages unless forced (which releases the device for
+ * good). No device is connected: what the engine issues waits, retained,
+ * for them.
  */
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const run = promisify(execFile);
@@ -37,8 +39,10 @@ interface RolloutView {
   stage: { index: number; of: number };
   phase: string;
   reason: string | null;
-  devices: { total: number; replaced: number; restored: number; pending: number };
+  devices: { total: number; replaced: number; restored: number; pending: number; released: number };
 }
+
+const desiredVersion = (id: string) => site.cp.services.desired.get(id)?.envelope.signed.active?.custom.version ?? null;
 
 beforeAll(async () => {
   site = await startApiSite({ rollouts: { tickSeconds: 0.2 } });
@@ -174,5 +178,65 @@ describe('rollout API', () => {
     writeFileSync(file, ['model: { name: pets, version: 2.0.0 }', 'target: { tags: [cli] }', 'stages:', '  - { count: 1, soakSeconds: 1 }'].join('\n'));
     const clash = await run(process.execPath, [CLI, 'rollout', 'apply', file, ...opts], { env: { ...process.env, PERCH_DATA_DIR: site.dir } }).catch((err: { stderr: string }) => err);
     expect((clash as { stderr: string }).stderr).toMatch(new RegExp(`409 rollout_conflict: rollout ${created.id}`));
+  });
+
+  it('refuses a desired model set by hand on a device an active rollout manages, naming the rollout, unless forced', async () => {
+    for (const i of [1, 2, 3]) site.cp.provisionDevice(`east-${i}`, { groups: ['east'] });
+    const east = await json<RolloutView>(await site.call(operator, 'POST', '/api/v1/rollouts', spec({ name: 'east', target: { groups: ['east'] }, stages: [{ percent: 100, soakSeconds: 3600 }] })), 201);
+    await expect.poll(() => site.cp.services.rollouts.store.assignments(east.id).filter((a) => a.status === 'replaced').length).toBe(3);
+    const before = site.cp.services.desired.get('east-1')!.generation;
+    const byHand = (device: string, body: Record<string, unknown>) => site.call(operator, 'PUT', `/api/v1/devices/${device}/desired-model`, { model: { name: 'pets', version: '1.0.0' }, ...body });
+
+    // Refused in the one error shape, naming the rollout; nothing issued.
+    const refused = await json<{ error: { code: string; message: string } }>(await byHand('east-1', {}), 409);
+    expect(refused.error.code).toBe('device_in_rollout');
+    expect(refused.error.message).toContain(east.id);
+    expect(refused.error.message).toContain('"force": true');
+    expect(site.cp.services.desired.get('east-1')!.generation).toBe(before);
+    // A paused rollout still manages its devices.
+    await json(await site.call(operator, 'POST', `/api/v1/rollouts/${east.id}/pause`), 200);
+    expect((await byHand('east-1', { force: false })).status).toBe(409);
+    await json(await site.call(operator, 'POST', `/api/v1/rollouts/${east.id}/resume`), 200);
+    // A forced change to a model that does not exist releases nothing.
+    expect((await site.call(operator, 'PUT', '/api/v1/devices/east-1/desired-model', { model: { name: 'pets', version: '9.9.9' }, force: true })).status).toBe(404);
+    expect(site.cp.services.rollouts.store.assignment(east.id, 'east-1')?.releasedAt).toBeNull();
+
+    // Forced: applied, and the device is released, which the rollout shows and its history records.
+    const forced = await json<{ generation: number; releasedFrom: string[] }>(await byHand('east-1', { force: true }), 200);
+    expect(forced.releasedFrom).toEqual([east.id]);
+    expect(forced.generation).toBeGreaterThan(before);
+    expect(desiredVersion('east-1')).toBe('1.0.0');
+    const shown = await json<RolloutView & { events: { type: string; actor: string | null; reason: string | null }[] }>(await site.call(viewer, 'GET', `/api/v1/rollouts/${east.id}`), 200);
+    expect(shown.devices).toMatchObject({ released: 1, replaced: 2, total: 3 });
+    expect(shown.events.at(-1)).toMatchObject({ type: 'device-released', actor: expect.stringContaining('release-bot'), reason: expect.stringContaining('east-1') });
+    const rows = await json<{ devices: { deviceId: string; released: { at: string; by: string | null } | null }[] }>(await site.call(viewer, 'GET', `/api/v1/rollouts/${east.id}/devices`), 200);
+    expect(rows.devices.find((d) => d.deviceId === 'east-1')?.released?.by).toContain('release-bot');
+    expect(rows.devices.find((d) => d.deviceId === 'east-2')?.released).toBeNull();
+    // No longer managed: set by hand again without force.
+    expect((await json<{ releasedFrom: string[] }>(await byHand('east-1', {}), 200)).releasedFrom).toEqual([]);
+
+    // The rollback restores the devices it still manages, and leaves the released one as the operator set it.
+    await json(await site.call(operator, 'POST', `/api/v1/rollouts/${east.id}/rollback`), 200);
+    await expect.poll(async () => (await json<RolloutView>(await site.call(viewer, 'GET', `/api/v1/rollouts/${east.id}`), 200)).state).toBe('rolled-back');
+    expect(desiredVersion('east-2')).toBeNull();
+    expect(desiredVersion('east-3')).toBeNull();
+    expect(desiredVersion('east-1')).toBe('1.0.0');
+    // Rolled back, the rollout holds nobody: no refusal, nothing to release.
+    expect((await json<{ releasedFrom: string[] }>(await byHand('east-2', {}), 200)).releasedFrom).toEqual([]);
+  });
+
+  it('releases a device set by hand from a finished rollout, so its later rollback leaves the device alone', async () => {
+    for (const i of [1, 2]) site.cp.provisionDevice(`west-${i}`, { groups: ['west'] });
+    const west = await json<RolloutView>(await site.call(operator, 'POST', '/api/v1/rollouts', spec({ target: { groups: ['west'] }, stages: [{ percent: 100, soakSeconds: 3600 }] })), 201);
+    await expect.poll(() => site.cp.services.rollouts.store.assignments(west.id).filter((a) => a.status === 'replaced').length).toBe(2);
+    expect((await json<RolloutView>(await site.call(operator, 'POST', `/api/v1/rollouts/${west.id}/promote`), 200)).state).toBe('completed');
+
+    // Completed: no refusal, but the device leaves the rollout.
+    const res = await json<{ releasedFrom: string[] }>(await site.call(operator, 'PUT', '/api/v1/devices/west-1/desired-model', { model: { name: 'pets', version: '1.0.0' } }), 200);
+    expect(res.releasedFrom).toEqual([west.id]);
+    await json(await site.call(operator, 'POST', `/api/v1/rollouts/${west.id}/rollback`), 200);
+    await expect.poll(async () => (await json<RolloutView>(await site.call(viewer, 'GET', `/api/v1/rollouts/${west.id}`), 200)).state).toBe('rolled-back');
+    expect(desiredVersion('west-1')).toBe('1.0.0');
+    expect(desiredVersion('west-2')).toBeNull();
   });
 });

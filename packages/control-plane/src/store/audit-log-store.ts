@@ -73,7 +73,7 @@ const toEntry = (r: Row): AuditEntry => ({
   summary: r.summary_json === null ? null : (JSON.parse(r.summary_json) as unknown),
 });
 
-/** Who changed what, when, from where, and how it ended. Append only. */
+/** Who changed what, when, from where, and how it ended. Append only; the retention job deletes entries past `auditDays`. */
 export class AuditLogStore {
   private readonly insertStmt;
   private readonly queryStmt;

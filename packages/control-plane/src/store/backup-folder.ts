@@ -1,5 +1,6 @@
 import { chmodSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { pruneBackups } from './backup-retention.js';
 import type { BackupResult } from './database-backup.js';
 
 export interface BackupFile {
@@ -7,6 +8,20 @@ export interface BackupFile {
   name: string;
   bytes: number;
   createdAt: number;
+}
+
+/** A backup just written, and the older ones its retention deleted. */
+export interface CreatedBackup extends BackupFile {
+  /** older backups deleted to keep `keep`, oldest first */
+  pruned: string[];
+  /** why deleting an older backup failed (the backup itself is written); null when none did */
+  pruneError: string | null;
+}
+
+export interface BackupFolderOptions {
+  /** backups kept: after each backup the oldest beyond this are deleted; 0 keeps every one */
+  keep?: number;
+  now?: () => number;
 }
 
 /** Names this folder gives out; `.partial` files of a backup under way are not listed. */
@@ -43,18 +58,26 @@ export class BackupExistsError extends Error {
  * The control plane's own folder of database backups (`<dataDir>/backups`).
  * It names every file itself, so no caller's path reaches the file system.
  * The folder is made 0700 and each file 0600: a backup holds the hashes of
- * every token and device secret.
+ * every token and device secret. After each backup the oldest beyond `keep`
+ * are deleted: only files with the names this folder gives out, never the
+ * one just written.
  */
 export class BackupFolder {
   private busy = false;
 
+  private readonly keep: number;
+  private readonly now: () => number;
+
   constructor(
     readonly dir: string,
     private readonly backup: (file: string) => Promise<BackupResult>,
-    private readonly now: () => number = Date.now,
-  ) {}
+    opts: BackupFolderOptions = {},
+  ) {
+    this.keep = opts.keep ?? 0;
+    this.now = opts.now ?? Date.now;
+  }
 
-  async create(): Promise<BackupFile> {
+  async create(): Promise<CreatedBackup> {
     if (this.busy) throw new BackupInProgressError();
     this.busy = true;
     try {
@@ -65,7 +88,9 @@ export class BackupFolder {
       if (this.exists(name)) throw new BackupExistsError(name);
       const r = await this.backup(file);
       chmodSync(file, 0o600);
-      return { name, bytes: r.bytes, createdAt: at };
+      // Pruned only once the new backup is whole, and inside the one-at-a-time guard.
+      const { pruned, error } = pruneBackups(this.dir, this.list().map((b) => b.name), this.keep, name);
+      return { name, bytes: r.bytes, createdAt: at, pruned, pruneError: error };
     } finally {
       this.busy = false;
     }

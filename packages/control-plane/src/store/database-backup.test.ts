@@ -125,24 +125,35 @@ describe('online backup', () => {
 });
 
 describe('graceful shutdown', () => {
-  it('commits every window accepted before stop()', async () => {
+  it('commits every window received before stop(), acknowledged or not', async () => {
     const dir = tempDir();
     const dataDir = join(dir, 'cp');
     // No batch would be written for a minute: only stop() can write these.
     const cp = await startControlPlane(dataDir, { telemetry: { ingest: { maxBatch: 10_000, flushMs: 60_000 } } });
     const dev = await connect(cp, 'last-words');
+    dev.on('error', () => undefined);
     const n = 300;
+    let acknowledged = 0;
+    let received = 0;
     try {
       for (let seq = 0; seq < n; seq++) {
-        await dev.publishAsync(deviceTopic('last-words', 'telemetry'), encodeJson(telemetryWindow('last-words', seq)), { qos: 1 });
+        // Not awaited: a window is acknowledged only once committed (broker/device-intake.ts), here not before stop().
+        dev.publish(deviceTopic('last-words', 'telemetry'), encodeJson(telemetryWindow('last-words', seq)), { qos: 1 }, (err) => {
+          if (!err) acknowledged++;
+        });
       }
-      await waitUntil(() => cp.stats.telemetry.received === n, 'every window accepted');
+      // aedes reads a client's next packets once those it has are settled, so only the first few arrive before a commit.
+      await waitUntil(() => cp.stats.telemetry.received > 0, 'windows received');
+      await new Promise((r) => setTimeout(r, 300));
       expect(cp.services.telemetry.count()).toBe(0);
+      expect(acknowledged).toBe(0);
+      received = cp.stats.telemetry.received;
     } finally {
-      await dev.endAsync();
       await cp.stop();
+      dev.end(true);
     }
+    expect(received).toBeGreaterThan(0);
     const c = contents(controlPlaneDatabaseFile(dataDir));
-    expect(c).toMatchObject({ integrity: 'ok', windows: n, rolledUp: n });
+    expect(c).toMatchObject({ integrity: 'ok', windows: received, rolledUp: received });
   });
 });

@@ -310,4 +310,39 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX rollout_gate_evaluations_rollout ON rollout_gate_evaluations (rollout_id, stage_index, id);
     `,
   },
+  {
+    version: 7,
+    name: 'rollout webhook outbox; devices taken out of a rollout by hand',
+    sql: `
+      -- Webhook deliveries not yet acknowledged with a 2xx, so a restart loses none. Sent in id
+      -- order per webhook (its URL); deleted on a 2xx or when given up.
+      CREATE TABLE rollout_webhook_outbox (
+        id              INTEGER PRIMARY KEY,
+        webhook_url     TEXT NOT NULL,
+        delivery_id     TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        UNIQUE (webhook_url, delivery_id)
+      );
+      CREATE INDEX rollout_webhook_outbox_webhook ON rollout_webhook_outbox (webhook_url, id);
+
+      -- A device whose desired model an operator set by hand (forced past an active rollout, or
+      -- after it finished): the rollout no longer issues it anything, rollback included, nor judges it.
+      ALTER TABLE rollout_devices ADD COLUMN released_at INTEGER;
+      ALTER TABLE rollout_devices ADD COLUMN released_by TEXT;
+    `,
+  },
+  {
+    version: 8,
+    name: 'class counts only in the windows and the rollups',
+    sql: `
+      -- Three B-tree inserts a window on pages of the device's own, for a query the windows'
+      -- JSON answers (telemetry-store.ts classTotals) and the rollups already sum.
+      DROP TABLE telemetry_class_counts;
+    `,
+  },
 ];

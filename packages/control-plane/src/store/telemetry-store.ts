@@ -19,7 +19,6 @@ export interface ClassTotals {
 /** Telemetry windows, keyed by (device, seq) so a redelivered window is stored once. */
 export class TelemetryStore {
   private readonly insertWindowStmt;
-  private readonly insertCountStmt;
 
   constructor(private readonly db: Db) {
     this.insertWindowStmt = db.prepare(
@@ -27,14 +26,13 @@ export class TelemetryStore {
          (device_id, seq, window_start, window_end, model_sha256, frames_inferred, payload_json, received_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     );
-    this.insertCountStmt = db.prepare(
-      'INSERT OR IGNORE INTO telemetry_class_counts (device_id, seq, camera_id, label, count, window_end) VALUES (?, ?, ?, ?, ?, ?)',
-    );
   }
 
   /**
-   * Stores one window and its class counts; false when (device, seq) is
-   * already stored. Runs inside the caller's batch transaction.
+   * Stores one window; false when (device, seq) is already stored. Runs
+   * inside the caller's batch transaction. Class counts stay in the window's
+   * JSON and the rollups: a table of their own cost three more B-tree
+   * inserts a window, each on another page of the device's.
    */
   insertWindow(w: TelemetryWindow, receivedAt: number): boolean {
     let framesInferred = 0;
@@ -42,13 +40,7 @@ export class TelemetryStore {
     const res = this.insertWindowStmt.run(
       w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, JSON.stringify(w), receivedAt,
     );
-    if (res.changes === 0) return false;
-    for (const cam of w.cameras) {
-      for (const [label, count] of Object.entries(cam.classCounts)) {
-        this.insertCountStmt.run(w.deviceId, w.seq, cam.cameraId, label, count, w.windowEnd);
-      }
-    }
-    return true;
+    return res.changes > 0;
   }
 
   recent(deviceId: string, limit: number): StoredWindow[] {
@@ -63,7 +55,11 @@ export class TelemetryStore {
       .prepare('SELECT COUNT(*) AS windows, COALESCE(SUM(frames_inferred), 0) AS frames FROM telemetry_windows WHERE device_id = ? AND window_end >= ?')
       .get(deviceId, since) as { windows: number; frames: number };
     const rows = this.db
-      .prepare('SELECT label, SUM(count) AS n FROM telemetry_class_counts WHERE device_id = ? AND window_end >= ? GROUP BY label ORDER BY label')
+      .prepare(
+        `SELECT counts.key AS label, SUM(counts.value) AS n
+         FROM telemetry_windows w, json_each(w.payload_json, '$.cameras') cam, json_each(cam.value, '$.classCounts') counts
+         WHERE w.device_id = ? AND w.window_end >= ? GROUP BY counts.key ORDER BY counts.key`,
+      )
       .all(deviceId, since) as { label: string; n: number }[];
     return {
       deviceId,
@@ -76,5 +72,19 @@ export class TelemetryStore {
 
   count(): number {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM telemetry_windows').get() as { n: number }).n;
+  }
+
+  /**
+   * A keyset page of one device's windows, newest first: the `limit` with
+   * seq below `beforeSeq` (null: from the newest). A range on the primary
+   * key, so a deep page costs what the first does.
+   */
+  windowsBefore(deviceId: string, beforeSeq: number | null, limit: number): StoredWindow[] {
+    // Above any seq (a JSON number), so the first page is the same range query.
+    const before = beforeSeq ?? 9_223_372_036_854_775_807n;
+    const rows = this.db
+      .prepare('SELECT seq, received_at, payload_json FROM telemetry_windows WHERE device_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?')
+      .all(deviceId, before, limit) as { seq: number; received_at: number; payload_json: string }[];
+    return rows.map((r) => ({ deviceId, seq: r.seq, receivedAt: r.received_at, window: JSON.parse(r.payload_json) as TelemetryWindow }));
   }
 }

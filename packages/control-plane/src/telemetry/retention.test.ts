@@ -21,6 +21,7 @@ const policy = (over: Partial<RetentionOptions> = {}): RetentionOptions => ({
   minuteRollupsDays: 14,
   hourRollupsDays: 400,
   eventsDays: 30,
+  auditDays: 365,
   intervalMs: 60_000,
   batchRows: 3,
   ...over,
@@ -53,37 +54,29 @@ describe('retention', () => {
     // A gap detected 20 days ago (with the raw windows it describes) and one detected now.
     writer.write([{ window: telemetryWindow('g', 5, { start: NOW - 20 * DAY }), receivedAt: NOW - 20 * DAY }]);
     writer.write([{ window: telemetryWindow('g', 9, { start: NOW }), receivedAt: NOW }]);
-    const countsBefore = count('telemetry_class_counts');
 
     const job = new RetentionJob(t.db, policy(), log);
     const deleted = await job.run(NOW);
 
-    expect(deleted).toEqual({ windows: 5 + 1 + 1, minuteRollups: 3 + 1, hourRollups: 1, events: 2, gaps: 1 });
+    expect(deleted).toEqual({ windows: 5 + 1 + 1, minuteRollups: 3 + 1, hourRollups: 1, events: 2, gaps: 1, audit: 0 });
     const seqs = (d: string) => t.db.prepare('SELECT seq FROM telemetry_windows WHERE device_id = ? ORDER BY seq').pluck().all(d);
     expect(seqs('a')).toEqual([5, 6, 7]);
     expect(seqs('b')).toEqual([1]);
     expect(seqs('g')).toEqual([9]);
-    // Class counts went with their windows (two labels per window), no others.
-    expect(count('telemetry_class_counts')).toBe(countsBefore - 2 * 7);
-    const orphans = t.db
-      .prepare('SELECT COUNT(*) FROM telemetry_class_counts c LEFT JOIN telemetry_windows w USING (device_id, seq) WHERE w.seq IS NULL')
-      .pluck()
-      .get();
-    expect(orphans).toBe(0);
     expect(t.db.prepare('SELECT seq FROM detection_events ORDER BY seq').pluck().all()).toEqual([2, 3]);
     expect(t.db.prepare('SELECT first_seq FROM telemetry_gaps').pluck().all()).toEqual([6]);
     // Batches of at most 3 rows, each kind until one comes back short: windows 3+3+1, minute rollups 3+1, the rest one each.
-    expect(job.stats.batches).toBe(3 + 2 + 1 + 1 + 1);
+    expect(job.stats.batches).toBe(3 + 2 + 1 + 1 + 1 + 1);
 
     // A second pass finds nothing more.
-    expect(await job.run(NOW)).toEqual({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0 });
+    expect(await job.run(NOW)).toEqual({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0, audit: 0 });
   });
 
   it('keeps forever what has no retention (null)', async () => {
     windowsAged('a', [900, 1]);
     eventAged('a', 0, 900);
     const job = new RetentionJob(t.db, policy({ rawWindowsDays: null, minuteRollupsDays: null, hourRollupsDays: null, eventsDays: null }), log);
-    expect(await job.run(NOW)).toEqual({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0 });
+    expect(await job.run(NOW)).toEqual({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0, audit: 0 });
     expect(count('telemetry_windows')).toBe(2);
   });
 

@@ -7,6 +7,8 @@ export interface RetentionPolicy {
   minuteRollupsDays: number | null;
   hourRollupsDays: number | null;
   eventsDays: number | null;
+  /** the audit log: not telemetry, but deleted by the same bounded job */
+  auditDays: number | null;
 }
 
 export interface RetentionOptions extends RetentionPolicy {
@@ -15,13 +17,13 @@ export interface RetentionOptions extends RetentionPolicy {
   batchRows: number;
 }
 
-export const RETENTION_TARGETS = ['windows', 'minuteRollups', 'hourRollups', 'events', 'gaps'] as const;
+export const RETENTION_TARGETS = ['windows', 'minuteRollups', 'hourRollups', 'events', 'gaps', 'audit'] as const;
 export type RetentionTarget = (typeof RETENTION_TARGETS)[number];
 export type RetentionCounts = Record<RetentionTarget, number>;
 
 const DAY_MS = 86_400_000;
 
-const zero = (): RetentionCounts => ({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0 });
+const zero = (): RetentionCounts => ({ windows: 0, minuteRollups: 0, hourRollups: 0, events: 0, gaps: 0, audit: 0 });
 
 /** A bounded delete of rows older than a cutoff, oldest first (each by an index on its time column). */
 function boundedDelete(table: string, key: string, time: string): string {
@@ -33,7 +35,7 @@ function boundedDelete(table: string, key: string, time: string): string {
  * of at most `batchRows` rows with a turn of the event loop between them.
  * Raw windows go by the control plane's receive time (device clocks may be
  * wrong); rollups by their bucket, events by their time; gaps with the raw
- * windows they describe.
+ * windows they describe; audit log entries by their time.
  */
 export class RetentionJob {
   private timer: NodeJS.Timeout | null = null;
@@ -51,20 +53,13 @@ export class RetentionJob {
       const stmt = db.prepare(sql);
       return (cutoff: number, limit: number) => stmt.run({ cutoff, limit }).changes;
     };
-    // Class counts have no receive time: those of the very windows the second statement deletes
-    // (same query, same transaction, a total order) go first.
-    const windowKeys = 'SELECT device_id, seq FROM telemetry_windows WHERE received_at < @cutoff ORDER BY received_at, device_id, seq LIMIT @limit';
-    const windowCounts = db.prepare(`DELETE FROM telemetry_class_counts WHERE (device_id, seq) IN (${windowKeys})`);
-    const windows = db.prepare(`DELETE FROM telemetry_windows WHERE (device_id, seq) IN (${windowKeys})`);
     this.steps = {
-      windows: db.transaction((cutoff: number, limit: number) => {
-        windowCounts.run({ cutoff, limit });
-        return windows.run({ cutoff, limit }).changes;
-      }),
+      windows: del(boundedDelete('telemetry_windows', 'device_id, seq', 'received_at')),
       minuteRollups: del(boundedDelete('telemetry_rollups_minute', 'device_id, bucket_start', 'bucket_start')),
       hourRollups: del(boundedDelete('telemetry_rollups_hour', 'device_id, bucket_start', 'bucket_start')),
       events: del(boundedDelete('detection_events', 'device_id, seq', 'at')),
       gaps: del(boundedDelete('telemetry_gaps', 'device_id, first_seq', 'detected_at')),
+      audit: del(boundedDelete('audit_log', 'id', 'at')),
     };
   }
 
@@ -103,6 +98,8 @@ export class RetentionJob {
         return o.hourRollupsDays;
       case 'events':
         return o.eventsDays;
+      case 'audit':
+        return o.auditDays;
     }
   }
 
@@ -124,7 +121,7 @@ export class RetentionJob {
       }
     }
     this.stats.runs++;
-    if (Object.values(deleted).some((n) => n > 0)) this.log.info({ deleted }, 'telemetry past retention deleted');
+    if (Object.values(deleted).some((n) => n > 0)) this.log.info({ deleted }, 'rows past retention deleted');
     return deleted;
   }
 }

@@ -16,7 +16,7 @@ export const telemetryConfigSchema = z
         maxBatch: z.number().int().min(1).max(10_000).default(500),
         /** a batch is written at least this often (ms) */
         flushMs: z.number().int().min(1).max(60_000).default(200),
-        /** windows kept for another try while the database refuses writes; beyond this the oldest are dropped and counted */
+        /** windows kept for another try while the database refuses writes; beyond this the oldest are given up: left unacknowledged for their devices to send again (embedded broker), or lost and counted (external broker) */
         maxPending: z.number().int().min(1).default(50_000),
       })
       .strict()
@@ -38,6 +38,8 @@ export const telemetryConfigSchema = z
         minuteRollupsDays: days.default(14),
         hourRollupsDays: days.default(400),
         eventsDays: days.default(30),
+        /** the audit log (by entry time); a year by default, as audits ask for */
+        auditDays: days.default(365),
         /** how often the retention job runs */
         intervalMinutes: z.number().positive().default(10),
         /** rows deleted per transaction */

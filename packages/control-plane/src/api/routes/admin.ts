@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { BackupExistsError, BackupInProgressError, type BackupFile, type BackupFolder } from '../../store/backup-folder.js';
+import { BackupExistsError, BackupInProgressError, type BackupFile, type BackupFolder, type CreatedBackup } from '../../store/backup-folder.js';
 import { ApiError } from '../api-error.js';
 import type { ApiDeps } from '../api-deps.js';
 import { apiRouter } from '../openapi/api-router.js';
@@ -16,6 +16,12 @@ const backupSchema = z
   })
   .openapi('Backup');
 
+const createdBackupSchema = backupSchema
+  .extend({
+    pruned: z.array(z.string()).openapi({ description: 'older backups deleted to keep `backup.keep` of them, oldest first', example: ['perch-20260124T020304123Z.db'] }),
+  })
+  .openapi('CreatedBackup');
+
 const createBackup = createRoute({
   method: 'post',
   path: '/backup',
@@ -23,8 +29,9 @@ const createBackup = createRoute({
   summary: 'Back up the database',
   description:
     "An online copy of the SQLite database (one consistent snapshot, taken while ingest goes on) into the control plane's own `<dataDir>/backups`, " +
-    'named by the control plane: no request names a path. One backup at a time (409 while one runs). The TUF keys, artifacts and secrets are files: back them up with it.',
-  responses: { 201: json(backupSchema, 'written'), ...errorResponses(409, 503) },
+    'named by the control plane: no request names a path. One backup at a time (409 while one runs). The TUF keys, artifacts and secrets are files: back them up with it. ' +
+    'Once it is written, the oldest backups beyond `backup.keep` (default 7; 0 keeps all) are deleted: only files the control plane named, never this one.',
+  responses: { 201: json(createdBackupSchema, 'written'), ...errorResponses(409, 503) },
 });
 
 const listBackups = createRoute({
@@ -48,7 +55,7 @@ export function adminRoutes(deps: ApiDeps) {
   };
 
   app.openapi(createBackup, async (c) => {
-    let made: BackupFile;
+    let made: CreatedBackup;
     try {
       made = await backups().create();
     } catch (err) {
@@ -56,9 +63,10 @@ export function adminRoutes(deps: ApiDeps) {
       if (err instanceof BackupExistsError) throw new ApiError(409, 'backup_exists', err.message);
       throw err;
     }
-    deps.log.info({ backup: made.name, bytes: made.bytes }, 'database backed up');
+    deps.log.info({ backup: made.name, bytes: made.bytes, pruned: made.pruned }, 'database backed up');
+    if (made.pruneError !== null) deps.log.warn({ backup: made.name, err: made.pruneError }, 'an older backup could not be deleted; the next backup tries again');
     c.set('auditTargets', { backup: made.name });
-    return c.json(view(made), 201);
+    return c.json({ ...view(made), pruned: made.pruned }, 201);
   });
 
   app.openapi(listBackups, (c) => {

@@ -1,5 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { deviceIdSchema, modelNameSchema, modelVersionSchema, reportedStateSchema, telemetryWindowSchema } from '@perch/shared';
+import { actorOf } from '../api-actor.js';
 import { NotFoundError } from '../api-error.js';
 import type { ApiDeps } from '../api-deps.js';
 import { apiRouter } from '../openapi/api-router.js';
@@ -33,6 +34,13 @@ const desiredModelBody = z
     rollback: z.boolean().optional().openapi({ description: 'going back to an older model on purpose: signed into the state, else devices refuse the downgrade' }),
     shadow: modelRef.nullable().optional().openapi({ description: 'a challenger run in shadow beside `model` on a share of its frames: compared and reported, never acted on; needs a `model`' }),
     shadowSampleRate: z.number().gt(0).max(1).optional().openapi({ description: "the share of the champion's frames the challenger runs on (the device's default, 0.25, when absent)" }),
+    force: z
+      .boolean()
+      .optional()
+      .openapi({
+        description:
+          'set it although an active rollout manages the device (else a 409 naming the rollout): the device is released from the rollout, which issues it nothing more (rollback included) and leaves it out of its gates',
+      }),
   })
   .refine((b) => !b.shadow || b.model !== null, { message: 'a challenger needs a champion: give model too', path: ['shadow'] })
   .refine((b) => !b.shadow || !b.model || b.shadow.name !== b.model.name || b.shadow.version !== b.model.version, { message: 'the challenger must be another model version than the champion', path: ['shadow'] })
@@ -75,11 +83,24 @@ const setDesiredModel = createRoute({
   path: '/{id}/desired-model',
   tags: ['devices'],
   summary: "Set a device's desired model",
-  description: 'Makes the next generation of the device\'s signed desired state and publishes it. A device not seen yet gets it when it first connects.',
+  description:
+    "Makes the next generation of the device's signed desired state and publishes it. A device not seen yet gets it when it first connects. " +
+    'A device in an active rollout (running, paused, rolling back) is refused with 409 `device_in_rollout` naming the rollout, unless `force` is true; ' +
+    'a device set by hand leaves every rollout that could still issue it a state (`releasedFrom`), so none undoes the change.',
   request: { params: idParams, body: { required: true, content: { 'application/json': { schema: desiredModelBody } } } },
   responses: {
-    200: json(z.object({ deviceId: deviceIdSchema, generation: z.number().int(), model: modelRef.nullable(), shadow: modelRef.nullable(), rollback: z.boolean() }), 'the new generation'),
-    ...errorResponses(400, 404, 415),
+    200: json(
+      z.object({
+        deviceId: deviceIdSchema,
+        generation: z.number().int(),
+        model: modelRef.nullable(),
+        shadow: modelRef.nullable(),
+        rollback: z.boolean(),
+        releasedFrom: z.array(z.string()).openapi({ description: 'the rollouts that no longer manage the device' }),
+      }),
+      'the new generation',
+    ),
+    ...errorResponses(400, 404, 409, 415),
   },
 });
 
@@ -87,10 +108,13 @@ const telemetry = createRoute({
   method: 'get',
   path: '/{id}/telemetry',
   tags: ['devices'],
-  summary: "A device's most recent telemetry windows, newest first",
-  request: { params: idParams, query: z.object({ limit: limitQuery(20) }) },
+  summary: "A device's telemetry windows, newest first, a page at a time",
+  description:
+    'Pages by `seq`: `nextCursor` names the last window of the page, and the next page holds the windows below it, so windows arriving meanwhile ' +
+    'neither repeat nor shift the pages (a late window below the cursor, filling a gap, is on a later page).',
+  request: { params: idParams, query: z.object({ limit: limitQuery(20), cursor: cursorQuery }) },
   responses: {
-    200: json(z.object({ windows: z.array(telemetryWindowSchema.and(z.object({ receivedAt: z.string().nullable() }))) }), 'the windows'),
+    200: json(z.object({ windows: z.array(telemetryWindowSchema.and(z.object({ receivedAt: z.string().nullable() }))), nextCursor: nextCursorSchema }), 'a page of windows'),
     ...errorResponses(400, 404),
   },
 });
@@ -114,6 +138,8 @@ const predictions = createRoute({
 });
 
 const deviceKey = z.string();
+/** the seq of the last window a telemetry page held */
+const windowKey = z.number().int().nonnegative();
 
 /** Devices: status, last seen, actual and desired state, telemetry. */
 export function deviceRoutes(deps: ApiDeps) {
@@ -158,18 +184,21 @@ export function deviceRoutes(deps: ApiDeps) {
     const body = c.req.valid('json');
     const rollback = body.rollback === true;
     const shadow = body.shadow ?? null;
-    const rec = await deps.desired.setDesired(
-      id,
-      { active: body.model, shadow, ...(body.shadowSampleRate !== undefined ? { shadowSampleRate: body.shadowSampleRate } : {}), rollback },
-      new Date(),
-    );
-    return c.json({ deviceId: id, generation: rec.generation, model: body.model, shadow, rollback }, 200);
+    const apply = () =>
+      deps.desired.setDesired(id, { active: body.model, shadow, ...(body.shadowSampleRate !== undefined ? { shadowSampleRate: body.shadowSampleRate } : {}), rollback }, new Date());
+    // Rollouts decide whether a device they manage may be set by hand (rollouts/manual-desired-change.ts).
+    const { result: rec, releasedFrom } = deps.rollouts
+      ? await deps.rollouts.setDesiredByHand(id, { force: body.force === true, actor: actorOf(c) }, apply)
+      : { result: await apply(), releasedFrom: [] };
+    return c.json({ deviceId: id, generation: rec.generation, model: body.model, shadow, rollback, releasedFrom }, 200);
   });
 
   app.openapi(telemetry, (c) => {
     const d = device(c.req.valid('param').id);
-    const { limit } = c.req.valid('query');
-    return c.json({ windows: deps.telemetry.recent(d.id, limit).map((w) => ({ ...w.window, receivedAt: iso(w.receivedAt) })) }, 200);
+    const { limit, cursor } = c.req.valid('query');
+    const before = decodeCursor(cursor, windowKey);
+    const page = pageOf(deps.telemetry.windowsBefore(d.id, before, limit + 1), limit, (w) => w.seq);
+    return c.json({ windows: page.items.map((w) => ({ ...w.window, receivedAt: iso(w.receivedAt) })), nextCursor: page.nextCursor }, 200);
   });
 
   // Class totals over recent windows: the quickest way to see what a device is predicting.

@@ -1,9 +1,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { deviceIdSchema } from '@perch/shared';
-import type { Context } from 'hono';
+import { actorOf } from '../api-actor.js';
 import { ApiError } from '../api-error.js';
 import type { ApiDeps } from '../api-deps.js';
-import type { ApiEnv } from '../api-env.js';
 import { apiRouter } from '../openapi/api-router.js';
 import { errorResponses } from '../openapi/error-responses.js';
 import { cursorQuery, decodeCursor, limitQuery, nextCursorSchema, pageOf } from '../pagination.js';
@@ -22,7 +21,14 @@ const idParams = z.object({
     .openapi({ param: { name: 'id', in: 'path' }, example: 'ro-0123456789abcdef' }),
 });
 
-const deviceCountsSchema = z.object({ pending: z.number().int(), shadow: z.number().int(), replaced: z.number().int(), restored: z.number().int(), total: z.number().int() });
+const deviceCountsSchema = z.object({
+  pending: z.number().int(),
+  shadow: z.number().int(),
+  replaced: z.number().int(),
+  restored: z.number().int(),
+  released: z.number().int().openapi({ description: 'devices whose desired model was set by hand since (`force`): the rollout no longer manages them' }),
+  total: z.number().int(),
+});
 
 const rolloutSchema = z
   .object({
@@ -82,6 +88,10 @@ const deviceRowSchema = z.object({
   assignedAt: z.string(),
   previousModel: z.object({ name: z.string(), version: z.string() }).nullable(),
   reported: z.object({ phase: z.string(), generation: z.number().int(), active: z.string().nullable().openapi({ description: 'sha256 of the model it runs' }) }).nullable(),
+  released: z
+    .object({ at: z.string().openapi({ format: 'date-time' }), by: z.string().nullable() })
+    .nullable()
+    .openapi({ description: 'when its desired model was set by hand, and by whom: the rollout issues it nothing more, rollback included, and leaves it out of its gates' }),
 });
 
 const create = createRoute({
@@ -149,12 +159,6 @@ function feature(deps: ApiDeps): RolloutFeature {
   return deps.rollouts;
 }
 
-/** Who asked: the API token's name and id, for the rollout's history. */
-const actorOf = (c: Context<ApiEnv>) => {
-  const t = c.get('apiToken');
-  return t ? `${t.name} (${t.id})` : null;
-};
-
 /** Staged rollouts: create, list, show with gate history, operator actions. */
 export function rolloutRoutes(deps: ApiDeps) {
   const app = apiRouter();
@@ -174,7 +178,7 @@ export function rolloutRoutes(deps: ApiDeps) {
       createdBy: r.createdBy,
       createdAt: iso(r.createdAt) as string,
       updatedAt: iso(r.updatedAt) as string,
-      devices: { ...counts, total: counts.pending + counts.shadow + counts.replaced + counts.restored },
+      devices: { ...counts, total: counts.pending + counts.shadow + counts.replaced + counts.restored + counts.released },
     };
   };
 
@@ -247,6 +251,7 @@ export function rolloutRoutes(deps: ApiDeps) {
         assignedAt: iso(a.assignedAt) as string,
         previousModel: prev ? { name: prev.name, version: prev.version } : null,
         reported: reported ? { phase: reported.deployment.phase, generation: reported.deployment.generation, active: reported.active?.sha256 ?? null } : null,
+        released: a.releasedAt === null ? null : { at: iso(a.releasedAt) as string, by: a.releasedBy },
       };
     });
     return c.json({ devices: items, nextCursor: page.nextCursor }, 200);
