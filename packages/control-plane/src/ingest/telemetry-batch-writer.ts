@@ -56,6 +56,7 @@ export class TelemetryBatchWriter {
       return this.tx(byDevice);
     } catch (err) {
       this.gaps.forget();
+      this.rollups.forget();
       throw err;
     }
   }

@@ -4,7 +4,7 @@ import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { GapDetector } from '../telemetry/gap-detector.js';
 import { tempDatabase, telemetryWindow, type CameraSpec } from '../test-support/telemetry-windows.js';
 import { DevicePresenceStore } from './device-presence-store.js';
-import { mergeCountsJson, mergeLatencyJson, TelemetryRollups } from './telemetry-rollups.js';
+import { TelemetryRollups } from './telemetry-rollups.js';
 import { TelemetryStore } from './telemetry-store.js';
 
 /** An hour boundary, so minute and hour buckets are easy to name. */
@@ -118,16 +118,39 @@ describe('group rollups', () => {
   });
 });
 
-describe('rollup JSON merge', () => {
-  it('adds class counts, any label included', () => {
-    expect(JSON.parse(mergeCountsJson('{"cat":1,"__proto__":2}', '{"cat":2,"dog":1,"__proto__":3}'))).toEqual(
-      JSON.parse('{"cat":3,"__proto__":5,"dog":1}'),
-    );
+describe('rollup sums kept in memory for the newest bucket', () => {
+  const labels = (n: number): CameraSpec => ({ id: 'front', framesReceived: n, framesInferred: n, classCounts: { dog: n, cat: 1 }, latencies: repeat(3.5, n) });
+  const minute = (r: TelemetryRollups, device: string, at: number) => r.forDevice(device, 'minute', at, at + MIN)[0];
+
+  it('adds in memory, reads back what a fresh instance did not write, and takes a late window for an older bucket', () => {
+    const at = T + 3 * HOUR;
+    send('m', 0, at, [labels(2)]);
+    send('m', 1, at + 10_000, [labels(3)]);
+    // A new writer (a restarted control plane) has nothing in memory: it reads the row and adds to it.
+    const again = new TelemetryRollups(t.db);
+    const w2 = new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), again, new DevicePresenceStore(t.db));
+    w2.write([{ window: telemetryWindow('m', 2, { start: at + 20_000, cameras: [labels(4)] }), receivedAt: at + 30_000 }]);
+    // The next minute, then a late window for the first one.
+    w2.write([{ window: telemetryWindow('m', 4, { start: at + MIN, cameras: [labels(1)] }), receivedAt: at + MIN + 10_000 }]);
+    w2.write([{ window: telemetryWindow('m', 3, { start: at + 30_000, cameras: [labels(5)] }), receivedAt: at + MIN + 20_000 }]);
+    const first = minute(again, 'm', at);
+    expect(first).toMatchObject({ windows: 4, framesInferred: 2 + 3 + 4 + 5 });
+    expect(first?.classCounts).toEqual({ dog: 14, cat: 4 });
+    expect(first?.latency).toEqual([expect.objectContaining({ spec: 'latency-ms.v2', sum: 14 * 3.5 })]);
+    expect(minute(again, 'm', at + MIN)).toMatchObject({ windows: 1 });
+    expect(again.forDevice('m', 'hour', at, at + HOUR)[0]).toMatchObject({ windows: 5 });
   });
 
-  it('adds latency bins per spec', () => {
-    const a = JSON.stringify({ 'latency-ms.v2': { counts: [1, 0, 2], sum: 4 } });
-    const b = JSON.stringify({ 'latency-ms.v2': { counts: [0, 5, 1], sum: 6 }, 'latency-ms.v1': { counts: [7], sum: 1 } });
-    expect(JSON.parse(mergeLatencyJson(a, b))).toEqual({ 'latency-ms.v2': { counts: [1, 5, 3], sum: 10 }, 'latency-ms.v1': { counts: [7], sum: 1 } });
+  it('forgets its sums when the batch they were written in is rolled back', () => {
+    const at = T + 5 * HOUR;
+    send('f', 0, at, [labels(2)]);
+    const failing = t.db.transaction(() => {
+      send('f', 1, at + 10_000, [labels(3)]);
+      throw new Error('disk full');
+    });
+    expect(() => failing()).toThrow('disk full');
+    rollups.forget();
+    send('f', 2, at + 20_000, [labels(4)]);
+    expect(minute(rollups, 'f', at)).toMatchObject({ windows: 2, framesInferred: 6 });
   });
 });

@@ -67,19 +67,11 @@ function addLatency(into: LatencyBins, from: LatencyBins): LatencyBins {
 const parseCounts = (json: string): Counts => addCounts(dict(), JSON.parse(json) as Counts);
 const parseLatency = (json: string): LatencyBins => addLatency(dict(), JSON.parse(json) as LatencyBins);
 
-/** Class counts and latency bins of two rollups added; exported for the tests of the math. */
-export const mergeCountsJson = (a: string, b: string): string => JSON.stringify(addCounts(parseCounts(a), JSON.parse(b) as Counts));
-// Spec keys are histogram spec ids, never "__proto__": the parsed object can take the sum in place.
-export const mergeLatencyJson = (a: string, b: string): string => JSON.stringify(addLatency(JSON.parse(a) as LatencyBins, JSON.parse(b) as LatencyBins));
-
 /**
- * SQL functions the rollup upserts and group queries use: adding JSON maps
- * in SQLite itself keeps an upsert one statement (no read-modify-write).
- * Registered per connection; only the control plane's connection writes.
+ * SQL functions the group queries use: they add the members' JSON maps in
+ * SQLite itself. Registered per connection.
  */
 function registerFunctions(db: Db): void {
-  db.function('perch_counts_add', { deterministic: true }, (a, b) => mergeCountsJson(String(a), String(b)));
-  db.function('perch_latency_add', { deterministic: true }, (a, b) => mergeLatencyJson(String(a), String(b)));
   db.aggregate('perch_counts_sum', {
     start: () => dict<number>(),
     step: (acc: Counts, json: unknown) => addCounts(acc, JSON.parse(String(json)) as Counts),
@@ -144,6 +136,18 @@ export class RollupBatch {
   }
 }
 
+/** `from` added into `into` (same device and bucket); returns `into`. */
+function addContribution(into: Contribution, from: Contribution): Contribution {
+  into.windows += from.windows;
+  into.framesReceived += from.framesReceived;
+  into.framesInferred += from.framesInferred;
+  into.framesDropped += from.framesDropped;
+  into.inferenceErrors += from.inferenceErrors;
+  addCounts(into.classCounts, from.classCounts);
+  addLatency(into.latency, from.latency);
+  return into;
+}
+
 function toRollup(r: RollupRow): Rollup {
   const latency = Object.entries(parseLatency(r.latency_json)).map(([spec, h]) => ({ spec: spec as HistogramSpecId, counts: h.counts, sum: h.sum }));
   return {
@@ -169,7 +173,17 @@ const COLUMNS = 'windows, frames_received, frames_inferred, frames_dropped, infe
  * rows, so the API bounds the span asked for.
  */
 export class TelemetryRollups {
-  private readonly upsert: Record<RollupResolution, Database.Statement>;
+  private readonly insert: Record<RollupResolution, Database.Statement>;
+  private readonly update: Record<RollupResolution, Database.Statement>;
+  private readonly load: Record<RollupResolution, Database.Statement>;
+  /**
+   * The rows of each resolution's newest bucket as last written, so a window
+   * adds to them in memory and writes the sums (no JSON read back and merged
+   * in SQL for every window). Rows of older buckets are read when a late
+   * window needs them. Cleared when a batch's transaction fails.
+   */
+  private readonly open: Record<RollupResolution, Map<string, Contribution>> = { minute: new Map(), hour: new Map() };
+  private readonly newestBucket: Record<RollupResolution, number> = { minute: 0, hour: 0 };
   private readonly deviceRange: Record<RollupResolution, Database.Statement>;
   private readonly groupRange: Record<RollupResolution, Database.Statement>;
   private readonly groupSizeStmt;
@@ -177,20 +191,20 @@ export class TelemetryRollups {
   constructor(db: Db) {
     registerFunctions(db);
     const each = <T>(f: (table: string) => T): Record<RollupResolution, T> => ({ minute: f(TABLES.minute), hour: f(TABLES.hour) });
-    this.upsert = each((t) =>
+    this.insert = each((t) =>
       db.prepare(
         `INSERT INTO ${t} (device_id, bucket_start, ${COLUMNS})
-         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency)
-         ON CONFLICT (device_id, bucket_start) DO UPDATE SET
-           windows = windows + excluded.windows,
-           frames_received = frames_received + excluded.frames_received,
-           frames_inferred = frames_inferred + excluded.frames_inferred,
-           frames_dropped = frames_dropped + excluded.frames_dropped,
-           inference_errors = inference_errors + excluded.inference_errors,
-           class_counts_json = perch_counts_add(class_counts_json, excluded.class_counts_json),
-           latency_json = perch_latency_add(latency_json, excluded.latency_json)`,
+         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency)`,
       ),
     );
+    this.update = each((t) =>
+      db.prepare(
+        `UPDATE ${t} SET windows = @windows, frames_received = @framesReceived, frames_inferred = @framesInferred, frames_dropped = @framesDropped,
+           inference_errors = @inferenceErrors, class_counts_json = @classCounts, latency_json = @latency
+         WHERE device_id = @deviceId AND bucket_start = @bucketStart`,
+      ),
+    );
+    this.load = each((t) => db.prepare(`SELECT bucket_start, ${COLUMNS} FROM ${t} WHERE device_id = ? AND bucket_start = ?`));
     this.deviceRange = each((t) =>
       db.prepare(`SELECT bucket_start, ${COLUMNS} FROM ${t} WHERE device_id = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start`),
     );
@@ -208,21 +222,58 @@ export class TelemetryRollups {
     this.groupSizeStmt = db.prepare('SELECT COUNT(*) FROM device_groups WHERE group_name = ?').pluck();
   }
 
-  /** Adds a batch's contributions; call inside the ingest transaction. */
+  /** Adds a batch's contributions; call inside the ingest transaction (and forget() when it fails). */
   write(batch: RollupBatch): void {
     for (const c of batch.contributions()) {
-      this.upsert[c.resolution].run({
+      const open = this.open[c.resolution];
+      const key = `${c.deviceId}\u0000${c.bucketStart}`;
+      const row = open.get(key) ?? this.stored(c.resolution, c.deviceId, c.bucketStart);
+      const sums = row ? addContribution(row, c) : c;
+      (row ? this.update : this.insert)[c.resolution].run({
         deviceId: c.deviceId,
         bucketStart: c.bucketStart,
-        windows: c.windows,
-        framesReceived: c.framesReceived,
-        framesInferred: c.framesInferred,
-        framesDropped: c.framesDropped,
-        inferenceErrors: c.inferenceErrors,
-        classCounts: JSON.stringify(c.classCounts),
-        latency: JSON.stringify(c.latency),
+        windows: sums.windows,
+        framesReceived: sums.framesReceived,
+        framesInferred: sums.framesInferred,
+        framesDropped: sums.framesDropped,
+        inferenceErrors: sums.inferenceErrors,
+        classCounts: JSON.stringify(sums.classCounts),
+        latency: JSON.stringify(sums.latency),
       });
+      if (c.bucketStart >= this.newestBucket[c.resolution]) this.keepOpen(c.resolution, key, sums);
     }
+  }
+
+  /** After a failed transaction: what is in memory may be ahead of the database. */
+  forget(): void {
+    for (const r of ROLLUP_RESOLUTIONS) this.open[r].clear();
+  }
+
+  private stored(resolution: RollupResolution, deviceId: string, bucketStart: number): Contribution | null {
+    const r = this.load[resolution].get(deviceId, bucketStart) as RollupRow | undefined;
+    if (!r) return null;
+    return {
+      resolution,
+      deviceId,
+      bucketStart,
+      windows: r.windows,
+      framesReceived: r.frames_received,
+      framesInferred: r.frames_inferred,
+      framesDropped: r.frames_dropped,
+      inferenceErrors: r.inference_errors,
+      classCounts: parseCounts(r.class_counts_json),
+      latency: parseLatency(r.latency_json),
+    };
+  }
+
+  // Only the newest bucket stays in memory: a fleet's rows of one minute and one hour, not its history.
+  private keepOpen(resolution: RollupResolution, key: string, row: Contribution): void {
+    const open = this.open[resolution];
+    if (row.bucketStart > this.newestBucket[resolution]) {
+      this.newestBucket[resolution] = row.bucketStart;
+      for (const [k, r] of open) if (r.bucketStart < row.bucketStart) open.delete(k);
+    }
+    open.set(key, row);
   }
 
   /** A device's rollups with bucketStart in [from, to), oldest first. */

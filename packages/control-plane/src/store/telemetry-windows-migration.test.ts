@@ -1,0 +1,44 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { telemetryWindow } from '../test-support/telemetry-windows.js';
+import { openDatabase } from './database.js';
+import { MIGRATIONS } from './migrations.js';
+import { TelemetryStore } from './telemetry-store.js';
+
+describe('schema version 9: raw windows in arrival order', () => {
+  it('keeps every window stored before it, still once per (device, seq), and answers the same queries', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'perch-windows-migration-'));
+    try {
+      const file = join(dir, 'perch.db');
+      const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 9));
+      const before = new TelemetryStore(old);
+      for (const [device, seq, at] of [['b', 1, 30], ['a', 0, 10], ['a', 1, 20], ['b', 0, 5]] as const) {
+        expect(before.insertWindow(telemetryWindow(device, seq, { start: seq * 10_000 }), at)).toBe(true);
+      }
+      old.close();
+
+      const db = openDatabase(file);
+      try {
+        const store = new TelemetryStore(db);
+        expect(store.count()).toBe(4);
+        expect(store.recent('a', 10).map((w) => [w.seq, w.receivedAt])).toEqual([[1, 20], [0, 10]]);
+        // Rows now in arrival order; (device, seq) still unique.
+        expect(db.prepare('SELECT device_id || seq FROM telemetry_windows ORDER BY rowid').pluck().all()).toEqual(['b0', 'a0', 'a1', 'b1']);
+        expect(store.insertWindow(telemetryWindow('a', 1), 99)).toBe(false);
+        expect(store.insertWindow(telemetryWindow('a', 2), 99)).toBe(true);
+        expect(store.classTotals('a', 0)).toMatchObject({ windows: 3, classCounts: { cat: 18, dog: 9 } });
+        expect(db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'telemetry_windows' AND type = 'index' ORDER BY name").pluck().all()).toEqual([
+          'telemetry_windows_end',
+          'telemetry_windows_key',
+          'telemetry_windows_received',
+        ]);
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
