@@ -26,8 +26,8 @@ export interface DeviceIntakeStats {
  * is the back-pressure a slow disk needs. A message not kept is refused,
  * which for MQTT 3.1.1 ends the connection unacknowledged; the device sends
  * it again from its outbox when it is back. Taken messages go no further
- * into the broker: only the control plane may read these topics, and it has
- * them.
+ * into the broker, retained or not: only the control plane may read these
+ * topics, and it has them.
  */
 export class DeviceIntake {
   private kinds: ReadonlySet<DeviceTopicKind> = new Set();
@@ -43,7 +43,7 @@ export class DeviceIntake {
   /** After the ACL and the limits let `packet` through: calls back when it may be acknowledged, or with why not. */
   admit(who: Principal, packet: PublishPacket, callback: (err: Error | null) => void): void {
     const take = this.take;
-    if (!take || who.kind !== 'device' || packet.retain) return callback(null);
+    if (!take || who.kind !== 'device') return callback(null);
     const kind = parseDeviceTopic(packet.topic)?.kind;
     if (kind === undefined || !this.kinds.has(kind)) return callback(null);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;

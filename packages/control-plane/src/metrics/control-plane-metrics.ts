@@ -61,7 +61,8 @@ export class ControlPlaneMetrics {
     mirror('telemetry_windows_inserted_total', 'Telemetry windows stored for the first time (late ones included)', (s) => s.inserted);
     mirror('telemetry_windows_duplicate_total', 'Telemetry windows already stored (redeliveries)', (s) => s.duplicates);
     mirror('telemetry_windows_late_total', 'Telemetry windows that filled a sequence gap', (s) => s.late);
-    mirror('telemetry_windows_lost_total', 'Accepted telemetry windows dropped because the database refused them', (s) => s.lost);
+    mirror('telemetry_windows_lost_total', 'Acknowledged telemetry windows (through an external broker) dropped because the database refused them', (s) => s.lost);
+    mirror('telemetry_windows_not_kept_total', 'Unacknowledged telemetry windows given up (stopping, or a backlog over maxPending while writes fail): their devices send them again', (s) => s.notKept);
     mirror('telemetry_batch_failures_total', 'Telemetry batches whose transaction failed (retried)', (s) => s.failedBatches);
 
     new Gauge({
