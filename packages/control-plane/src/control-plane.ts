@@ -216,7 +216,7 @@ export class ControlPlane {
       .register(provisionHandler(identity, bus));
     // Windows and events, the data devices keep in their outboxes: acknowledged only once committed, where the broker can
     // (embedded, device-intake.ts); the bus hears the rest. A rejection there is logged and counted by the dispatcher.
-    const taken = broker.takeDeviceMessages(DURABLE_DEVICE_KINDS, (topic, payload) => dispatcher.dispatch(topic, payload));
+    const taken = broker.takeDeviceMessages(DURABLE_DEVICE_KINDS, (topic, payload) => dispatcher.dispatch(topic, payload, false));
     bus.onMessage((topic, payload) => void dispatcher.dispatch(topic, payload)?.catch(() => undefined));
     // A device heard from (perhaps for the first time) may fall in a rollout's target: the engine looks soon.
     bus.onMessage((topic) => {

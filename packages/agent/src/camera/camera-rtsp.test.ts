@@ -120,12 +120,20 @@ describe('RTSP camera (real ffmpeg, GStreamer RTSP server)', () => {
     const server = await RtspTestServer.start();
     // One camera whose stall timeout is shorter than ffmpeg's socket timeout (the watchdog notices
     // the freeze), one the other way round (ffmpeg notices it, and says so).
-    const watched = camera(rtsp(server.url(), { timeoutMs: 3000 }), { stallTimeoutMs: 1500 });
-    const timed = camera(rtsp(server.url(), { timeoutMs: 1000 }), { stallTimeoutMs: 20_000 });
+    // ffmpeg's timeout also bounds the wait for the first frame, which a loaded box (the suite runs two files at
+    // a time) can take more than a second to serve: 2 s, not less, and a generous hang guard for the first frames.
+    const watched = camera(rtsp(server.url(), { timeoutMs: 4000 }), { stallTimeoutMs: 1500 });
+    const timed = camera(rtsp(server.url(), { timeoutMs: 2000 }), { stallTimeoutMs: 20_000 });
     try {
       watched.cam.start();
       timed.cam.start();
-      await waitFor('frames on both', () => watched.frames.length >= 2 && timed.frames.length >= 2);
+      await waitFor(
+        'frames on both',
+        () => watched.frames.length >= 2 && timed.frames.length >= 2,
+        60_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message} (watched ${watched.frames.length}, timed ${timed.frames.length}; timed's incidents: ${timed.incidents.map((i) => i.kind).join(', ')})`);
+      });
       server.pause();
       await waitFor('a stall', () => (watched.cam.state().stalls ?? 0) >= 1);
       expect(watched.incidents[0]).toMatchObject({ kind: 'stalled', stalled: true });
@@ -145,7 +153,7 @@ describe('RTSP camera (real ffmpeg, GStreamer RTSP server)', () => {
       await Promise.all([watched.cam.stop(), timed.cam.stop()]);
       await server.stop();
     }
-  }, 180_000);
+  }, 240_000);
 
   it('a resolution change mid-stream: ffmpeg keeps scaling to the model size, no restart, frames stay aligned', async () => {
     const server = await RtspTestServer.start({ size: '320x240', flipSize: '240x180', flipMs: 1200 });

@@ -6,7 +6,12 @@ import type { z } from 'zod';
 export interface DeviceMessageHandler<S extends z.ZodType = z.ZodType> {
   readonly kind: DeviceTopicKind;
   readonly schema: S;
-  handle(deviceId: string, value: z.infer<S>): void | Promise<void>;
+  /**
+   * `acknowledged`: the broker has already acknowledged the message to the
+   * device (the bus path); false where the acknowledgement waits for the
+   * returned promise (the embedded broker's intake).
+   */
+  handle(deviceId: string, value: z.infer<S>, acknowledged: boolean): void | Promise<void>;
 }
 
 export function defineHandler<S extends z.ZodType>(h: DeviceMessageHandler<S>): DeviceMessageHandler<S> {
@@ -51,7 +56,7 @@ export class DeviceMessageDispatcher {
    * resolves once the handler has it durable and rejects when the handler
    * did not keep it (the broker's intake then leaves it unacknowledged).
    */
-  dispatch(topic: string, payload: Buffer): Promise<void> | undefined {
+  dispatch(topic: string, payload: Buffer, acknowledged = true): Promise<void> | undefined {
     const t = parseDeviceTopic(topic);
     const handler = t ? this.handlers.get(t.kind) : undefined;
     if (!t || !handler) return this.drop(topic, 'no handler for this topic');
@@ -66,7 +71,7 @@ export class DeviceMessageDispatcher {
       return this.drop(topic, `payload deviceId ${String(value.deviceId)} does not match the topic's device ${t.deviceId}`);
     }
     try {
-      const result = handler.handle(t.deviceId, decoded.value);
+      const result = handler.handle(t.deviceId, decoded.value, acknowledged);
       if (result instanceof Promise) {
         return result.then(
           () => {

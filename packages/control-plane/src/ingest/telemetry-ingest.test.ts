@@ -6,6 +6,7 @@ import { TelemetryStore } from '../store/telemetry-store.js';
 import { GapDetector } from '../telemetry/gap-detector.js';
 import { tempDatabase, telemetryWindow } from '../test-support/telemetry-windows.js';
 import { TelemetryBatchWriter } from './telemetry-batch-writer.js';
+import { MessageNotKept } from '../bus/device-message-dispatcher.js';
 import { TelemetryIngest } from './telemetry-ingest.js';
 
 let t: ReturnType<typeof tempDatabase>;
@@ -58,5 +59,28 @@ describe('telemetry ingest', () => {
     expect(ingest.flush()).toBe(true);
     expect(t.db.prepare('SELECT seq FROM telemetry_windows ORDER BY seq').pluck().all()).toEqual([2, 3, 4, 5, 6]);
     expect(ingest.stats).toMatchObject({ inserted: 5, lost: 2 });
+  });
+
+  it('settles an unacknowledged window at its commit, and refuses (not loses) one it gives up; an acknowledged one given up is lost', async () => {
+    ingest = ingestWith({ maxBatch: 1000, maxPending: 1000 });
+    const handle = ingest.handler().handle;
+    const committed = handle('d', telemetryWindow('d', 0), false);
+    expect(committed).toBeInstanceOf(Promise);
+    let settled = false;
+    void committed?.then(() => (settled = true));
+    await Promise.resolve();
+    expect(settled).toBe(false);
+    expect(ingest.flush()).toBe(true);
+    await committed;
+    expect(stored()).toBe(1);
+
+    // The database refuses writes; the control plane stops.
+    t.db.pragma('query_only = ON');
+    const refused = handle('d', telemetryWindow('d', 1), false);
+    expect(handle('d', telemetryWindow('d', 2), true)).toBeUndefined();
+    ingest.stop();
+    await expect(refused).rejects.toBeInstanceOf(MessageNotKept);
+    expect(ingest.stats).toMatchObject({ notKept: 1, lost: 1 });
+    t.db.pragma('query_only = OFF');
   });
 });

@@ -58,9 +58,11 @@ export class TelemetryIngest {
     return defineHandler({
       kind: 'telemetry',
       schema: telemetryWindowSchema,
-      // Settles when the window is committed: the embedded broker acknowledges it then (device-intake.ts).
-      handle: (_deviceId, window) =>
-        new Promise<void>((resolve, reject) => this.enqueue(window, Date.now(), (err) => (err ? reject(err) : resolve()))),
+      // Unacknowledged (the embedded broker's intake): settles when the window is committed, and the device's PUBACK goes then.
+      handle: (_deviceId, window, acknowledged) =>
+        acknowledged
+          ? this.enqueue(window)
+          : new Promise<void>((resolve, reject) => this.enqueue(window, Date.now(), (err) => (err ? reject(err) : resolve()))),
     });
   }
 
