@@ -228,7 +228,7 @@ export class ControlPlane {
     await bus.start(dispatcher.kinds().filter((k) => !taken.includes(k)).map(allDevicesFilter));
     broker.openForDevices();
 
-    const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir), brokerStats: broker.kind === 'embedded' ? () => broker.stats : undefined });
+    const metrics = fleet.createMetrics({ dispatch: () => dispatcher.stats, databaseFile: controlPlaneDatabaseFile(config.dataDir), brokerStats: broker.kind === 'embedded' ? () => broker.stats : undefined, rolloutWebhooks: () => rollouts.webhooks.stats });
     const api = createApi({ log: log.child({ part: 'api' }), fleetTelemetry: fleet.view, rollouts, metrics, registry, versions, artifacts, devices, desired, telemetry, tuf, identity, deviceListing: new DeviceListing(db), modelPages: new ModelVersionPages(db), tokens, audit: new AuditLogStore(db), backups: new BackupFolder(join(config.dataDir, 'backups'), (file) => this.backup(file), { keep: config.backup.keep }) }, { maxUploadBytes: config.http.maxUploadBytes, metricsAuth: config.http.metricsAuth });
     const http = await new Promise<ServerType>((resolve, reject) => {
       const server = serve({ fetch: api.fetch, hostname: config.http.host, port: config.http.port }, () => resolve(server));

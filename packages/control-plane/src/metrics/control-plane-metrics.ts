@@ -4,6 +4,7 @@ import type { DispatchStats } from '../bus/device-message-dispatcher.js';
 import type { IngestStats, TelemetryIngest } from '../ingest/telemetry-ingest.js';
 import type { PresenceCounts } from '../store/device-presence-store.js';
 import type { GapTotals } from '../telemetry/gap-detector.js';
+import type { WebhookStats } from '../rollouts/webhook-delivery.js';
 import { RETENTION_TARGETS, type RetentionCounts } from '../telemetry/retention.js';
 import { registerBrokerMetrics, type BrokerLimitStats } from './broker-metrics.js';
 
@@ -21,6 +22,8 @@ export interface MetricSources {
   databaseFile: string;
   /** what the embedded broker's limits did; absent where there is no embedded broker */
   brokerStats?: () => BrokerLimitStats;
+  /** rollout webhook deliveries: sent, retried, given up */
+  rolloutWebhooks?: () => WebhookStats;
 }
 
 export const METRIC_PREFIX = 'perch_cp_';
@@ -90,6 +93,23 @@ export class ControlPlaneMetrics {
       batchSize.observe(batch.length);
       for (const w of batch) lag.observe((committedAt - w.receivedAt) / 1000);
     });
+
+    const webhooks = sources.rolloutWebhooks;
+    if (webhooks) {
+      new Counter({
+        name: `${p}rollout_webhook_deliveries_total`,
+        help: 'Rollout webhook deliveries by outcome: delivered (a 2xx), retried (a try that failed), given_up (too many tries, too old, too many waiting, or the webhook left the config)',
+        labelNames: ['outcome'],
+        registers,
+        collect() {
+          const w = webhooks();
+          this.reset();
+          this.inc({ outcome: 'delivered' }, w.delivered);
+          this.inc({ outcome: 'retried' }, w.retried);
+          this.inc({ outcome: 'given_up' }, w.givenUp);
+        },
+      });
+    }
 
     new Gauge({
       name: `${p}mqtt_clients_connected`,

@@ -123,5 +123,9 @@ describe('rollout webhooks across a restart', () => {
       expect(r.headers[SIGNATURE_HEADER]).toBe(webhookSignature(SECRET, timestamp, r.body));
     }
     expect(site.cp.services.rollouts.webhooks.stats).toMatchObject({ delivered: 5, givenUp: 0 });
+    // And so says /metrics.
+    const metrics = await (await site.call(admin, 'GET', '/metrics')).text();
+    expect(metrics).toMatch(/^perch_cp_rollout_webhook_deliveries_total\{outcome="delivered"\} 5$/m);
+    expect(metrics).toMatch(/^perch_cp_rollout_webhook_deliveries_total\{outcome="given_up"\} 0$/m);
   });
 });

@@ -1,9 +1,7 @@
 import type { Logger } from 'pino';
-import type { DispatchStats } from '../bus/device-message-dispatcher.js';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { TelemetryIngest } from '../ingest/telemetry-ingest.js';
-import type { BrokerLimitStats } from '../metrics/broker-metrics.js';
-import { ControlPlaneMetrics } from '../metrics/control-plane-metrics.js';
+import { ControlPlaneMetrics, type MetricSources } from '../metrics/control-plane-metrics.js';
 import type { Db } from '../store/database.js';
 import { DevicePresenceStore } from '../store/device-presence-store.js';
 import { TelemetryRollups } from '../store/telemetry-rollups.js';
@@ -56,7 +54,7 @@ export class FleetTelemetryFeature {
   }
 
   /** The control plane's Prometheus metrics over this feature and the other sources given. */
-  createMetrics(sources: { dispatch: () => DispatchStats; databaseFile: string; brokerStats?: () => BrokerLimitStats }): ControlPlaneMetrics {
+  createMetrics(sources: Pick<MetricSources, 'dispatch' | 'databaseFile' | 'brokerStats' | 'rolloutWebhooks'>): ControlPlaneMetrics {
     return new ControlPlaneMetrics({
       ingest: this.ingest,
       connectedClients: () => this.broker.connectedClients,
