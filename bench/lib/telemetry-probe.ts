@@ -2,9 +2,10 @@
  * Publish-to-ingest latency of telemetry through the control plane's broker:
  * a device connection (its own mqtt.js client, in this process) publishes a
  * small valid telemetry window at QoS 1 every `intervalMs`, and the control
- * plane's own bus, where ingest starts, timestamps its arrival. Both ends
- * share this process's clock. Run it while a delivery goes on and while
- * none does, and compare the percentiles.
+ * plane's ingest timestamps its arrival, before it waits for its batch (the
+ * batching would hide what a delivery does to the path). Both ends share
+ * this process's clock. Run it while a delivery goes on and while none
+ * does, and compare the percentiles.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
@@ -24,13 +25,12 @@ export class TelemetryProbe {
     private readonly intervalMs = 20,
   ) {
     this.topic = deviceTopic(deviceId, 'telemetry');
-    cp.services.bus.onMessage((topic, payload) => {
-      if (topic !== this.topic) return;
+    cp.services.ingest.onArrival((window) => {
+      if (window.deviceId !== this.deviceId) return;
       const at = performance.now();
-      const seq = (JSON.parse(payload.toString('utf8')) as { seq: number }).seq;
-      const sentAt = this.sent.get(seq);
+      const sentAt = this.sent.get(window.seq);
       if (sentAt === undefined) return;
-      this.sent.delete(seq);
+      this.sent.delete(window.seq);
       this.latencies.push(at - sentAt);
     });
   }

@@ -149,7 +149,7 @@ export class ControlPlane {
 
   get services() {
     const r = this.r;
-    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus, identity: r.identity, fleet: r.fleet, rollouts: r.rollouts };
+    return { devices: r.devices, versions: r.versions, telemetry: r.telemetry, ingest: r.ingest, desired: r.desired, registry: r.registry, api: r.api, bus: r.bus, identity: r.identity, fleet: r.fleet, rollouts: r.rollouts };
   }
 
   /** An online backup of the database into `file` (a new file): a consistent copy while ingest goes on. */

@@ -46,6 +46,7 @@ export class TelemetryIngest {
   private pending: PendingWindow[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly listeners: BatchListener[] = [];
+  private readonly arrivals: ((window: TelemetryWindow) => void)[] = [];
   readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, notKept: 0, lastBatchAt: null };
 
   constructor(
@@ -75,8 +76,14 @@ export class TelemetryIngest {
     this.listeners.push(listener);
   }
 
+  /** Each window as it arrives, before it waits for its batch (how late windows reach the control plane, apart from the batching). */
+  onArrival(listener: (window: TelemetryWindow) => void): void {
+    this.arrivals.push(listener);
+  }
+
   enqueue(window: TelemetryWindow, receivedAt = Date.now(), done?: (err?: Error) => void): void {
     this.stats.received++;
+    for (const l of this.arrivals) l(window);
     this.pending.push({ window, receivedAt, done });
     if (this.pending.length >= this.opts.maxBatch) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), this.opts.flushMs);
