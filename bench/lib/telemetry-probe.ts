@@ -22,7 +22,7 @@ export class TelemetryProbe {
   constructor(
     private readonly cp: ControlPlane,
     private readonly deviceId = 'bench-telemetry-probe',
-    private readonly intervalMs = 20,
+    private readonly intervalMs = 10,
   ) {
     this.topic = deviceTopic(deviceId, 'telemetry');
     cp.services.ingest.onArrival((window) => {
