@@ -10,7 +10,10 @@ const rgbTriple = z.tuple([z.number().finite(), z.number().finite(), z.number().
 
 export const modelMetadataSchema = z.object({
   labels: z.array(z.string().min(1).max(64)).min(2).max(1000)
-    .refine((l) => new Set(l).size === l.length, 'labels must be unique'),
+    .refine((l) => new Set(l).size === l.length, 'labels must be unique')
+    // Class counts are JSON objects keyed by label, and a parsed "__proto__" key sets the prototype instead:
+    // that label's counts would vanish without a word at the control plane.
+    .refine((l) => !l.includes('__proto__'), 'a label may not be "__proto__"'),
   input: z.object({
     name: z.string().min(1).max(128),
     width: z.number().int().min(8).max(4096),
