@@ -87,6 +87,8 @@ export class DeviceMessageDispatcher {
       this.stats.handled++;
     } catch (err) {
       this.drop(topic, `handler failed: ${(err as Error).message}`);
+      // Not yet acknowledged (a write that failed, a full disk): the device keeps it and sends it again.
+      if (!acknowledged) return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return undefined;
   }
