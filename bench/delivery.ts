@@ -63,7 +63,7 @@ export const delivery: Benchmark = {
       log(`registering a ${(v1Model.bytes.length / MiB).toFixed(1)} MiB model`);
       const v1 = await register(site, '1.0.0', v1Model);
       // Each downloader is a device of its own, provisioned as an operator would.
-      const passwords = Array.from({ length: fleet }, (_, i) => site.cp.provisionDevice(`bench-dl-${i}`).password);
+      const passwords = await Promise.all(Array.from({ length: fleet }, async (_, i) => (await site.cp.issueDeviceCredentials(`bench-dl-${i}`)).password));
       const spec = (over: Partial<DeliveryClientSpec>): DeliveryClientSpec => ({
         mode: 'mqtt',
         clients: 1,

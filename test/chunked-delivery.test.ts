@@ -12,7 +12,7 @@ import { MessageDispatcher } from '../packages/agent/src/mqtt/dispatcher.js';
 import { bearer, type ApiAccess } from './support/api-auth.js';
 import { buildBackboneModel, type BackboneModel } from './support/backbone-model.js';
 import { chunkManifestRefFor, signedChunkManifestRef } from './support/chunk-manifest-ref.js';
-import { deviceCredentials } from './support/device-credentials.js';
+import { freshDeviceCredentials } from './support/device-credentials.js';
 import { registerModel } from './support/registry-api.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
@@ -67,7 +67,7 @@ async function register(access: ApiAccess, version: string, m: BackboneModel): P
 async function device(cp: ControlPlane, deviceId: string, requestTimeoutMs = 5000): Promise<ArtifactDownloader> {
   const log = createLogger('warn');
   const connection = new MqttConnection(
-    { deviceId, url: `mqtt://127.0.0.1:${cp.mqttPort}`, ...deviceCredentials(cp, deviceId), connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 100, maxMs: 500 } },
+    { deviceId, url: `mqtt://127.0.0.1:${cp.mqttPort}`, ...(await freshDeviceCredentials(cp, deviceId)), connectTimeoutMs: 5000, keepaliveSeconds: 30, reconnect: { minMs: 100, maxMs: 500 } },
     log,
   );
   connections.push(connection);

@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentProcess } from './support/agent-process.js';
 import { bearer } from './support/api-auth.js';
 import { demoAssets } from './support/demo-assets.js';
-import { deviceCredentials } from './support/device-credentials.js';
+import { freshDeviceCredentials } from './support/device-credentials.js';
 import { startTestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
 
@@ -248,7 +248,7 @@ describe('bad input at the system boundary', () => {
     const a = agents[1];
     if (!a) throw new Error('no agent');
     // A device with valid credentials sending garbage on its own topics.
-    const dev = mqtt.connect(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'e2e-noisy', ...deviceCredentials(cp, 'e2e-noisy'), reconnectPeriod: 0 });
+    const dev = mqtt.connect(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'e2e-noisy', ...(await freshDeviceCredentials(cp, 'e2e-noisy')), reconnectPeriod: 0 });
     await new Promise<void>((resolve, reject) => {
       dev.once('connect', () => resolve());
       dev.once('error', reject);

@@ -169,7 +169,7 @@ describe('a control plane on an external Mosquitto', () => {
   });
 
   it('issues operator credentials and claim tokens to the broker before handing them out, and withdraws them', async () => {
-    expect(() => running().provisionDevice('ext-sync')).toThrow(/issueDeviceCredentials/);
+    expect(() => running().services.identity.provision('ext-sync')).toThrow(/issueDeviceCredentials/);
     const issued = await rest('POST', '/devices/ext-op/credentials', {});
     expect(issued.status).toBe(201);
     const op = await connect('ext-op', issued.json.password as string, 'ext-op');

@@ -263,7 +263,7 @@ describe('fleet provisioning with claim tokens', () => {
     expect(cp.services.devices.get('cl-2')).toBeNull();
 
     // A device that has credentials does not need provision topics either.
-    const livePassword = cp.provisionDevice('live-1').password;
+    const livePassword = (await cp.issueDeviceCredentials('live-1')).password;
     const live = await connect('live-1', livePassword);
     expect(await grants(live, [deviceTopic('live-1', 'provision/response'), deviceTopic('live-1', 'desired')])).toEqual([128, 1]);
     // Anyone holding a claim token connecting as a live device id would cut it off: refused.
@@ -319,8 +319,8 @@ describe('fleet provisioning with claim tokens', () => {
 
 describe('per-device credentials and revocation', () => {
   it('refuses a wrong password, another device\'s password, and a username that is not the client id', async () => {
-    const a = cp.provisionDevice('pw-a').password;
-    const b = cp.provisionDevice('pw-b').password;
+    const a = (await cp.issueDeviceCredentials('pw-a')).password;
+    const b = (await cp.issueDeviceCredentials('pw-b')).password;
     expect(await refusal('pw-a', `${a.slice(0, -1)}x`)).toMatch(/Bad username or password/);
     expect(await refusal('pw-a', b)).toMatch(/Bad username or password/);
     expect(await refusal('pw-a', b, 'pw-b')).toMatch(/Bad username or password/);
@@ -357,7 +357,7 @@ describe('per-device credentials and revocation', () => {
     expect((await rest('GET', '/devices/rv-box/identity')).json).toMatchObject({ revoked: { reason: 'stolen from the gate' }, credentials: null });
 
     // A plain client too: its session ends when the revocation returns.
-    const client = await connect('rv-2', cp.provisionDevice('rv-2').password);
+    const client = await connect('rv-2', (await cp.issueDeviceCredentials('rv-2')).password);
     const gone = closed(client);
     expect((await rest('POST', '/devices/rv-2/revoke', {})).json).toMatchObject({ disconnected: true, reason: null });
     await gone;
@@ -368,8 +368,8 @@ describe('one device cannot reach another device\'s topics', () => {
   let a: string;
   let b: string;
   beforeAll(async () => {
-    a = cp.provisionDevice('acl-a').password;
-    b = cp.provisionDevice('acl-b').password;
+    a = (await cp.issueDeviceCredentials('acl-a')).password;
+    b = (await cp.issueDeviceCredentials('acl-b')).password;
     // Each has a retained desired state waiting: a subscription that got through would deliver it at once.
     await cp.services.bus.publish(deviceTopic('acl-a', 'desired'), 'for acl-a', { qos: 1, retain: true });
     await cp.services.bus.publish(deviceTopic('acl-b', 'desired'), 'for acl-b', { qos: 1, retain: true });

@@ -6,7 +6,7 @@ import { reportedStateSchema, telemetryWindowSchema } from '@perch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FleetSimulator, type DesiredStatePolicy } from '../bench/lib/fleet-simulator.js';
 import { buildBackboneModel } from './support/backbone-model.js';
-import { deviceCredentials } from './support/device-credentials.js';
+import { freshDeviceCredentials } from './support/device-credentials.js';
 import { desireModel, registerModel } from './support/registry-api.js';
 import { startTestControlPlane, type TestControlPlane } from './support/test-control-plane.js';
 import { waitUntil } from './support/wait-until.js';
@@ -57,7 +57,7 @@ function reportedOf(id: string) {
 describe('fleet simulator', () => {
   it('connects 50 devices, stores every window once, carries desired and reported states, and survives a control plane restart', async () => {
     const ids = Array.from({ length: DEVICES }, (_, i) => `sim-${String(i).padStart(2, '0')}`);
-    const devices = ids.map((deviceId) => ({ deviceId, password: deviceCredentials(cp, deviceId).password }));
+    const devices = await Promise.all(ids.map(async (deviceId) => ({ deviceId, password: (await freshDeviceCredentials(cp, deviceId)).password })));
     sim = new FleetSimulator({
       url: `mqtt://127.0.0.1:${cp.mqttPort}`,
       devices,
@@ -155,7 +155,7 @@ describe('fleet simulator', () => {
     const ids = ['sim-chunk-0', 'sim-chunk-1', 'sim-chunk-2', 'sim-chunk-3'];
     const loader = new FleetSimulator({
       url: `mqtt://127.0.0.1:${cp.mqttPort}`,
-      devices: ids.map((deviceId) => ({ deviceId, password: deviceCredentials(cp, deviceId).password })),
+      devices: await Promise.all(ids.map(async (deviceId) => ({ deviceId, password: (await freshDeviceCredentials(cp, deviceId)).password }))),
       artifact: { sha256: registered.sha256, length: registered.length, chunkBytes: 16 * 1024, intervalMs: 50 },
     });
     try {

@@ -10,7 +10,7 @@ import { auditStore } from '../bench/lib/fleet-audit.js';
 import { TelemetryWindowFactory, FLEET_MODEL } from '../bench/lib/fleet-windows.js';
 import { runFuzz } from '../bench/lib/fuzz-sender.js';
 import { FUZZ_KINDS, MUTATIONS } from '../bench/lib/payload-fuzzer.js';
-import { deviceCredentials } from './support/device-credentials.js';
+import { freshDeviceCredentials } from './support/device-credentials.js';
 import { waitUntil } from './support/wait-until.js';
 
 /**
@@ -57,14 +57,14 @@ afterAll(async () => {
 describe('payload fuzzing', () => {
   it('refuses or accepts each of ~2,000 fuzzed payloads as the contract says, stores nothing invalid and keeps running', async () => {
     const prototypeBefore = Object.getOwnPropertyNames(Object.prototype).sort();
-    const devices = ['fuzz-0', 'fuzz-1', 'fuzz-2', 'fuzz-3'].map((deviceId) => ({ deviceId, password: deviceCredentials(cp, deviceId).password }));
+    const devices = await Promise.all(['fuzz-0', 'fuzz-1', 'fuzz-2', 'fuzz-3'].map(async (deviceId) => ({ deviceId, password: (await freshDeviceCredentials(cp, deviceId)).password })));
     const before = { dispatch: { ...cp.stats.dispatch }, broker: { ...cp.stats.broker } };
     const cuts = 3;
     const r = await runFuzz({
       url: `mqtt://127.0.0.1:${cp.mqttPort}`,
       devices,
       claimant: { deviceId: 'fuzz-claimant', username: claimantUsername(cp.claimToken), password: cp.claimToken },
-      cutter: { deviceId: 'fuzz-cutter', password: deviceCredentials(cp, 'fuzz-cutter').password },
+      cutter: { deviceId: 'fuzz-cutter', password: (await freshDeviceCredentials(cp, 'fuzz-cutter')).password },
       total: TOTAL,
       seed: SEED,
       maxPacketBytes: new PayloadLimits().maxPacketBytes,
@@ -108,7 +108,7 @@ describe('payload fuzzing', () => {
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
 
     // Still up: a new device's valid window is stored.
-    const probe = { deviceId: 'fuzz-probe', password: deviceCredentials(cp, 'fuzz-probe').password };
+    const probe = { deviceId: 'fuzz-probe', password: (await freshDeviceCredentials(cp, 'fuzz-probe')).password };
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: probe.deviceId, username: probe.deviceId, password: probe.password, reconnectPeriod: 0 });
     await client.publishAsync(deviceTopic(probe.deviceId, 'telemetry'), new TelemetryWindowFactory({ cameras: 1, labels: ['cat', 'dog'], fps: 5 }, 10_000).encode(probe.deviceId, 0, 0, Date.now(), FLEET_MODEL, 0), { qos: 1 });
     await client.endAsync();

@@ -154,11 +154,11 @@ beforeAll(async () => {
   for (const [v, bytes] of versions) sha[v] = (await registerModel(site, MODEL, v, metadata, bytes)).sha256;
 
   agents = new RealAgentFleet(cp, { dir, rootFile: site.rootFile });
-  for (const [i, id] of realIds.entries()) agents.add(id, cp.provisionDevice(id, { tags: ['park', 'real', i < REAL / 2 ? 'shadow-a' : 'shadow-b'] }).password);
+  for (const [i, id] of realIds.entries()) agents.add(id, (await cp.issueDeviceCredentials(id, { tags: ['park', 'real', i < REAL / 2 ? 'shadow-a' : 'shadow-b'] })).password);
   agents.start();
   // The simulated devices behave normally with every model they may be sent (the bad ones are only ever rolled out to real agents).
   sims = new RolloutFleet(`mqtt://127.0.0.1:${cp.mqttPort}`, new Map(), normal);
-  for (const id of simIds) sims.add(id, cp.provisionDevice(id, { tags: ['park', 'sim'] }).password);
+  for (const id of simIds) sims.add(id, (await cp.issueDeviceCredentials(id, { tags: ['park', 'sim'] })).password);
   await sims.connect();
   sims.startTelemetry(1000);
   await waitUntil(() => realIds.every((id) => cp.services.devices.get(id)?.status === 'online'), 'every agent online', 90_000).catch((err: Error) => {

@@ -89,8 +89,8 @@ beforeAll(async () => {
     [sha['7.0.0']!, normal],
   ]);
   fleet = new RolloutFleet(`mqtt://127.0.0.1:${cp.mqttPort}`, behaviours, normal);
-  for (const id of ids) fleet.add(id, cp.provisionDevice(id, { tags: ['park'] }).password);
-  for (const id of outsiders) fleet.add(id, cp.provisionDevice(id, { tags: ['lab'] }).password);
+  for (const id of ids) fleet.add(id, (await cp.issueDeviceCredentials(id, { tags: ['park'] })).password);
+  for (const id of outsiders) fleet.add(id, (await cp.issueDeviceCredentials(id, { tags: ['lab'] })).password);
   await fleet.connect();
   fleet.startTelemetry(WINDOW_MS);
 
@@ -133,7 +133,7 @@ describe('staged rollouts on 50 simulated devices', () => {
 
     // At 100 %, a new box joins the park.
     await waitUntil(async () => (await detail(id)).stage.index === 3, 'the last stage');
-    fleet.add('park-new', cp.provisionDevice('park-new', { tags: ['park'] }).password);
+    fleet.add('park-new', (await cp.issueDeviceCredentials('park-new', { tags: ['park'] })).password);
     await fleet.connect(['park-new']);
     ids.push('park-new');
 

@@ -193,7 +193,7 @@ async function handle(c: ServerCommand): Promise<Record<string, unknown>> {
     case 'provision': {
       if (!cp) throw new Error('no control plane');
       const r = cp;
-      return { passwords: c.ids.map((id) => r.provisionDevice(id).password) };
+      return { passwords: await Promise.all(c.ids.map(async (id) => (await r.issueDeviceCredentials(id)).password)) };
     }
     case 'stats':
       return { stats: stats() };

@@ -36,7 +36,7 @@ export class TelemetryProbe {
   }
 
   async connect(): Promise<void> {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${this.cp.mqttPort}`, { clientId: this.deviceId, ...this.cp.provisionDevice(this.deviceId), reconnectPeriod: 0 });
+    const client = mqtt.connect(`mqtt://127.0.0.1:${this.cp.mqttPort}`, { clientId: this.deviceId, ...(await this.cp.issueDeviceCredentials(this.deviceId)), reconnectPeriod: 0 });
     await new Promise<void>((resolve, reject) => {
       client.once('connect', () => resolve());
       client.once('error', reject);

@@ -51,7 +51,7 @@ beforeAll(async () => {
   await cp.start();
   api = `http://127.0.0.1:${cp.httpPort}/api/v1`;
   auth = { authorization: `Bearer ${cp.adminToken}` };
-  for (const id of ['dev-a', 'dev-b', 'dev-c']) passwords.set(id, cp.provisionDevice(id).password);
+  for (const id of ['dev-a', 'dev-b', 'dev-c']) passwords.set(id, (await cp.issueDeviceCredentials(id)).password);
 });
 
 afterAll(async () => {

@@ -100,14 +100,10 @@ export class ControlPlane {
 
   /**
    * Operator provisioning: fresh credentials for a device (replacing old ones
-   * and any revocation), tags and groups added. Embedded broker only; with
-   * an external one, which must be told first, use `issueDeviceCredentials`.
+   * and any revocation), tags and groups added. Resolves once the broker
+   * accepts them: an external broker is told first, the embedded one asks at
+   * CONNECT.
    */
-  provisionDevice(deviceId: string, opts: LabelsInput = {}): IssuedCredentials {
-    return this.r.identity.provision(deviceId, opts);
-  }
-
-  /** As `provisionDevice`, on either broker: resolves once the broker accepts the new credentials. */
   issueDeviceCredentials(deviceId: string, opts: LabelsInput = {}): Promise<IssuedCredentials> {
     return this.r.identity.issueCredentials(deviceId, opts);
   }

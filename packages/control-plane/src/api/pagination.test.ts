@@ -34,11 +34,11 @@ async function walk(query: string, limit: number, start: string | null = null): 
 
 beforeAll(async () => {
   site = await startApiSite();
-  ids.forEach((id, i) => {
-    site.cp.provisionDevice(id, { tags: i % 2 === 0 ? ['even'] : ['odd'], groups: i % 3 === 0 ? ['north'] : ['south'] });
+  for (const [i, id] of ids.entries()) {
+    await site.cp.issueDeviceCredentials(id, { tags: i % 2 === 0 ? ['even'] : ['odd'], groups: i % 3 === 0 ? ['north'] : ['south'] });
     if (i % 4 === 0) site.cp.services.devices.setStatus({ deviceId: id, state: 'online', since: 0 });
-  });
-  for (const id of lookalikes) site.cp.provisionDevice(id);
+  }
+  for (const id of lookalikes) await site.cp.issueDeviceCredentials(id);
 });
 afterAll(async () => {
   await site.stop();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deviceCredentials } from '../../../../test/support/device-credentials.js';
+import { freshDeviceCredentials } from '../../../../test/support/device-credentials.js';
 import { loadControlPlaneConfig } from '../config/control-plane-config.js';
 import { ControlPlane } from '../control-plane.js';
 import { createLogger } from '../logger.js';
@@ -23,7 +23,7 @@ let dir: string;
 let cp: ControlPlane;
 
 // The helper names the built package's ControlPlane; this is the same class, from source.
-const credentials = (id: string) => deviceCredentials(cp as unknown as Parameters<typeof deviceCredentials>[0], id);
+const credentials = (id: string) => freshDeviceCredentials(cp as unknown as Parameters<typeof freshDeviceCredentials>[0], id);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'perch-cp-limits-'));
@@ -47,7 +47,7 @@ afterAll(async () => {
 
 describe('control plane behind the broker limits', () => {
   it('never ingests a telemetry window over the configured limit, and the device carries on', async () => {
-    const creds = credentials('dev-big');
+    const creds = await credentials('dev-big');
     const dev = await mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'dev-big', ...creds, reconnectPeriod: 0 });
     try {
       const big = encodeJson(telemetryWindow('dev-big', 1, 200));

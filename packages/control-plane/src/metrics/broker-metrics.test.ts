@@ -31,7 +31,7 @@ describe('broker limit metrics on /metrics', () => {
     expect(sampleValue(before, 'perch_cp_broker_limited_clients', {})).toBe(0);
 
     const id = 'gate-oversize';
-    const dev = await mqtt.connectAsync(`mqtt://127.0.0.1:${site.cp.mqttPort}`, { clientId: id, username: id, password: site.cp.provisionDevice(id).password, reconnectPeriod: 0 });
+    const dev = await mqtt.connectAsync(`mqtt://127.0.0.1:${site.cp.mqttPort}`, { clientId: id, username: id, password: (await site.cp.issueDeviceCredentials(id)).password, reconnectPeriod: 0 });
     try {
       const topic = deviceTopic(id, 'status');
       // Within the limit: passes, counts nothing.

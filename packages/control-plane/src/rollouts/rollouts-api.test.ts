@@ -49,8 +49,8 @@ beforeAll(async () => {
   const { registry } = site.cp.services;
   await registerTiny(registry, 'pets', '1.0.0', 1);
   await registerTiny(registry, 'pets', '2.0.0', 2);
-  for (const i of [1, 2, 3]) site.cp.provisionDevice(`north-${i}`, { groups: ['north'], tags: i === 1 ? ['lab'] : [] });
-  for (const i of [1, 2, 3]) site.cp.provisionDevice(`south-${i}`, { groups: ['south'] });
+  for (const i of [1, 2, 3]) await site.cp.issueDeviceCredentials(`north-${i}`, { groups: ['north'], tags: i === 1 ? ['lab'] : [] });
+  for (const i of [1, 2, 3]) await site.cp.issueDeviceCredentials(`south-${i}`, { groups: ['south'] });
   operator = (await createToken(site, 'release-bot', 'operator')).token;
   viewer = (await createToken(site, 'dashboard', 'viewer')).token;
 });
@@ -139,7 +139,7 @@ describe('rollout API', () => {
   });
 
   it('sets a challenger beside the champion through the desired-model route', async () => {
-    site.cp.provisionDevice('bench-1');
+    await site.cp.issueDeviceCredentials('bench-1');
     const res = await json<{ generation: number; shadow: unknown }>(
       await site.call(operator, 'PUT', '/api/v1/devices/bench-1/desired-model', { model: { name: 'pets', version: '1.0.0' }, shadow: { name: 'pets', version: '2.0.0' }, shadowSampleRate: 0.5 }),
       200,
@@ -158,7 +158,7 @@ describe('rollout API', () => {
   });
 
   it('starts a rollout from a YAML file with the CLI, and names a bad field before sending anything', async () => {
-    site.cp.provisionDevice('cli-1', { tags: ['cli'] });
+    await site.cp.issueDeviceCredentials('cli-1', { tags: ['cli'] });
     const tokenFile = join(site.dir, 'operator-token');
     writeFileSync(tokenFile, operator);
     const file = join(site.dir, 'rollout.yaml');
@@ -181,7 +181,7 @@ describe('rollout API', () => {
   });
 
   it('refuses a desired model set by hand on a device an active rollout manages, naming the rollout, unless forced', async () => {
-    for (const i of [1, 2, 3]) site.cp.provisionDevice(`east-${i}`, { groups: ['east'] });
+    for (const i of [1, 2, 3]) await site.cp.issueDeviceCredentials(`east-${i}`, { groups: ['east'] });
     const east = await json<RolloutView>(await site.call(operator, 'POST', '/api/v1/rollouts', spec({ name: 'east', target: { groups: ['east'] }, stages: [{ percent: 100, soakSeconds: 3600 }] })), 201);
     await expect.poll(() => site.cp.services.rollouts.store.assignments(east.id).filter((a) => a.status === 'replaced').length).toBe(3);
     const before = site.cp.services.desired.get('east-1')!.generation;
@@ -226,7 +226,7 @@ describe('rollout API', () => {
   });
 
   it('releases a device set by hand from a finished rollout, so its later rollback leaves the device alone', async () => {
-    for (const i of [1, 2]) site.cp.provisionDevice(`west-${i}`, { groups: ['west'] });
+    for (const i of [1, 2]) await site.cp.issueDeviceCredentials(`west-${i}`, { groups: ['west'] });
     const west = await json<RolloutView>(await site.call(operator, 'POST', '/api/v1/rollouts', spec({ target: { groups: ['west'] }, stages: [{ percent: 100, soakSeconds: 3600 }] })), 201);
     await expect.poll(() => site.cp.services.rollouts.store.assignments(west.id).filter((a) => a.status === 'replaced').length).toBe(2);
     expect((await json<RolloutView>(await site.call(operator, 'POST', `/api/v1/rollouts/${west.id}/promote`), 200)).state).toBe('completed');

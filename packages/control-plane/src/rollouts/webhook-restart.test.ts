@@ -78,7 +78,7 @@ describe('rollout webhooks across a restart', () => {
     const { registry } = site.cp.services;
     await registerTiny(registry, 'pets', '1.0.0', 1);
     await registerTiny(registry, 'pets', '2.0.0', 2);
-    for (const i of [1, 2, 3]) site.cp.provisionDevice(`yard-${i}`, { groups: ['yard'] });
+    for (const i of [1, 2, 3]) await site.cp.issueDeviceCredentials(`yard-${i}`, { groups: ['yard'] });
     const operator = (await createToken(site, 'release-bot', 'operator')).token;
 
     // Events while nobody listens: created, stage-started, paused, resumed, aborted.

@@ -8,7 +8,7 @@ import { deviceTopic, encodeJson } from '@perch/shared';
 import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { deviceCredentials } from '../../../../test/support/device-credentials.js';
+import { freshDeviceCredentials } from '../../../../test/support/device-credentials.js';
 import { waitUntil } from '../../../../test/support/wait-until.js';
 import { loadControlPlaneConfig, type ControlPlaneConfigInput } from '../config/control-plane-config.js';
 import { ControlPlane } from '../control-plane.js';
@@ -37,10 +37,10 @@ async function startControlPlane(dataDir: string, overrides: ControlPlaneConfigI
 }
 
 // The helper names the built package's ControlPlane; this is the same class, from source.
-const credentials = (cp: ControlPlane, id: string) => deviceCredentials(cp as unknown as Parameters<typeof deviceCredentials>[0], id);
+const credentials = (cp: ControlPlane, id: string) => freshDeviceCredentials(cp as unknown as Parameters<typeof freshDeviceCredentials>[0], id);
 
-function connect(cp: ControlPlane, id: string): Promise<MqttClient> {
-  return mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: id, ...credentials(cp, id), reconnectPeriod: 0, connectTimeout: 5000 });
+async function connect(cp: ControlPlane, id: string): Promise<MqttClient> {
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: id, ...(await credentials(cp, id)), reconnectPeriod: 0, connectTimeout: 5000 });
 }
 
 /** What a database file holds: raw windows, and windows counted in the hour rollups (equal in any consistent state). */

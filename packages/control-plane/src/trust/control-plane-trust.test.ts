@@ -35,7 +35,7 @@ describe('a control plane runs its TUF repository', () => {
     expect(root.signed.version).toBe(1);
     expect(Object.keys(root.signed.roles)).toContain('desired');
 
-    const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'gate-1', username: 'gate-1', password: cp.provisionDevice('gate-1').password, reconnectPeriod: 0 });
+    const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: 'gate-1', username: 'gate-1', password: (await cp.issueDeviceCredentials('gate-1')).password, reconnectPeriod: 0 });
     try {
       const answers: MetadataResponse[] = [];
       device.on('message', (_t, payload) => answers.push(metadataResponseSchema.parse(JSON.parse(payload.toString('utf8')))));

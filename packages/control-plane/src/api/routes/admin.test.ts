@@ -16,7 +16,7 @@ let operator: string;
 beforeAll(async () => {
   site = await startApiSite();
   operator = (await createToken(site, 'ci', 'operator')).token;
-  for (const id of ['gate-1', 'gate-2', 'gate-3']) site.cp.provisionDevice(id, { groups: ['lobby'] });
+  for (const id of ['gate-1', 'gate-2', 'gate-3']) await site.cp.issueDeviceCredentials(id, { groups: ['lobby'] });
 });
 afterAll(() => site.stop());
 

@@ -17,8 +17,8 @@ let site: ApiSite;
 let cam: MqttClient;
 let other: MqttClient;
 
-function connect(id: string): Promise<MqttClient> {
-  const { username, password } = site.cp.provisionDevice(id);
+async function connect(id: string): Promise<MqttClient> {
+  const { username, password } = await site.cp.issueDeviceCredentials(id);
   return mqtt.connectAsync(`mqtt://127.0.0.1:${site.cp.mqttPort}`, { clientId: id, username, password, reconnectPeriod: 0, connectTimeout: 5000 });
 }
 

@@ -5,7 +5,7 @@ import { deviceTopic, encodeJson, type TelemetryWindow } from '@perch/shared';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseMetrics, sampleValue } from '../../../../agent/src/test-support/prometheus-text.js';
-import { deviceCredentials } from '../../../../../test/support/device-credentials.js';
+import { freshDeviceCredentials } from '../../../../../test/support/device-credentials.js';
 import { waitUntil } from '../../../../../test/support/wait-until.js';
 import { loadControlPlaneConfig, type ControlPlaneConfigInput } from '../../config/control-plane-config.js';
 import { ControlPlane } from '../../control-plane.js';
@@ -46,10 +46,10 @@ async function stopSite(s: Site): Promise<void> {
 }
 
 // The helper names the built package's ControlPlane; this is the same class, from source.
-const credentials = (cp: ControlPlane, id: string) => deviceCredentials(cp as unknown as Parameters<typeof deviceCredentials>[0], id);
+const credentials = (cp: ControlPlane, id: string) => freshDeviceCredentials(cp as unknown as Parameters<typeof freshDeviceCredentials>[0], id);
 
 async function connect(cp: ControlPlane, id: string): Promise<MqttClient> {
-  return mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: id, ...credentials(cp, id), reconnectPeriod: 0, connectTimeout: 5000 });
+  return mqtt.connectAsync(`mqtt://127.0.0.1:${cp.mqttPort}`, { clientId: id, ...(await credentials(cp, id)), reconnectPeriod: 0, connectTimeout: 5000 });
 }
 
 const publish = (dev: MqttClient, w: TelemetryWindow) => dev.publishAsync(deviceTopic(w.deviceId, 'telemetry'), encodeJson(w), { qos: 1 });
