@@ -12,6 +12,7 @@ import { delivery } from './delivery.js';
 import { fleetScale } from './fleet-scale.js';
 import { fourCameras } from './four-cameras.js';
 import { fuzzPayloads } from './fuzz-payloads.js';
+import { ingestWrite } from './ingest-write.js';
 import { inferenceThroughput } from './inference-throughput.js';
 import { largeModel } from './large-model.js';
 import type { Benchmark } from './lib/benchmark.js';
@@ -22,7 +23,7 @@ import { memory } from './memory.js';
 import { pipelineSaturation } from './pipeline-saturation.js';
 
 /** Add later benchmarks here; each gets its own table and key in the JSON. */
-const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory, delivery];
+const BENCHMARKS: Benchmark[] = [inferenceThroughput, pipelineSaturation, fourCameras, memory, delivery, ingestWrite];
 /** Run only when named in PERCH_BENCH_ONLY: the crash soak's 1000 kills take most of an hour. */
 const ON_REQUEST: Benchmark[] = [crashSoak, largeModel, fleetScale, fuzzPayloads];
 
