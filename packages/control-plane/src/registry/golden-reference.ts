@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import * as ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { loadOnnxRuntime } from '../native-libraries.js';
 import {
   createPreprocessor,
   DEFAULT_GOLDEN_TOLERANCE,
@@ -23,7 +24,8 @@ export function goldenSeedOf(bytes: Uint8Array): number {
  * new model before switching to it and compare. Throws when the model gives
  * no finite output for the frame.
  */
-export async function goldenReference(session: ort.InferenceSession, meta: ModelMetadata, seed: number): Promise<ModelGolden> {
+export async function goldenReference(session: InferenceSession, meta: ModelMetadata, seed: number): Promise<ModelGolden> {
+  const ort = await loadOnnxRuntime();
   const { width, height } = meta.input;
   const input = createPreprocessor(meta)(goldenFrame(seed, width, height));
   const result = await session.run({ [meta.input.name]: new ort.Tensor('float32', input, inputDims(meta)) }, [meta.output.name]);

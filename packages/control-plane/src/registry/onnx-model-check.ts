@@ -1,4 +1,5 @@
-import * as ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { loadOnnxRuntime } from '../native-libraries.js';
 import { checkModelIo, type ModelGolden, type ModelMetadata } from '@perch/shared';
 import { goldenReference, goldenSeedOf } from './golden-reference.js';
 
@@ -22,20 +23,21 @@ export class ModelCheckError extends Error {
  */
 export async function checkOnnxModel(bytes: Uint8Array, meta: ModelMetadata): Promise<ModelGolden> {
   if (bytes.byteLength === 0) throw new ModelCheckError('model file is empty', 'file');
-  let session: ort.InferenceSession;
+  const ort = await loadOnnxRuntime();
+  let session: InferenceSession;
   try {
     session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   } catch (err) {
     throw new ModelCheckError(`not a loadable ONNX model: ${(err as Error).message.split('\n')[0]}`, 'file');
   }
   try {
-    const info = (m: ort.InferenceSession.ValueMetadata) => ({ name: m.name, type: m.isTensor ? m.type : undefined, shape: m.isTensor ? m.shape : [] });
+    const info = (m: InferenceSession.ValueMetadata) => ({ name: m.name, type: m.isTensor ? m.type : undefined, shape: m.isTensor ? m.shape : [] });
     const io = checkModelIo(session.inputMetadata.map(info), session.outputMetadata.map(info), meta);
     if (!io.ok) throw new ModelCheckError(io.error, io.field);
     const { width, height, layout } = meta.input;
     const dims = layout === 'NCHW' ? [1, 3, height, width] : [1, height, width, 3];
     const zeros = new ort.Tensor('float32', new Float32Array(3 * width * height), dims);
-    let result: ort.InferenceSession.ReturnType;
+    let result: InferenceSession.ReturnType;
     try {
       result = await session.run({ [meta.input.name]: zeros }, [meta.output.name]);
     } catch (err) {

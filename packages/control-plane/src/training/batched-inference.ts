@@ -1,5 +1,6 @@
 /** Runs an image model over many images in fixed-size batches with onnxruntime-node. */
-import * as ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { loadOnnxRuntime } from '../native-libraries.js';
 import type { RgbImage } from './pet-park/rgb-image.js';
 import { imagesToNchw, type Normalization } from './preprocess.js';
 
@@ -7,7 +8,8 @@ import { imagesToNchw, type Normalization } from './preprocess.js';
  * Session tuned for a small shared box: a fixed thread count, and no busy-waiting
  * threads between batches so rendering and training on the same cores aren't starved.
  */
-export async function createSession(model: Uint8Array, threads = 2): Promise<ort.InferenceSession> {
+export async function createSession(model: Uint8Array, threads = 2): Promise<InferenceSession> {
+  const ort = await loadOnnxRuntime();
   return ort.InferenceSession.create(model, {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -27,10 +29,11 @@ export interface BatchedRunOptions {
 
 /** Returns the outputs of all images stacked row-wise: [images.length, columns]. */
 export async function runBatched(
-  session: ort.InferenceSession,
+  session: InferenceSession,
   images: readonly RgbImage[],
   o: BatchedRunOptions,
 ): Promise<{ data: Float32Array; columns: number }> {
+  const ort = await loadOnnxRuntime();
   const batchSize = o.batchSize ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`runBatched: batchSize must be a positive integer, got ${batchSize}`);
   let out: Float32Array | undefined;

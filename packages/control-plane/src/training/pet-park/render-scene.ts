@@ -3,7 +3,7 @@
  * white balance, sensor noise) to the raw pixels so they vary independently of the
  * drawing itself.
  */
-import sharp from 'sharp';
+import { loadSharp } from '../../native-libraries.js';
 import { resizeRgb } from './resize-rgb.js';
 import type { RgbImage } from './rgb-image.js';
 import type { SceneSpec } from './scene-spec.js';
@@ -50,6 +50,7 @@ export async function rasterizeScenes(scenes: readonly SceneSpec[], size: Render
   const out: RgbImage[] = [];
   for (let start = 0; start < scenes.length; start += perAtlas) {
     const batch = scenes.slice(start, start + perAtlas);
+    const sharp = await loadSharp();
     const { data, info } = await sharp(Buffer.from(scenesToAtlasSvg(batch, raster.width, raster.height, columns)))
       .removeAlpha()
       .raw()
@@ -102,5 +103,6 @@ export async function renderScene(scene: SceneSpec, size: RenderSize, options: R
 }
 
 export async function encodePng(image: RgbImage): Promise<Buffer> {
+  const sharp = await loadSharp();
   return sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).png().toBuffer();
 }
