@@ -373,4 +373,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX telemetry_windows_received ON telemetry_windows (received_at);
     `,
   },
+  {
+    version: 10,
+    name: 'shadow agreement in the rollups',
+    sql: `
+      -- Champion against challenger per minute and hour: sampled frames both answered, and those
+      -- whose top-1 labels agreed (0 where no challenger ran, and for buckets before this version).
+      ALTER TABLE telemetry_rollups_minute ADD COLUMN shadow_compared INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE telemetry_rollups_minute ADD COLUMN shadow_agreed INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE telemetry_rollups_hour ADD COLUMN shadow_compared INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE telemetry_rollups_hour ADD COLUMN shadow_agreed INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

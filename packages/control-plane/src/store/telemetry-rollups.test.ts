@@ -1,4 +1,4 @@
-import { binIndex, histogramQuantile } from '@perch/shared';
+import { binIndex, emptyHistogram, histogramQuantile, LATENCY_SPEC, shadowWindowSchema, type ShadowWindow, type TelemetryWindow } from '@perch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { GapDetector } from '../telemetry/gap-detector.js';
@@ -152,5 +152,46 @@ describe('rollup sums kept in memory for the newest bucket', () => {
     rollups.forget();
     send('f', 2, at + 20_000, [labels(4)]);
     expect(minute(rollups, 'f', at)).toMatchObject({ windows: 2, framesInferred: 6 });
+  });
+});
+
+describe('shadow agreement in the rollups', () => {
+  const shadow = (compared: number, agreed: number): ShadowWindow =>
+    shadowWindowSchema.parse({
+      model: { name: 'pets', version: '2', sha256: 'c'.repeat(64) },
+      sampleRate: 0.25,
+      framesCompared: compared,
+      agreed,
+      skippedBusy: 0,
+      errors: 0,
+      confusion: [...(agreed > 0 ? [{ champion: 'cat', challenger: 'cat', count: agreed }] : []), ...(compared > agreed ? [{ champion: 'cat', challenger: 'dog', count: compared - agreed }] : [])],
+      confusionOverflow: 0,
+      championInferenceMs: emptyHistogram(LATENCY_SPEC),
+      challengerInferenceMs: emptyHistogram(LATENCY_SPEC),
+      cameras: [{ cameraId: 'front', framesCompared: compared, agreed }],
+    });
+  const withShadow = (device: string, seq: number, start: number, s: ShadowWindow | null): TelemetryWindow => ({
+    ...telemetryWindow(device, seq, { start }),
+    ...(s ? { shadow: s } : {}),
+  });
+
+  it('adds compared and agreed frames per bucket, for devices and groups; buckets without a challenger count none', () => {
+    const at = T + 7 * HOUR;
+    writer.write([
+      { window: withShadow('s1', 0, at, shadow(10, 9)), receivedAt: at + 10_000 },
+      { window: withShadow('s2', 0, at, shadow(20, 5)), receivedAt: at + 10_000 },
+    ]);
+    writer.write([{ window: withShadow('s1', 1, at + 10_000, shadow(4, 4)), receivedAt: at + 20_000 }]);
+    writer.write([{ window: withShadow('s1', 2, at + MIN, null), receivedAt: at + MIN + 10_000 }]);
+    expect(rollups.forDevice('s1', 'minute', at, at + 2 * MIN).map((r) => r.shadow)).toEqual([{ framesCompared: 14, agreed: 13 }, { framesCompared: 0, agreed: 0 }]);
+    addToGroup('s1', 'shadowed');
+    addToGroup('s2', 'shadowed');
+    expect(rollups.forGroup('shadowed', 'hour', at, at + HOUR)[0]?.shadow).toEqual({ framesCompared: 34, agreed: 18 });
+    // A fresh instance (a restart) reads the sums back and adds to them.
+    const again = new TelemetryRollups(t.db);
+    new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), again, new DevicePresenceStore(t.db)).write([
+      { window: withShadow('s1', 3, at + 20_000, shadow(6, 0)), receivedAt: at + MIN + 20_000 },
+    ]);
+    expect(again.forDevice('s1', 'minute', at, at + MIN)[0]?.shadow).toEqual({ framesCompared: 20, agreed: 13 });
   });
 });

@@ -23,6 +23,8 @@ export interface Rollup {
   classCounts: Counts;
   /** all cameras' latency histograms merged, one per spec seen */
   latency: Histogram[];
+  /** champion against challenger (shadow mode): sampled frames both answered, and of those the ones whose top-1 labels agreed */
+  shadow: { framesCompared: number; agreed: number };
 }
 
 export interface GroupRollup extends Rollup {
@@ -40,6 +42,8 @@ interface RollupRow {
   inference_errors: number;
   class_counts_json: string;
   latency_json: string;
+  shadow_compared: number;
+  shadow_agreed: number;
 }
 
 // Null-prototype maps: a label may be any string, "__proto__" included.
@@ -95,6 +99,8 @@ interface Contribution {
   inferenceErrors: number;
   classCounts: Counts;
   latency: LatencyBins;
+  shadowCompared: number;
+  shadowAgreed: number;
 }
 
 /**
@@ -111,10 +117,12 @@ export class RollupBatch {
       const key = `${resolution}\u0000${deviceId}\u0000${bucketStart}`;
       let c = this.rows.get(key);
       if (!c) {
-        c = { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: dict(), latency: dict() };
+        c = { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: dict(), latency: dict(), shadowCompared: 0, shadowAgreed: 0 };
         this.rows.set(key, c);
       }
       c.windows++;
+      c.shadowCompared += w.shadow?.framesCompared ?? 0;
+      c.shadowAgreed += w.shadow?.agreed ?? 0;
       for (const cam of w.cameras) {
         c.framesReceived += cam.framesReceived;
         c.framesInferred += cam.framesInferred;
@@ -142,6 +150,8 @@ function addContribution(into: Contribution, from: Contribution): Contribution {
   into.framesReceived += from.framesReceived;
   into.framesInferred += from.framesInferred;
   into.framesDropped += from.framesDropped;
+  into.shadowCompared += from.shadowCompared;
+  into.shadowAgreed += from.shadowAgreed;
   into.inferenceErrors += from.inferenceErrors;
   addCounts(into.classCounts, from.classCounts);
   addLatency(into.latency, from.latency);
@@ -159,10 +169,11 @@ function toRollup(r: RollupRow): Rollup {
     inferenceErrors: r.inference_errors,
     classCounts: { ...parseCounts(r.class_counts_json) },
     latency,
+    shadow: { framesCompared: r.shadow_compared, agreed: r.shadow_agreed },
   };
 }
 
-const COLUMNS = 'windows, frames_received, frames_inferred, frames_dropped, inference_errors, class_counts_json, latency_json';
+const COLUMNS = 'windows, frames_received, frames_inferred, frames_dropped, inference_errors, class_counts_json, latency_json, shadow_compared, shadow_agreed';
 
 /**
  * Per-minute and per-hour rollups per device, maintained inside the ingest
@@ -194,13 +205,14 @@ export class TelemetryRollups {
     this.insert = each((t) =>
       db.prepare(
         `INSERT INTO ${t} (device_id, bucket_start, ${COLUMNS})
-         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency)`,
+         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency, @shadowCompared, @shadowAgreed)`,
       ),
     );
     this.update = each((t) =>
       db.prepare(
         `UPDATE ${t} SET windows = @windows, frames_received = @framesReceived, frames_inferred = @framesInferred, frames_dropped = @framesDropped,
-           inference_errors = @inferenceErrors, class_counts_json = @classCounts, latency_json = @latency
+           inference_errors = @inferenceErrors, class_counts_json = @classCounts, latency_json = @latency,
+           shadow_compared = @shadowCompared, shadow_agreed = @shadowAgreed
          WHERE device_id = @deviceId AND bucket_start = @bucketStart`,
       ),
     );
@@ -212,7 +224,7 @@ export class TelemetryRollups {
       db.prepare(
         `SELECT r.bucket_start, COUNT(*) AS devices, SUM(r.windows) AS windows, SUM(r.frames_received) AS frames_received,
                 SUM(r.frames_inferred) AS frames_inferred, SUM(r.frames_dropped) AS frames_dropped,
-                SUM(r.inference_errors) AS inference_errors,
+                SUM(r.inference_errors) AS inference_errors, SUM(r.shadow_compared) AS shadow_compared, SUM(r.shadow_agreed) AS shadow_agreed,
                 perch_counts_sum(r.class_counts_json) AS class_counts_json, perch_latency_sum(r.latency_json) AS latency_json
          FROM device_groups g JOIN ${t} r ON r.device_id = g.device_id
          WHERE g.group_name = ? AND r.bucket_start >= ? AND r.bucket_start < ?
@@ -237,6 +249,8 @@ export class TelemetryRollups {
         framesInferred: sums.framesInferred,
         framesDropped: sums.framesDropped,
         inferenceErrors: sums.inferenceErrors,
+        shadowCompared: sums.shadowCompared,
+        shadowAgreed: sums.shadowAgreed,
         classCounts: JSON.stringify(sums.classCounts),
         latency: JSON.stringify(sums.latency),
       });
@@ -263,6 +277,8 @@ export class TelemetryRollups {
       inferenceErrors: r.inference_errors,
       classCounts: parseCounts(r.class_counts_json),
       latency: parseLatency(r.latency_json),
+      shadowCompared: r.shadow_compared,
+      shadowAgreed: r.shadow_agreed,
     };
   }
 

@@ -97,6 +97,8 @@ describe('fleet telemetry API', () => {
     expect(m0.latency[0]!.p50Ms).toBeCloseTo(5.625, 9);
     expect(m0.latency[0]!.p95Ms).toBeCloseTo(12.75, 9);
     expect(m0.latency[0]!.meanMs).toBeCloseTo((40 * 5.5 + 10 * 12.5) / 50, 9);
+    // No challenger ran: nothing compared, and no agreement to speak of.
+    expect((m0 as unknown as { shadow: unknown }).shadow).toEqual({ framesCompared: 0, agreed: 0, agreement: null });
   });
 
   it("serves a group's rollup: its members' windows added bucket by bucket", async () => {

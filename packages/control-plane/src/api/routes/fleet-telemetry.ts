@@ -72,6 +72,13 @@ const rollupSchema = z
     inferenceErrors: z.number().int(),
     classCounts: z.record(z.string(), z.number().int()),
     latency: z.array(latencySchema).openapi({ description: "all cameras' latency histograms merged, one per spec" }),
+    shadow: z
+      .object({
+        framesCompared: z.number().int().openapi({ description: 'sampled frames both the champion and a challenger in shadow answered' }),
+        agreed: z.number().int().openapi({ description: 'of those, frames whose top-1 labels were equal' }),
+        agreement: z.number().nullable().openapi({ description: 'agreed / framesCompared; null when nothing was compared' }),
+      })
+      .openapi({ description: 'champion against challenger (shadow mode) in this bucket' }),
   })
   .openapi('Rollup');
 
@@ -183,6 +190,7 @@ const rollupView = (r: Rollup | GroupRollup) => ({
   inferenceErrors: r.inferenceErrors,
   classCounts: r.classCounts,
   latency: r.latency.map(latencyView),
+  shadow: { ...r.shadow, agreement: r.shadow.framesCompared > 0 ? r.shadow.agreed / r.shadow.framesCompared : null },
 });
 
 /** Fleet telemetry: rollups per device and per group, sequence gaps, the fleet at a glance. */
