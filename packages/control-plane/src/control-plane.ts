@@ -212,7 +212,7 @@ export class ControlPlane {
       .register(provisionHandler(identity, bus));
     // Windows and events, the data devices keep in their outboxes: acknowledged only once committed, where the broker can
     // (embedded, device-intake.ts); the bus hears the rest. A rejection there is logged and counted by the dispatcher.
-    const taken = broker.takeDeviceMessages(DURABLE_DEVICE_KINDS, (topic, payload) => dispatcher.dispatch(topic, payload, false));
+    const taken = broker.takeDeviceMessages(DURABLE_DEVICE_KINDS, (device, topic, payload) => dispatcher.dispatchParsed(device, topic, payload, false));
     bus.onMessage((topic, payload) => void dispatcher.dispatch(topic, payload)?.catch(() => undefined));
     // A device heard from (perhaps for the first time) may fall in a rollout's target: the engine looks soon.
     bus.onMessage((topic) => {
@@ -251,11 +251,10 @@ export class ControlPlane {
     // Devices first (embedded): after this nothing new is acknowledged that the bus might miss.
     // An external broker queues for the bus's persistent session instead.
     await r.broker.quiesce();
-    // Then what was taken is committed (and its devices, if still connected, acknowledged).
-    r.ingest.stop();
     await r.bus.stop();
     await r.broker.stop();
-    // Anything the bus (external broker) delivered since.
+    // Last, so it holds everything either path delivered: what the intake took (its devices are gone,
+    // unacknowledged; they send it again and the duplicate is a no-op) and what the bus heard.
     r.ingest.stop();
     r.chunkServer.close();
     await r.tuf.stop();

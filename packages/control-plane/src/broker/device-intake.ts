@@ -1,4 +1,4 @@
-import { parseDeviceTopic, type DeviceTopicKind } from '@perch/shared';
+import { parseDeviceTopic, type DeviceTopicKind, type ParsedDeviceTopic } from '@perch/shared';
 import type { PublishPacket } from 'aedes';
 import type { Principal } from './broker-access.js';
 import { drop } from './broker-limits.js';
@@ -8,7 +8,7 @@ import { drop } from './broker-limits.js';
  * promise that settles once it is durable (resolves) or was not kept, so the
  * device must send it again (rejects).
  */
-export type DeviceIntakeHandler = (topic: string, payload: Buffer) => Promise<void> | undefined;
+export type DeviceIntakeHandler = (device: ParsedDeviceTopic, topic: string, payload: Buffer) => Promise<void> | undefined;
 
 export interface DeviceIntakeStats {
   /** messages taken and acknowledged */
@@ -44,10 +44,10 @@ export class DeviceIntake {
   admit(who: Principal, packet: PublishPacket, callback: (err: Error | null) => void): void {
     const take = this.take;
     if (!take || who.kind !== 'device') return callback(null);
-    const kind = parseDeviceTopic(packet.topic)?.kind;
-    if (kind === undefined || !this.kinds.has(kind)) return callback(null);
+    const device = parseDeviceTopic(packet.topic);
+    if (device === null || !this.kinds.has(device.kind)) return callback(null);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const pending = take(packet.topic, payload);
+    const pending = take(device, packet.topic, payload);
     if (pending === undefined) return this.taken(packet, callback);
     pending.then(
       () => this.taken(packet, callback),

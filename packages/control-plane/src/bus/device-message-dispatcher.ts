@@ -1,4 +1,4 @@
-import { decodeJson, parseDeviceTopic, type DeviceTopicKind } from '@perch/shared';
+import { decodeJson, parseDeviceTopic, type DeviceTopicKind, type ParsedDeviceTopic } from '@perch/shared';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 
@@ -57,7 +57,11 @@ export class DeviceMessageDispatcher {
    * did not keep it (the broker's intake then leaves it unacknowledged).
    */
   dispatch(topic: string, payload: Buffer, acknowledged = true): Promise<void> | undefined {
-    const t = parseDeviceTopic(topic);
+    return this.dispatchParsed(parseDeviceTopic(topic), topic, payload, acknowledged);
+  }
+
+  /** As dispatch(), for a caller that has parsed the topic already (`t`: null when it is no device topic). */
+  dispatchParsed(t: ParsedDeviceTopic | null, topic: string, payload: Buffer, acknowledged: boolean): Promise<void> | undefined {
     const handler = t ? this.handlers.get(t.kind) : undefined;
     if (!t || !handler) return this.drop(topic, 'no handler for this topic');
     if (payload.length === 0) {

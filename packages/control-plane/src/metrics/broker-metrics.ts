@@ -1,5 +1,6 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { LimitCounts } from '../broker/broker-limits.js';
+import { mirroredCounter } from './mirrored-counter.js';
 
 /** What the embedded broker's limits did (`EmbeddedBroker.stats`): totals, and the ids of the clients that ran into one. */
 export type BrokerLimitStats = LimitCounts & { clients: Readonly<Record<string, unknown>> };
@@ -12,40 +13,27 @@ export type BrokerLimitStats = LimitCounts & { clients: Readonly<Record<string, 
  */
 export function registerBrokerMetrics(registry: Registry, prefix: string, read: () => BrokerLimitStats): void {
   const registers = [registry];
-  new Counter({
-    name: `${prefix}broker_publishes_dropped_total`,
-    help: 'MQTT publishes acknowledged and dropped by the broker, per reason: payload_size (over its topic kind limit), rate (QoS 0 over the client rate)',
-    labelNames: ['reason'],
+  mirroredCounter(
     registers,
-    collect() {
+    `${prefix}broker_publishes_dropped_total`,
+    'MQTT publishes acknowledged and dropped by the broker, per reason: payload_size (over its topic kind limit), rate (QoS 0 over the client rate)',
+    () => {
       const s = read();
-      this.reset();
-      this.inc({ reason: 'payload_size' }, s.oversizePublishes);
-      this.inc({ reason: 'rate' }, s.rateDropped);
+      return { payload_size: s.oversizePublishes, rate: s.rateDropped };
     },
-  });
-  new Counter({
-    name: `${prefix}broker_publishes_held_total`,
-    help: 'MQTT QoS 1/2 publishes held back, unacknowledged, until the client rate allowed them',
+    'reason',
+  );
+  mirroredCounter(registers, `${prefix}broker_publishes_held_total`, 'MQTT QoS 1/2 publishes held back, unacknowledged, until the client rate allowed them', () => read().rateDelayed);
+  mirroredCounter(
     registers,
-    collect() {
-      this.reset();
-      this.inc(read().rateDelayed);
-    },
-  });
-  new Counter({
-    name: `${prefix}broker_disconnects_total`,
-    help: 'MQTT connections the broker closed, per reason: packet_size (a packet over the socket cap), rate (too far over the client rate), slow_consumer (not reading what it is sent)',
-    labelNames: ['reason'],
-    registers,
-    collect() {
+    `${prefix}broker_disconnects_total`,
+    'MQTT connections the broker closed, per reason: packet_size (a packet over the socket cap), rate (too far over the client rate), slow_consumer (not reading what it is sent)',
+    () => {
       const s = read();
-      this.reset();
-      this.inc({ reason: 'packet_size' }, s.oversizePackets);
-      this.inc({ reason: 'rate' }, s.rateDisconnects);
-      this.inc({ reason: 'slow_consumer' }, s.slowConsumerDisconnects);
+      return { packet_size: s.oversizePackets, rate: s.rateDisconnects, slow_consumer: s.slowConsumerDisconnects };
     },
-  });
+    'reason',
+  );
   new Gauge({
     name: `${prefix}broker_limited_clients`,
     help: 'MQTT client ids that ran into any broker limit since the control plane started',

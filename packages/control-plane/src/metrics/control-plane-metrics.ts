@@ -1,12 +1,13 @@
 import { statSync } from 'node:fs';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { DispatchStats } from '../bus/device-message-dispatcher.js';
 import type { IngestStats, TelemetryIngest } from '../ingest/telemetry-ingest.js';
 import type { PresenceCounts } from '../store/device-presence-store.js';
 import type { GapTotals } from '../telemetry/gap-detector.js';
 import type { WebhookStats } from '../rollouts/webhook-delivery.js';
-import { RETENTION_TARGETS, type RetentionCounts } from '../telemetry/retention.js';
+import type { RetentionCounts } from '../telemetry/retention.js';
 import { registerBrokerMetrics, type BrokerLimitStats } from './broker-metrics.js';
+import { mirroredCounter } from './mirrored-counter.js';
 
 /** Where the metrics read their values, at scrape time. */
 export interface MetricSources {
@@ -50,16 +51,7 @@ export class ControlPlaneMetrics {
     const p = METRIC_PREFIX;
     collectDefaultMetrics({ register: this.registry, prefix: p });
 
-    const mirror = (name: string, help: string, read: (s: IngestStats) => number) =>
-      new Counter({
-        name: `${p}${name}`,
-        help,
-        registers,
-        collect() {
-          this.reset();
-          this.inc(read(sources.ingest.stats));
-        },
-      });
+    const mirror = (name: string, help: string, read: (s: IngestStats) => number) => mirroredCounter(registers, `${p}${name}`, help, () => read(sources.ingest.stats));
     mirror('telemetry_windows_received_total', 'Telemetry windows received and accepted for ingest', (s) => s.received);
     mirror('telemetry_windows_inserted_total', 'Telemetry windows stored for the first time (late ones included)', (s) => s.inserted);
     mirror('telemetry_windows_duplicate_total', 'Telemetry windows already stored (redeliveries)', (s) => s.duplicates);
@@ -96,19 +88,16 @@ export class ControlPlaneMetrics {
 
     const webhooks = sources.rolloutWebhooks;
     if (webhooks) {
-      new Counter({
-        name: `${p}rollout_webhook_deliveries_total`,
-        help: 'Rollout webhook deliveries by outcome: delivered (a 2xx), retried (a try that failed), given_up (too many tries, too old, too many waiting, or the webhook left the config)',
-        labelNames: ['outcome'],
+      mirroredCounter(
         registers,
-        collect() {
+        `${p}rollout_webhook_deliveries_total`,
+        'Rollout webhook deliveries by outcome: delivered (a 2xx), retried (a try that failed), given_up (too many tries, too old, too many waiting, or the webhook left the config)',
+        () => {
           const w = webhooks();
-          this.reset();
-          this.inc({ outcome: 'delivered' }, w.delivered);
-          this.inc({ outcome: 'retried' }, w.retried);
-          this.inc({ outcome: 'given_up' }, w.givenUp);
+          return { delivered: w.delivered, retried: w.retried, given_up: w.givenUp };
         },
-      });
+        'outcome',
+      );
     }
 
     new Gauge({
@@ -132,15 +121,7 @@ export class ControlPlaneMetrics {
         this.set({ status: 'silent' }, c.silent);
       },
     });
-    new Counter({
-      name: `${p}devices_marked_silent_total`,
-      help: 'Devices the presence sweeper marked offline for silence',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sources.markedSilent());
-      },
-    });
+    mirroredCounter(registers, `${p}devices_marked_silent_total`, 'Devices the presence sweeper marked offline for silence', () => sources.markedSilent());
     new Gauge({
       name: `${p}telemetry_missing_windows`,
       help: 'Telemetry seqs missing, per state: pending (within the grace period) or lost',
@@ -160,26 +141,8 @@ export class ControlPlaneMetrics {
         this.set(sources.gaps().devicesWithGaps);
       },
     });
-    new Counter({
-      name: `${p}dispatch_dropped_total`,
-      help: 'Device messages dropped: malformed, schema-invalid, wrong device, or a failing handler',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sources.dispatch().dropped);
-      },
-    });
-    new Counter({
-      name: `${p}retention_deleted_rows_total`,
-      help: 'Rows deleted by retention (telemetry and audit log), per kind',
-      labelNames: ['kind'],
-      registers,
-      collect() {
-        this.reset();
-        const d = sources.retentionDeleted();
-        for (const kind of RETENTION_TARGETS) this.inc({ kind }, d[kind]);
-      },
-    });
+    mirroredCounter(registers, `${p}dispatch_dropped_total`, 'Device messages dropped: malformed, schema-invalid, wrong device, or a failing handler', () => sources.dispatch().dropped);
+    mirroredCounter(registers, `${p}retention_deleted_rows_total`, 'Rows deleted by retention (telemetry and audit log), per kind', () => sources.retentionDeleted(), 'kind');
     new Gauge({
       name: `${p}database_size_bytes`,
       help: 'SQLite database size on disk, per file: main, wal',

@@ -1,4 +1,5 @@
 import { emptyHistogram, LATENCY_SPEC, mergeHistograms, type Histogram, type ShadowWindow, type TelemetryWindow } from '@perch/shared';
+import { addLabelCounts, emptyMap } from '../telemetry/label-counts.js';
 
 /** What a set of devices' windows add up to: the inputs of the data gates. */
 export interface CohortStats {
@@ -25,10 +26,9 @@ export interface ShadowStats {
   challengerMs: Histogram;
 }
 
-const dict = (): Record<string, number> => Object.create(null) as Record<string, number>;
 
 export function emptyCohortStats(): CohortStats {
-  return { devices: new Set(), windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: dict(), latency: emptyHistogram(LATENCY_SPEC) };
+  return { devices: new Set(), windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: emptyMap<number>(), latency: emptyHistogram(LATENCY_SPEC) };
 }
 
 export function emptyShadowStats(): ShadowStats {
@@ -37,16 +37,13 @@ export function emptyShadowStats(): ShadowStats {
     framesCompared: 0,
     agreed: 0,
     errors: 0,
-    championLabels: dict(),
-    challengerLabels: dict(),
+    championLabels: emptyMap<number>(),
+    challengerLabels: emptyMap<number>(),
     championMs: emptyHistogram(LATENCY_SPEC),
     challengerMs: emptyHistogram(LATENCY_SPEC),
   };
 }
 
-function addCounts(into: Record<string, number>, from: Record<string, number>): void {
-  for (const k in from) into[k] = (into[k] ?? 0) + (from[k] as number);
-}
 
 function addHistogram(into: Histogram, h: Histogram): Histogram {
   return h.spec === into.spec ? mergeHistograms(into, h) : into;
@@ -60,7 +57,7 @@ export function addWindow(s: CohortStats, w: TelemetryWindow): void {
     s.framesInferred += cam.framesInferred;
     s.framesDropped += cam.framesDropped;
     s.inferenceErrors += cam.inferenceErrors;
-    addCounts(s.classCounts, cam.classCounts);
+    addLabelCounts(s.classCounts, cam.classCounts);
     s.latency = addHistogram(s.latency, cam.latencyMs);
   }
 }
@@ -87,7 +84,7 @@ export function mergeCohortStats(a: CohortStats, b: CohortStats): CohortStats {
     out.framesInferred += s.framesInferred;
     out.framesDropped += s.framesDropped;
     out.inferenceErrors += s.inferenceErrors;
-    addCounts(out.classCounts, s.classCounts);
+    addLabelCounts(out.classCounts, s.classCounts);
     out.latency = addHistogram(out.latency, s.latency);
   }
   return out;
@@ -100,8 +97,8 @@ export function mergeShadowStats(a: ShadowStats, b: ShadowStats): ShadowStats {
     out.framesCompared += s.framesCompared;
     out.agreed += s.agreed;
     out.errors += s.errors;
-    addCounts(out.championLabels, s.championLabels);
-    addCounts(out.challengerLabels, s.challengerLabels);
+    addLabelCounts(out.championLabels, s.championLabels);
+    addLabelCounts(out.challengerLabels, s.challengerLabels);
     out.championMs = addHistogram(out.championMs, s.championMs);
     out.challengerMs = addHistogram(out.challengerMs, s.challengerMs);
   }

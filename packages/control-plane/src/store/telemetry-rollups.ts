@@ -1,5 +1,6 @@
 import type { Histogram, HistogramSpecId, TelemetryWindow } from '@perch/shared';
 import type Database from 'better-sqlite3';
+import { addLabelCounts, emptyMap, type LabelCounts } from '../telemetry/label-counts.js';
 import type { Db } from './database.js';
 
 export const ROLLUP_RESOLUTIONS = ['minute', 'hour'] as const;
@@ -10,7 +11,6 @@ const TABLES: Record<RollupResolution, string> = { minute: 'telemetry_rollups_mi
 
 /** Latency bins as stored: per histogram spec, so windows of older agents (v1) never mix with v2 bins. */
 type LatencyBins = Record<string, { counts: number[]; sum: number }>;
-type Counts = Record<string, number>;
 
 export interface Rollup {
   bucketStart: number;
@@ -20,7 +20,7 @@ export interface Rollup {
   /** frames replaced by a newer one before inference took them (skipped) */
   framesDropped: number;
   inferenceErrors: number;
-  classCounts: Counts;
+  classCounts: LabelCounts;
   /** all cameras' latency histograms merged, one per spec seen */
   latency: Histogram[];
   /** champion against challenger (shadow mode): sampled frames both answered, and of those the ones whose top-1 labels agreed */
@@ -46,14 +46,6 @@ interface RollupRow {
   shadow_agreed: number;
 }
 
-// Null-prototype maps: a label may be any string, "__proto__" included.
-const dict = <T>(): Record<string, T> => Object.create(null) as Record<string, T>;
-
-function addCounts(into: Counts, from: Counts): Counts {
-  // for-in over JSON.parse output: own keys only (plain objects), and quicker than Object.entries on this path.
-  for (const k in from) into[k] = (into[k] ?? 0) + (from[k] as number);
-  return into;
-}
 
 function addLatency(into: LatencyBins, from: LatencyBins): LatencyBins {
   for (const [spec, h] of Object.entries(from)) {
@@ -68,8 +60,8 @@ function addLatency(into: LatencyBins, from: LatencyBins): LatencyBins {
   return into;
 }
 
-const parseCounts = (json: string): Counts => addCounts(dict(), JSON.parse(json) as Counts);
-const parseLatency = (json: string): LatencyBins => addLatency(dict(), JSON.parse(json) as LatencyBins);
+const parseCounts = (json: string): LabelCounts => addLabelCounts(emptyMap(), JSON.parse(json) as LabelCounts);
+const parseLatency = (json: string): LatencyBins => addLatency(emptyMap(), JSON.parse(json) as LatencyBins);
 
 /**
  * SQL functions the group queries use: they add the members' JSON maps in
@@ -77,12 +69,12 @@ const parseLatency = (json: string): LatencyBins => addLatency(dict(), JSON.pars
  */
 function registerFunctions(db: Db): void {
   db.aggregate('perch_counts_sum', {
-    start: () => dict<number>(),
-    step: (acc: Counts, json: unknown) => addCounts(acc, JSON.parse(String(json)) as Counts),
-    result: (acc: Counts) => JSON.stringify(acc),
+    start: () => emptyMap<number>(),
+    step: (acc: LabelCounts, json: unknown) => addLabelCounts(acc, JSON.parse(String(json)) as LabelCounts),
+    result: (acc: LabelCounts) => JSON.stringify(acc),
   });
   db.aggregate('perch_latency_sum', {
-    start: () => dict<LatencyBins[string]>(),
+    start: () => emptyMap<LatencyBins[string]>(),
     step: (acc: LatencyBins, json: unknown) => addLatency(acc, JSON.parse(String(json)) as LatencyBins),
     result: (acc: LatencyBins) => JSON.stringify(acc),
   });
@@ -97,7 +89,7 @@ interface Contribution {
   framesInferred: number;
   framesDropped: number;
   inferenceErrors: number;
-  classCounts: Counts;
+  classCounts: LabelCounts;
   latency: LatencyBins;
   shadowCompared: number;
   shadowAgreed: number;
@@ -117,7 +109,7 @@ export class RollupBatch {
       const key = `${resolution}\u0000${deviceId}\u0000${bucketStart}`;
       let c = this.rows.get(key);
       if (!c) {
-        c = { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: dict(), latency: dict(), shadowCompared: 0, shadowAgreed: 0 };
+        c = { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: emptyMap(), latency: emptyMap(), shadowCompared: 0, shadowAgreed: 0 };
         this.rows.set(key, c);
       }
       c.windows++;
@@ -128,7 +120,7 @@ export class RollupBatch {
         c.framesInferred += cam.framesInferred;
         c.framesDropped += cam.framesDropped;
         c.inferenceErrors += cam.inferenceErrors;
-        addCounts(c.classCounts, cam.classCounts);
+        addLabelCounts(c.classCounts, cam.classCounts);
         addLatency(c.latency, { [cam.latencyMs.spec]: cam.latencyMs });
       }
     }
@@ -153,7 +145,7 @@ function addContribution(into: Contribution, from: Contribution): Contribution {
   into.shadowCompared += from.shadowCompared;
   into.shadowAgreed += from.shadowAgreed;
   into.inferenceErrors += from.inferenceErrors;
-  addCounts(into.classCounts, from.classCounts);
+  addLabelCounts(into.classCounts, from.classCounts);
   addLatency(into.latency, from.latency);
   return into;
 }
