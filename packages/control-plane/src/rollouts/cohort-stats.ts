@@ -1,4 +1,5 @@
 import { emptyHistogram, LATENCY_SPEC, mergeHistograms, type Histogram, type ShadowWindow, type TelemetryWindow } from '@perch/shared';
+import { addFrameTotals } from '../telemetry/frame-totals.js';
 import { addLabelCounts, emptyMap } from '../telemetry/label-counts.js';
 
 /** What a set of devices' windows add up to: the inputs of the data gates. */
@@ -53,11 +54,7 @@ export function addWindow(s: CohortStats, w: TelemetryWindow): void {
   s.devices.add(w.deviceId);
   s.windows++;
   for (const cam of w.cameras) {
-    s.framesReceived += cam.framesReceived;
-    s.framesInferred += cam.framesInferred;
-    s.framesDropped += cam.framesDropped;
-    s.inferenceErrors += cam.inferenceErrors;
-    addLabelCounts(s.classCounts, cam.classCounts);
+    addFrameTotals(s, cam);
     s.latency = addHistogram(s.latency, cam.latencyMs);
   }
 }
@@ -80,11 +77,7 @@ export function mergeCohortStats(a: CohortStats, b: CohortStats): CohortStats {
   for (const s of [a, b]) {
     for (const d of s.devices) out.devices.add(d);
     out.windows += s.windows;
-    out.framesReceived += s.framesReceived;
-    out.framesInferred += s.framesInferred;
-    out.framesDropped += s.framesDropped;
-    out.inferenceErrors += s.inferenceErrors;
-    addLabelCounts(out.classCounts, s.classCounts);
+    addFrameTotals(out, s);
     out.latency = addHistogram(out.latency, s.latency);
   }
   return out;

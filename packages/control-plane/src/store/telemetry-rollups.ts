@@ -1,5 +1,6 @@
 import type { Histogram, HistogramSpecId, TelemetryWindow } from '@perch/shared';
 import type Database from 'better-sqlite3';
+import { addFrameTotals } from '../telemetry/frame-totals.js';
 import { addLabelCounts, emptyMap, type LabelCounts } from '../telemetry/label-counts.js';
 import type { Db } from './database.js';
 
@@ -116,11 +117,7 @@ export class RollupBatch {
       c.shadowCompared += w.shadow?.framesCompared ?? 0;
       c.shadowAgreed += w.shadow?.agreed ?? 0;
       for (const cam of w.cameras) {
-        c.framesReceived += cam.framesReceived;
-        c.framesInferred += cam.framesInferred;
-        c.framesDropped += cam.framesDropped;
-        c.inferenceErrors += cam.inferenceErrors;
-        addLabelCounts(c.classCounts, cam.classCounts);
+        addFrameTotals(c, cam);
         addLatency(c.latency, { [cam.latencyMs.spec]: cam.latencyMs });
       }
     }
@@ -139,13 +136,9 @@ export class RollupBatch {
 /** `from` added into `into` (same device and bucket); returns `into`. */
 function addContribution(into: Contribution, from: Contribution): Contribution {
   into.windows += from.windows;
-  into.framesReceived += from.framesReceived;
-  into.framesInferred += from.framesInferred;
-  into.framesDropped += from.framesDropped;
   into.shadowCompared += from.shadowCompared;
   into.shadowAgreed += from.shadowAgreed;
-  into.inferenceErrors += from.inferenceErrors;
-  addLabelCounts(into.classCounts, from.classCounts);
+  addFrameTotals(into, from);
   addLatency(into.latency, from.latency);
   return into;
 }
