@@ -110,7 +110,7 @@ describe('fleet simulator', () => {
     // Stop producing, let the outboxes empty, and compare what was produced with what is stored.
     sim.setTelemetry(null);
     await sim.drained(30_000);
-    cp.services.fleet.ingest.flush();
+    await cp.services.fleet.ingest.flush();
     const stats = sim.stats();
     expect(stats.windowsDropped).toBe(0);
     expect(stats.windowsProduced).toBeGreaterThan(DEVICES * 5);

@@ -95,7 +95,7 @@ describe('payload fuzzing', () => {
     expect(cp.stats.broker.oversizePackets - before.broker.oversizePackets).toBe(cuts);
 
     // Stored: exactly the accepted windows and events, and every stored row valid.
-    cp.services.fleet.ingest.flush();
+    await cp.services.fleet.ingest.flush();
     expect(cp.stats.telemetry.failedBatches).toBe(0);
     const ids = [...devices.map((d) => d.deviceId), 'fuzz-claimant'];
     const audit = auditStore(cp.db, ids, true);

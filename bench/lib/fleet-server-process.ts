@@ -168,9 +168,9 @@ function stats(): ServerStats {
 }
 
 /** Row counts; with `validate`, every stored payload checked against its schema (slow on a big table). */
-function audit(deviceIds: string[], validate: boolean): AuditResult {
+async function audit(deviceIds: string[], validate: boolean): Promise<AuditResult> {
   if (!cp) throw new Error('no control plane');
-  cp.services.fleet.ingest.flush();
+  await cp.services.fleet.ingest.flush();
   return auditStore(cp.db, deviceIds, validate);
 }
 
@@ -202,7 +202,7 @@ async function handle(c: ServerCommand): Promise<Record<string, unknown>> {
       ingestLatency.reset();
       return {};
     case 'audit':
-      return { audit: audit(c.deviceIds, c.validate) };
+      return { audit: await audit(c.deviceIds, c.validate) };
     case 'stop': {
       const t0 = performance.now();
       await stop();

@@ -255,7 +255,7 @@ export class ControlPlane {
     await r.broker.stop();
     // Last, so it holds everything either path delivered: what the intake took (its devices are gone,
     // unacknowledged; they send it again and the duplicate is a no-op) and what the bus heard.
-    r.ingest.stop();
+    await r.ingest.stop();
     r.chunkServer.close();
     await r.tuf.stop();
     r.db.close();

@@ -21,3 +21,4 @@ export * from './tuf-target.js';
 export * from './atomic-file.js';
 export * from './device-provisioning.js';
 export * from './credential-sealing.js';
+export * from './module-worker.js';

@@ -1,9 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
-import type { ModelMetadata } from '@perch/shared';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker, type ModelMetadata } from '@perch/shared';
 import { createPreprocessor, type Preprocessor } from './preprocess.js';
 import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
@@ -107,7 +105,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
   async start(): Promise<void> {
     if (this.worker) throw new Error('inference runner already started');
     const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, allowSpinning: this.opts.allowSpinning ?? false, maxBatch: this.opts.maxBatch ?? 1 };
-    const worker = spawnWorker(init);
+    const worker = spawnModuleWorker(import.meta.url, 'inference-worker', { workerData: init });
     this.worker = worker;
     // Only our own listeners are removed: a Worker keeps internal ones on itself.
     let onMessage!: (msg: FromWorker) => void;
@@ -266,20 +264,4 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }
-}
-
-/**
- * The agent runs as compiled JS, where the worker is the .js file beside this
- * one. Tests run the TypeScript sources; there the worker is booted through
- * tsx (a dev dependency), since a worker does not inherit the test runner's
- * transform.
- */
-function spawnWorker(init: WorkerInit): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./inference-worker.js', here), { workerData: init });
-  // The ESM build of tsx's API; its CommonJS build cannot be imported from an eval'd worker.
-  const tsxApi = new URL('./api/index.mjs', pathToFileURL(createRequire(here).resolve('tsx/esm'))).href;
-  const workerUrl = new URL('./inference-worker.ts', here).href;
-  const boot = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(workerUrl)}); });`;
-  return new Worker(boot, { eval: true, workerData: init });
 }

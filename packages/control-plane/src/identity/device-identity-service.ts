@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { DeviceAuthentication, DeviceAuthenticator } from '../broker/broker-access.js';
 import type { ExternalBrokerAccess } from '../broker/mosquitto-broker-access.js';
 import { ClaimTokenStore, type ClaimTokenRecord } from '../store/claim-token-store.js';
-import type { Db } from '../store/database.js';
+import { writeTransaction, type Db } from '../store/database.js';
 import { DeviceIdentityStore, type DeviceCredentialRecord, type Revocation } from '../store/device-identity-store.js';
 import { DeviceLabelStore, type DeviceLabels, type DeviceSelector } from '../store/device-label-store.js';
 import type { DeviceStore } from '../store/device-store.js';
@@ -142,7 +142,7 @@ export class DeviceIdentityService implements DeviceAuthenticator {
     const add = this.parse(labelsInputSchema, labels);
     const password = newSecret();
     const issuedAt = this.now();
-    const replaced = this.db.transaction(() => {
+    const replaced = writeTransaction(this.db, () => {
       this.devices.ensure(id, issuedAt);
       const had = this.identities.credential(id) !== null;
       this.identities.readmit(id);
@@ -168,7 +168,7 @@ export class DeviceIdentityService implements DeviceAuthenticator {
   async revoke(deviceId: string, reason: string | null = null): Promise<{ deviceId: string; revokedAt: number; reason: string | null; disconnected: boolean }> {
     const id = this.knownDevice(deviceId);
     const at = this.now();
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.identities.revoke(id, reason, at);
       this.identities.deleteCredential(id);
     })();
@@ -188,7 +188,7 @@ export class DeviceIdentityService implements DeviceAuthenticator {
    */
   claim(deviceId: string, claimToken: string, agentVersion?: string): ClaimResult {
     const now = this.now();
-    const result = this.db.transaction((): ClaimResult => {
+    const result = writeTransaction(this.db, (): ClaimResult => {
       const refuse = (code: ProvisionRefusal, reason: string): ClaimResult => ({ status: 'refused', code, reason });
       const token = this.tokens.byHash(sha256Hex(claimToken));
       if (!token) return refuse('claim-token-unknown', 'the claim token is not known to this control plane');
@@ -289,7 +289,7 @@ export class DeviceIdentityService implements DeviceAuthenticator {
   setLabels(deviceId: string, labels: { tags: string[]; groups: string[] }): DeviceLabels {
     const id = this.deviceId(deviceId);
     const parsed = this.parse(labelsInputSchema, labels);
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.devices.ensure(id, this.now());
       this.labelStore.replace(id, { tags: parsed.tags ?? [], groups: parsed.groups ?? [] });
     })();

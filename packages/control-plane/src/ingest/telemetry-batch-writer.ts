@@ -1,6 +1,6 @@
 import type { TelemetryWindow } from '@perch/shared';
 import type { GapDetector } from '../telemetry/gap-detector.js';
-import type { Db } from '../store/database.js';
+import { writeTransaction, type Db } from '../store/database.js';
 import type { DevicePresenceStore } from '../store/device-presence-store.js';
 import { RollupBatch, type TelemetryRollups } from '../store/telemetry-rollups.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
@@ -11,6 +11,8 @@ export interface PendingWindow {
   receivedAt: number;
   /** called once it is committed (no argument) or will not be (an error): the embedded broker acknowledges the device then */
   done?: ((err?: Error) => void) | undefined;
+  /** the window as JSON when the caller has it already (the writer thread receives windows so) */
+  json?: string;
 }
 
 export interface BatchResult {
@@ -42,7 +44,7 @@ export class TelemetryBatchWriter {
     private readonly rollups: TelemetryRollups,
     private readonly presence: DevicePresenceStore,
   ) {
-    this.tx = db.transaction((byDevice: Map<string, PendingWindow[]>) => this.writeAll(byDevice));
+    this.tx = writeTransaction(db, (byDevice: Map<string, PendingWindow[]>) => this.writeAll(byDevice));
   }
 
   write(batch: readonly PendingWindow[]): BatchResult {
@@ -69,9 +71,9 @@ export class TelemetryBatchWriter {
       list.sort((a, b) => a.window.seq - b.window.seq);
       const seq = this.gaps.begin(deviceId);
       let lastAt = 0;
-      for (const { window, receivedAt } of list) {
+      for (const { window, receivedAt, json } of list) {
         lastAt = Math.max(lastAt, receivedAt);
-        const verdict = seq.admit(window.seq, receivedAt, () => this.windows.insertWindow(window, receivedAt));
+        const verdict = seq.admit(window.seq, receivedAt, () => this.windows.insertWindow(window, receivedAt, json));
         if (verdict === 'duplicate') {
           result.duplicates++;
           continue;

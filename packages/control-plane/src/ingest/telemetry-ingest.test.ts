@@ -23,40 +23,46 @@ beforeEach(() => {
   t = tempDatabase();
 });
 
-afterEach(() => {
-  ingest.stop();
+afterEach(async () => {
+  await ingest.stop();
   t.close();
 });
 
 describe('telemetry ingest', () => {
-  it('writes a batch when maxBatch windows wait, and tells listeners what each batch was', () => {
+  it('writes a batch when maxBatch windows wait, at most maxBatch at a time, and tells listeners what each batch was', async () => {
     ingest = ingestWith({ maxBatch: 4, maxPending: 100 });
     const batches: [number, number][] = [];
     ingest.onBatch((batch, result) => batches.push([batch.length, result.inserted]));
-    for (let seq = 0; seq < 10; seq++) ingest.enqueue(telemetryWindow('d', seq % 7), 1_000 + seq);
-    // Two full batches written; seqs 0-2 come again in the queued rest.
-    expect(stored()).toBe(7);
+    for (let seq = 0; seq < 3; seq++) ingest.enqueue(telemetryWindow('d', seq), 1_000 + seq);
+    // Under maxBatch, and the timer is an hour away: nothing written.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(stored()).toBe(0);
+    // The fourth window sends a batch, the eighth another while the first is in flight (two may be);
+    // the last two wait for one to be answered. Seqs 0-2 come again: duplicates.
+    for (let seq = 3; seq < 10; seq++) ingest.enqueue(telemetryWindow('d', seq % 7), 1_000 + seq);
     expect(ingest.queued).toBe(2);
-    expect(batches).toEqual([[4, 4], [4, 3]]);
-    expect(ingest.flush()).toBe(true);
+    expect(await ingest.flush()).toBe(true);
+    expect(stored()).toBe(7);
+    expect(ingest.queued).toBe(0);
+    expect(batches).toEqual([[4, 4], [4, 3], [2, 0]]);
     expect(ingest.stats).toMatchObject({ received: 10, inserted: 7, duplicates: 3, batches: 3, failedBatches: 0, lost: 0, lastBatchAt: expect.any(Number) });
   });
 
-  it('keeps the windows of a failed write for the next try, and drops (counting) only beyond maxPending', () => {
+  it('keeps the windows of a failed write for the next try, and drops (counting) only beyond maxPending', async () => {
     ingest = ingestWith({ maxBatch: 1000, maxPending: 5 });
     for (let seq = 0; seq < 4; seq++) ingest.enqueue(telemetryWindow('d', seq));
     // A database that refuses writes, for real.
     t.db.pragma('query_only = ON');
-    expect(ingest.flush()).toBe(false);
+    expect(await ingest.flush()).toBe(false);
     expect(ingest.queued).toBe(4);
     for (let seq = 4; seq < 7; seq++) ingest.enqueue(telemetryWindow('d', seq));
-    expect(ingest.flush()).toBe(false);
+    expect(await ingest.flush()).toBe(false);
     // 7 accepted, room for 5: the two oldest are gone, and counted.
     expect(ingest.queued).toBe(5);
     expect(ingest.stats).toMatchObject({ failedBatches: 2, lost: 2 });
 
     t.db.pragma('query_only = OFF');
-    expect(ingest.flush()).toBe(true);
+    expect(await ingest.flush()).toBe(true);
     expect(t.db.prepare('SELECT seq FROM telemetry_windows ORDER BY seq').pluck().all()).toEqual([2, 3, 4, 5, 6]);
     expect(ingest.stats).toMatchObject({ inserted: 5, lost: 2 });
   });
@@ -70,7 +76,7 @@ describe('telemetry ingest', () => {
     void committed?.then(() => (settled = true));
     await Promise.resolve();
     expect(settled).toBe(false);
-    expect(ingest.flush()).toBe(true);
+    expect(await ingest.flush()).toBe(true);
     await committed;
     expect(stored()).toBe(1);
 
@@ -78,7 +84,7 @@ describe('telemetry ingest', () => {
     t.db.pragma('query_only = ON');
     const refused = handle('d', telemetryWindow('d', 1), false);
     expect(handle('d', telemetryWindow('d', 2), true)).toBeUndefined();
-    ingest.stop();
+    await ingest.stop();
     await expect(refused).rejects.toBeInstanceOf(MessageNotKept);
     expect(ingest.stats).toMatchObject({ notKept: 1, lost: 1 });
     t.db.pragma('query_only = OFF');

@@ -1,12 +1,19 @@
 import { telemetryWindowSchema, type TelemetryWindow } from '@perch/shared';
 import type { Logger } from 'pino';
 import { defineHandler, MessageNotKept } from '../bus/device-message-dispatcher.js';
-import type { BatchResult, PendingWindow, TelemetryBatchWriter } from './telemetry-batch-writer.js';
+import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
+
+/** Where batches go: the batch writer in this thread (TelemetryBatchWriter) or on its own (TelemetryWriterThread). */
+export interface BatchSink {
+  /** commits the batch in one transaction, or throws and commits nothing */
+  write(batch: readonly PendingWindow[]): BatchResult | Promise<BatchResult>;
+  close?(): Promise<void>;
+}
 
 export interface TelemetryIngestOptions {
   /** flush when this many windows wait */
   maxBatch: number;
-  /** flush at least this often */
+  /** a window waits at most this long for more to share its batch (while none is being written) */
   flushMs: number;
   /**
    * windows kept for another try while writes fail (a full disk); beyond
@@ -16,7 +23,7 @@ export interface TelemetryIngestOptions {
   maxPending: number;
 }
 
-export const TELEMETRY_INGEST_DEFAULTS: TelemetryIngestOptions = { maxBatch: 500, flushMs: 200, maxPending: 50_000 };
+export const TELEMETRY_INGEST_DEFAULTS: TelemetryIngestOptions = { maxBatch: 500, flushMs: 100, maxPending: 50_000 };
 
 export interface IngestStats {
   received: number;
@@ -39,18 +46,32 @@ export interface IngestStats {
 export type BatchListener = (batch: readonly PendingWindow[], result: BatchResult, committedAt: number) => void;
 
 /**
+ * Batches handed to the sink before the first is answered: with two, the
+ * writer thread has the next batch while this thread settles the last one
+ * and gathers the one after (with one, it idled for each turnaround).
+ */
+const MAX_IN_FLIGHT = 2;
+
+/**
  * Telemetry windows are written in batched transactions (one commit per
  * batch, not per message); (device, seq) makes a redelivered window a no-op.
+ * Batches are sent in order and committed in order; what arrives while they
+ * are written makes the next batch, so batches grow with the load.
  */
 export class TelemetryIngest {
   private pending: PendingWindow[] = [];
+  /** the wait for a batch to fill (flushMs) */
   private timer: NodeJS.Timeout | null = null;
+  /** after a failed write: the wait before the next try (nothing is sent meanwhile) */
+  private retryTimer: NodeJS.Timeout | null = null;
+  private inFlight = 0;
+  private idleWaiters: ((written: boolean) => void)[] = [];
   private readonly listeners: BatchListener[] = [];
   private readonly arrivals: ((window: TelemetryWindow) => void)[] = [];
   readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, notKept: 0, lastBatchAt: null };
 
   constructor(
-    private readonly writer: TelemetryBatchWriter,
+    private readonly sink: BatchSink,
     private readonly log: Logger,
     private readonly opts: TelemetryIngestOptions = TELEMETRY_INGEST_DEFAULTS,
   ) {}
@@ -85,46 +106,83 @@ export class TelemetryIngest {
     this.stats.received++;
     for (const l of this.arrivals) l(window);
     this.pending.push({ window, receivedAt, done });
-    if (this.pending.length >= this.opts.maxBatch) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), this.opts.flushMs);
+    if (this.pending.length >= this.opts.maxBatch) this.pump();
+    else
+      this.timer ??= setTimeout(() => {
+        this.timer = null;
+        this.pump();
+      }, this.opts.flushMs);
   }
 
-  /** Writes what waits, a batch at a time; false when a write failed (the windows wait for the next try). */
-  flush(): boolean {
+  /**
+   * Writes what waits now, and resolves once nothing is in flight and either
+   * nothing waits (true) or a write failed (false: its windows wait for the
+   * next try). A flush also retries at once after a failure.
+   */
+  flush(): Promise<boolean> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    while (this.pending.length > 0) {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.pump();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.settleWaiters();
+    });
+  }
+
+  /** Sends batches while windows wait and the sink has room, unless waiting to retry a failed write. */
+  private pump(): void {
+    while (this.retryTimer === null && this.pending.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
       const batch = this.pending.splice(0, this.opts.maxBatch);
-      let result: BatchResult;
-      try {
-        result = this.writer.write(batch);
-      } catch (err) {
-        this.failed(batch, err);
-        return false;
-      }
-      const committedAt = Date.now();
-      const s = this.stats;
-      s.inserted += result.inserted;
-      s.duplicates += result.duplicates;
-      s.late += result.late;
-      s.missingOpened += result.missingOpened;
-      s.batches++;
-      s.lastBatchAt = committedAt;
-      for (const p of batch) p.done?.();
-      for (const l of this.listeners) l(batch, result, committedAt);
-      this.log.debug({ windows: batch.length, inserted: result.inserted, devices: result.devices }, 'telemetry batch written');
+      this.inFlight++;
+      void this.write(batch).then(() => {
+        this.inFlight--;
+        // What arrived during the write goes now, while the other batch in flight keeps the writer busy.
+        this.pump();
+        this.settleWaiters();
+      });
     }
-    return true;
+  }
+
+  private settleWaiters(): void {
+    const failing = this.retryTimer !== null;
+    if (this.inFlight > 0 || (this.pending.length > 0 && !failing)) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve(!failing);
+  }
+
+  private async write(batch: PendingWindow[]): Promise<void> {
+    let result: BatchResult;
+    try {
+      result = await this.sink.write(batch);
+    } catch (err) {
+      this.failed(batch, err);
+      return;
+    }
+    const committedAt = Date.now();
+    const s = this.stats;
+    s.inserted += result.inserted;
+    s.duplicates += result.duplicates;
+    s.late += result.late;
+    s.missingOpened += result.missingOpened;
+    s.batches++;
+    s.lastBatchAt = committedAt;
+    for (const p of batch) p.done?.();
+    for (const l of this.listeners) l(batch, result, committedAt);
+    this.log.debug({ windows: batch.length, inserted: result.inserted, devices: result.devices }, 'telemetry batch written');
   }
 
   /** Writes what is queued: nothing accepted is lost on shutdown (unless the database refuses it). */
-  stop(): void {
-    if (!this.flush()) {
+  async stop(): Promise<void> {
+    if (!(await this.flush())) {
       const given = this.pending;
       this.pending = [];
       const lost = this.giveUp(given, 'the control plane stopped before the window could be written');
       this.log.error({ windows: given.length, lost }, 'telemetry windows could not be written at shutdown; those not yet acknowledged will be sent again');
     }
+    for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
+    this.timer = this.retryTimer = null;
+    await this.sink.close?.();
   }
 
   /** Windows that will not be written: those with a waiting device are not acknowledged, the others are lost. Returns how many were lost. */
@@ -148,6 +206,10 @@ export class TelemetryIngest {
     const over = this.pending.length - this.opts.maxPending;
     if (over > 0) this.giveUp(this.pending.splice(0, over), 'telemetry backlog over its bound while writes fail');
     this.log.error({ err, windows: batch.length, queued: this.pending.length, lost: this.stats.lost, notKept: this.stats.notKept }, 'telemetry batch could not be written; retrying');
-    this.timer ??= setTimeout(() => this.flush(), Math.max(this.opts.flushMs, 1000));
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = null;
+      this.pump();
+      this.settleWaiters();
+    }, Math.max(this.opts.flushMs, 1000));
   }
 }

@@ -1,4 +1,4 @@
-import type { Db } from '../store/database.js';
+import { writeTransaction, type Db } from '../store/database.js';
 import type { BaselineStats } from './cohort-stats.js';
 import type { RolloutSpec } from './rollout-spec.js';
 
@@ -149,7 +149,7 @@ export class RolloutStore {
 
   /** Runs `fn` in one transaction (a savepoint inside another). */
   atomically<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return writeTransaction(this.db, fn)();
   }
 
   insert(r: Omit<RolloutRecord, 'updatedAt'>): RolloutRecord {
@@ -200,7 +200,7 @@ export class RolloutStore {
       `INSERT OR IGNORE INTO rollout_devices (rollout_id, device_id, stage_index, hash, assigned_at, previous_json, baseline_json, status, generation, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?)`,
     );
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       for (const a of rows) stmt.run(a.rolloutId, a.deviceId, a.stageIndex, a.hash, a.assignedAt, JSON.stringify(a.previous), a.baseline ? JSON.stringify(a.baseline) : null, a.assignedAt);
     })();
   }
@@ -264,7 +264,7 @@ export class RolloutStore {
       'INSERT INTO rollout_gate_evaluations (rollout_id, stage_index, phase, at, gate, value, threshold, verdict, detail_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     const finite = (v: number | null) => (v === null || !Number.isFinite(v) ? null : v);
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       for (const g of evaluations) stmt.run(rolloutId, stageIndex, phase, at, g.gate, finite(g.value), finite(g.threshold), g.verdict, g.detail ? JSON.stringify(g.detail) : null);
     })();
   }

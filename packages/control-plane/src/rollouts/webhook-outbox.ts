@@ -1,4 +1,4 @@
-import type { Db } from '../store/database.js';
+import { writeTransaction, type Db } from '../store/database.js';
 
 /** One webhook delivery waiting for a 2xx. */
 export interface OutboxEntry {
@@ -52,7 +52,7 @@ export class WebhookOutbox {
       `INSERT OR IGNORE INTO rollout_webhook_outbox (webhook_url, delivery_id, event_type, body, created_at, attempts, next_attempt_at)
        VALUES (?, ?, ?, ?, ?, 0, ?)`,
     );
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       for (const url of webhookUrls) stmt.run(url, deliveryId, eventType, body, now, now);
     })();
   }

@@ -1,4 +1,4 @@
-import type { Db } from './database.js';
+import { writeTransaction, type Db } from './database.js';
 
 export interface DeviceLabels {
   tags: string[];
@@ -41,7 +41,7 @@ export class DeviceLabelStore {
 
   /** Replaces both sets; the device row must exist. */
   replace(deviceId: string, labels: DeviceLabels): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.clearTagsStmt.run(deviceId);
       this.clearGroupsStmt.run(deviceId);
       this.add(deviceId, labels);

@@ -1,4 +1,4 @@
-import type { Db } from './database.js';
+import { writeTransaction, type Db } from './database.js';
 
 /** The status reason of a device the presence sweeper marked offline: nothing heard for too long. */
 export const SILENT_REASON = 'silent';
@@ -47,7 +47,7 @@ export class DevicePresenceStore {
               COALESCE(SUM(status = 'offline' AND status_reason = '${SILENT_REASON}'), 0) AS silent
        FROM devices`,
     );
-    this.markSilentTx = db.transaction((ids: readonly string[], before: number) =>
+    this.markSilentTx = writeTransaction(db, (ids: readonly string[], before: number) =>
       ids.filter((id) => this.markSilentStmt.run(id, before).changes > 0),
     );
   }

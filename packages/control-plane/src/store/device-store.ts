@@ -1,5 +1,5 @@
 import type { DeviceStatus, ReportedState } from '@perch/shared';
-import type { Db } from './database.js';
+import { writeTransaction, type Db } from './database.js';
 
 export interface DeviceRecord {
   id: string;
@@ -68,14 +68,14 @@ export class DeviceStore {
   }
 
   setStatus(status: DeviceStatus, at = Date.now()): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.markSeen(status.deviceId, at);
       this.statusStmt.run({ id: status.deviceId, status: status.state, reason: status.reason ?? null, agentVersion: status.agentVersion ?? null });
     })();
   }
 
   setReported(state: ReportedState, at = Date.now()): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.markSeen(state.deviceId, at);
       this.reportedStmt.run({ id: state.deviceId, json: JSON.stringify(state), agentVersion: state.agentVersion });
     })();

@@ -34,11 +34,11 @@ export class TelemetryStore {
    * JSON and the rollups: a table of their own cost three more B-tree
    * inserts a window, each on another page of the device's.
    */
-  insertWindow(w: TelemetryWindow, receivedAt: number): boolean {
+  insertWindow(w: TelemetryWindow, receivedAt: number, json = JSON.stringify(w)): boolean {
     let framesInferred = 0;
     for (const c of w.cameras) framesInferred += c.framesInferred;
     const res = this.insertWindowStmt.run(
-      w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, JSON.stringify(w), receivedAt,
+      w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, json, receivedAt,
     );
     return res.changes > 0;
   }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { TelemetryIngest } from '../ingest/telemetry-ingest.js';
+import { TelemetryWriterThread } from '../ingest/telemetry-writer-thread.js';
 import { ControlPlaneMetrics, type MetricSources } from '../metrics/control-plane-metrics.js';
 import type { Db } from '../store/database.js';
 import { DevicePresenceStore } from '../store/device-presence-store.js';
@@ -31,9 +32,10 @@ export class FleetTelemetryFeature {
   readonly sweeper: PresenceSweeper;
   readonly retention: RetentionJob;
   readonly view: FleetTelemetry;
+  private readonly writerThread: TelemetryWriterThread | null;
 
   constructor(
-    db: Db,
+    private readonly db: Db,
     windows: TelemetryStore,
     config: TelemetryConfig,
     private readonly broker: BrokerPresence,
@@ -42,7 +44,13 @@ export class FleetTelemetryFeature {
     this.gaps = new GapDetector(db, config.gapGraceSeconds * 1000);
     this.rollups = new TelemetryRollups(db);
     this.presence = new DevicePresenceStore(db);
-    this.ingest = new TelemetryIngest(new TelemetryBatchWriter(db, windows, this.gaps, this.rollups, this.presence), log, config.ingest);
+    // With the writer thread, this thread's gaps, rollups and presence stores only read (and the presence store
+    // marks connects and disconnects); the thread has its own, on its own connection.
+    this.writerThread =
+      config.ingest.writerThread && !db.memory
+        ? new TelemetryWriterThread({ databaseFile: db.name, gapGraceMs: config.gapGraceSeconds * 1000 }, log.child({ feature: 'telemetry-writer' }))
+        : null;
+    this.ingest = new TelemetryIngest(this.writerThread ?? new TelemetryBatchWriter(db, windows, this.gaps, this.rollups, this.presence), log, config.ingest);
     this.sweeper = new PresenceSweeper(
       this.presence,
       { silentAfterMs: config.presence.silentAfterSeconds * 1000, intervalMs: config.presence.sweepSeconds * 1000, isConnected: (id) => broker.isConnected(id) },
@@ -67,6 +75,11 @@ export class FleetTelemetryFeature {
   }
 
   start(): void {
+    if (this.writerThread) {
+      // The writer thread checkpoints; this thread's commits then never wait on a checkpoint's I/O.
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.writerThread.start();
+    }
     this.sweeper.start();
     this.retention.start();
   }

@@ -14,10 +14,12 @@ export const telemetryConfigSchema = z
       .object({
         /** windows per transaction */
         maxBatch: z.number().int().min(1).max(10_000).default(500),
-        /** a batch is written at least this often (ms) */
-        flushMs: z.number().int().min(1).max(60_000).default(200),
+        /** a window waits at most this long (ms) for more to share its batch; while a batch is being written, what arrives waits for it instead */
+        flushMs: z.number().int().min(1).max(60_000).default(100),
         /** windows kept for another try while the database refuses writes; beyond this the oldest are given up: left unacknowledged for their devices to send again (embedded broker), or lost and counted (external broker) */
         maxPending: z.number().int().min(1).default(50_000),
+        /** write batches on a thread of their own (another core) rather than on the thread that runs MQTT and the API */
+        writerThread: z.boolean().default(true),
       })
       .strict()
       .refine((i) => i.maxPending >= i.maxBatch, { message: 'maxPending must be at least maxBatch', path: ['maxPending'] })

@@ -1,0 +1,93 @@
+import { once } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '@perch/shared';
+import type { Logger } from 'pino';
+import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
+import type { BatchSink } from './telemetry-ingest.js';
+
+export interface WriterInit {
+  databaseFile: string;
+  /** the gap detector's grace period (ms) */
+  gapGraceMs: number;
+}
+
+export type ToWriter = { type: 'write'; id: number; windows: string[]; receivedAt: number[] } | { type: 'close' };
+
+export type FromWriter = { type: 'written'; id: number; result: BatchResult } | { type: 'failed'; id: number; message: string; code?: string };
+
+interface Waiting {
+  resolve: (result: BatchResult) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * The telemetry batch writer on a thread of its own, with its own SQLite
+ * connection. Writing is most of a window's CPU on the control plane
+ * (sequence, rollups, commit); on the main thread it held MQTT (reading,
+ * authorising, acknowledging) off one core while the other idled. The main
+ * thread still decodes each window at the boundary and hands the writer its
+ * JSON, which the writer stores as is. A thread that dies fails the batches
+ * it had (the ingest keeps and retries them) and is started again at the
+ * next batch.
+ */
+export class TelemetryWriterThread implements BatchSink {
+  private worker: Worker | null = null;
+  private nextId = 0;
+  private readonly waiting = new Map<number, Waiting>();
+
+  constructor(
+    private readonly init: WriterInit,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the thread now rather than at the first batch: it also checkpoints the WAL for the main thread's writes. */
+  start(): void {
+    this.worker ??= this.spawn();
+  }
+
+  write(batch: readonly PendingWindow[]): Promise<BatchResult> {
+    const worker = (this.worker ??= this.spawn());
+    const id = ++this.nextId;
+    const windows = new Array<string>(batch.length);
+    const receivedAt = new Array<number>(batch.length);
+    batch.forEach((p, i) => {
+      windows[i] = JSON.stringify(p.window);
+      receivedAt[i] = p.receivedAt;
+    });
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      worker.postMessage({ type: 'write', id, windows, receivedAt } satisfies ToWriter);
+    });
+  }
+
+  /** Ends the thread once it has answered what it was sent (messages are taken in order). */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.worker = null;
+    const exited = once(worker, 'exit');
+    worker.postMessage({ type: 'close' } satisfies ToWriter);
+    await exited;
+  }
+
+  private spawn(): Worker {
+    const worker = spawnModuleWorker(import.meta.url, 'telemetry-writer-worker', { workerData: this.init });
+    // The control plane's lifecycle ends it (close); an idle writer alone does not keep the process up.
+    worker.unref();
+    worker.on('message', (m: FromWriter) => {
+      const w = this.waiting.get(m.id);
+      if (!w) return;
+      this.waiting.delete(m.id);
+      if (m.type === 'written') w.resolve(m.result);
+      else w.reject(Object.assign(new Error(m.message), m.code === undefined ? {} : { code: m.code }));
+    });
+    worker.on('error', (err) => this.log.error({ err }, 'telemetry writer thread failed'));
+    worker.on('exit', (code) => {
+      if (this.worker === worker) this.worker = null;
+      const err = new Error(`the telemetry writer thread exited (code ${code}) before answering`);
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    });
+    return worker;
+  }
+}
