@@ -237,7 +237,9 @@ export const fleetScale: Benchmark = {
     } finally {
       for (const f of running.fleets) await f.close().catch(() => undefined);
       for (const s of running.servers) await s.stop().catch(() => s.kill());
-      await rm(dir, { recursive: true, force: true });
+      // PERCH_BENCH_FLEET_KEEP=1 keeps the servers' logs and data for a look after the run.
+      if (process.env['PERCH_BENCH_FLEET_KEEP'] === '1') log(`kept ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
     }
     return {
       title: 'fleet-scale: simulated devices against the control plane and against aedes alone',
