@@ -1,0 +1,56 @@
+import { deviceTopic } from '@perch/shared';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../logger.js';
+import { EmbeddedBroker } from './embedded-broker.js';
+
+/*
+ * A stopping control plane closes its devices' connections: many at once
+ * without their wills (the devices did not go offline; 10,000 wills at
+ * once overflowed mqemitter's stack), while a lost link still sends one.
+ */
+
+const anyDevice = { authenticateDevice: (deviceId: string) => ({ ok: true as const, principal: { kind: 'device' as const, deviceId } }) };
+let broker: EmbeddedBroker | null = null;
+const clients: MqttClient[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.end(true);
+  await broker?.stop();
+  broker = null;
+});
+
+async function connectDevice(url: string, id: string): Promise<MqttClient> {
+  const will = { topic: deviceTopic(id, 'status'), payload: Buffer.from('{"state":"offline"}'), qos: 1 as const, retain: false };
+  const c = await mqtt.connectAsync(url, { clientId: id, username: id, password: 'x', reconnectPeriod: 0, will });
+  clients.push(c);
+  return c;
+}
+
+describe('embedded broker stopping', () => {
+  it('disconnects 600 devices in batches without publishing their wills; a device whose link is lost still gets its will out', async () => {
+    broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
+    await broker.start();
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0 });
+    clients.push(cp);
+    const wills: string[] = [];
+    cp.on('message', (topic) => wills.push(topic));
+    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
+
+    // The will path works: a device whose socket is destroyed has its will delivered.
+    const lost = await connectDevice(url, 'gw-lost');
+    lost.stream.destroy();
+    await expect.poll(() => wills, { timeout: 5000 }).toEqual([deviceTopic('gw-lost', 'status')]);
+
+    const devices = await Promise.all(Array.from({ length: 600 }, (_, i) => connectDevice(url, `gw-${i}`)));
+    const closed = Promise.all(devices.map((d) => new Promise<void>((resolve) => d.once('close', () => resolve()))));
+    await broker.disconnectDevices();
+    await closed;
+    expect(devices.every((d) => !d.connected)).toBe(true);
+    // The control plane's own connection stays up, and heard no will of the 600.
+    expect(cp.connected).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(wills).toEqual([deviceTopic('gw-lost', 'status')]);
+  });
+});
