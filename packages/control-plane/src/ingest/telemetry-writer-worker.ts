@@ -9,6 +9,14 @@ import { TelemetryBatchWriter, type PendingWindow } from './telemetry-batch-writ
 import type { FromWriter, ToWriter, WriterInit } from './telemetry-writer-thread.js';
 
 const CHECKPOINT_INTERVAL_MS = 1000;
+/**
+ * 32 MiB of WAL between automatic checkpoints (SQLite's default is 1,000 pages, 4 MiB). A checkpoint
+ * copies the newest version of each page in the WAL once, so a longer WAL copies fewer pages per
+ * window: at 10,000 devices a batch dirties a page of each device's rollup, sequence and device rows,
+ * and with 4 MiB the writer checkpointed several times a second (fleet-scale: p99 publish-to-commit
+ * 1.3-1.9 s at 5,000 windows/s before, 250-400 ms after).
+ */
+const WAL_AUTOCHECKPOINT_PAGES = 8000;
 
 // The telemetry writer thread (see TelemetryWriterThread). Its windows were decoded and checked
 // against the contract on the main thread; the JSON it gets is that checked value.
@@ -19,6 +27,7 @@ const db = connectDatabase(init.databaseFile);
 // The main thread's connection does not checkpoint while this thread runs (a checkpoint copies pages
 // and syncs: I/O the event loop would wait on); this one does, after its commits and on a timer for
 // the main thread's own writes.
+db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
 const checkpoints = setInterval(() => db.pragma('wal_checkpoint(PASSIVE)'), CHECKPOINT_INTERVAL_MS);
 const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db));
 
