@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.js';
 import { TelemetryRollups } from '../store/telemetry-rollups.js';
@@ -5,6 +7,7 @@ import { tempDatabase, telemetryWindow } from '../test-support/telemetry-windows
 import { TelemetryIngest } from './telemetry-ingest.js';
 import { TelemetryWriterThread } from './telemetry-writer-thread.js';
 
+const execFileAsync = promisify(execFile);
 let t: ReturnType<typeof tempDatabase>;
 let thread: TelemetryWriterThread;
 const stored = () => t.db.prepare('SELECT device_id || \':\' || seq FROM telemetry_windows ORDER BY rowid').pluck().all() as string[];
@@ -71,5 +74,23 @@ describe('telemetry writer thread', () => {
     expect(stored()).toHaveLength(300);
     expect(ingest.stats).toMatchObject({ received: 300, inserted: 300, failedBatches: 0, lost: 0 });
     expect(ingest.stats.batches).toBeGreaterThan(1);
+  });
+});
+
+describe('telemetry writer thread in a process with nothing else to do', () => {
+  it('keeps the process up until it has closed, so what follows the close runs', async () => {
+    const here = new URL('.', import.meta.url).pathname;
+    const script = `
+      import { createLogger } from '${here}../logger.ts';
+      import { telemetryWindow } from '${here}../test-support/telemetry-windows.ts';
+      import { TelemetryWriterThread } from '${here}telemetry-writer-thread.ts';
+      const thread = new TelemetryWriterThread({ databaseFile: ${JSON.stringify(t.file)}, gapGraceMs: 60000 }, createLogger('silent'));
+      await thread.write([{ window: telemetryWindow('solo', 0), receivedAt: 1 }]);
+      await thread.close();
+      console.log('after close');
+    `;
+    const { stdout } = await execFileAsync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: here });
+    expect(stdout.trim()).toBe('after close');
+    expect(stored()).toEqual(['solo:0']);
   });
 });

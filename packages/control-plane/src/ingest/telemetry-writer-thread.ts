@@ -66,6 +66,9 @@ export class TelemetryWriterThread implements BatchSink {
     if (!worker) return;
     this.worker = null;
     const exited = once(worker, 'exit');
+    // Held until it has exited: an unreferenced thread would let a process with nothing else to do
+    // exit in the middle of this await, skipping whatever follows the stop.
+    worker.ref();
     worker.postMessage({ type: 'close' } satisfies ToWriter);
     await exited;
   }
