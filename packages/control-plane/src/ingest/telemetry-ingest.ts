@@ -65,6 +65,8 @@ export class TelemetryIngest {
   /** after a failed write: the wait before the next try (nothing is sent meanwhile) */
   private retryTimer: NodeJS.Timeout | null = null;
   private inFlight = 0;
+  /** windows at the head of `pending` that came back from failed batches, oldest first */
+  private requeued = 0;
   private idleWaiters: ((written: boolean) => void)[] = [];
   private readonly listeners: BatchListener[] = [];
   private readonly arrivals: ((window: TelemetryWindow) => void)[] = [];
@@ -135,6 +137,7 @@ export class TelemetryIngest {
   private pump(): void {
     while (this.retryTimer === null && this.pending.length > 0 && this.inFlight < MAX_IN_FLIGHT) {
       const batch = this.pending.splice(0, this.opts.maxBatch);
+      this.requeued = Math.max(0, this.requeued - batch.length);
       this.inFlight++;
       void this.write(batch).then(() => {
         this.inFlight--;
@@ -202,9 +205,14 @@ export class TelemetryIngest {
   // into the dispatcher or, from the timer, out of the process.
   private failed(batch: PendingWindow[], err: unknown): void {
     this.stats.failedBatches++;
-    this.pending = batch.concat(this.pending);
+    // Back in arrival order: after what earlier failed batches returned (batches fail in the order sent).
+    this.pending.splice(this.requeued, 0, ...batch);
+    this.requeued += batch.length;
     const over = this.pending.length - this.opts.maxPending;
-    if (over > 0) this.giveUp(this.pending.splice(0, over), 'telemetry backlog over its bound while writes fail');
+    if (over > 0) {
+      this.giveUp(this.pending.splice(0, over), 'telemetry backlog over its bound while writes fail');
+      this.requeued = Math.max(0, this.requeued - over);
+    }
     this.log.error({ err, windows: batch.length, queued: this.pending.length, lost: this.stats.lost, notKept: this.stats.notKept }, 'telemetry batch could not be written; retrying');
     this.retryTimer ??= setTimeout(() => {
       this.retryTimer = null;

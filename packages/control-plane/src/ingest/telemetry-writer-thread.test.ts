@@ -58,6 +58,22 @@ describe('telemetry writer thread', () => {
     expect(new TelemetryRollups(t.db).forDevice('a', 'minute', 0, 1e9).map((r) => r.windows)).toEqual([1]);
   });
 
+  it('behind the ingest: two batches in flight that both fail go back in arrival order, so the retry opens no gap', async () => {
+    t.db.exec(`CREATE TRIGGER refuse_all BEFORE INSERT ON telemetry_windows BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    const ingest = new TelemetryIngest(thread, createLogger('silent'), { maxBatch: 5, flushMs: 3_600_000, maxPending: 1000 });
+    // The fifth window sends a batch, the tenth a second one while the first is in flight.
+    for (let seq = 0; seq < 10; seq++) ingest.enqueue(telemetryWindow('d', seq), seq);
+    expect(await ingest.flush()).toBe(false);
+    expect(ingest.stats.failedBatches).toBe(2);
+    expect(ingest.queued).toBe(10);
+
+    t.db.exec('DROP TRIGGER refuse_all');
+    expect(await ingest.flush()).toBe(true);
+    expect(stored()).toEqual(Array.from({ length: 10 }, (_, seq) => `d:${seq}`));
+    expect(ingest.stats).toMatchObject({ inserted: 10, late: 0, missingOpened: 0 });
+    await ingest.stop();
+  });
+
   it('behind the ingest: a window is committed when its done callback runs, and stop writes the rest and ends the thread', async () => {
     const ingest = new TelemetryIngest(thread, createLogger('silent'), { maxBatch: 50, flushMs: 5, maxPending: 10_000 });
     const committedWhenDone: boolean[] = [];
