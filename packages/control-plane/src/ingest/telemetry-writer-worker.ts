@@ -28,7 +28,13 @@ const db = connectDatabase(init.databaseFile);
 // and syncs: I/O the event loop would wait on); this one does, after its commits and on a timer for
 // the main thread's own writes.
 db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
-const checkpoints = setInterval(() => db.pragma('wal_checkpoint(PASSIVE)'), CHECKPOINT_INTERVAL_MS);
+const checkpoints = setInterval(() => {
+  try {
+    db.pragma('wal_checkpoint(PASSIVE)');
+  } catch {
+    // An I/O error now is the next commit's error too, where it is reported; the next tick tries again.
+  }
+}, CHECKPOINT_INTERVAL_MS);
 const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db));
 
 port.on('message', (msg: ToWriter) => {
