@@ -58,6 +58,21 @@ describe('telemetry writer thread', () => {
     expect(new TelemetryRollups(t.db).forDevice('a', 'minute', 0, 1e9).map((r) => r.windows)).toEqual([1]);
   });
 
+  it('a thread that dies fails what it had not answered; the next batch starts a new one, and the retried windows are stored once', async () => {
+    const batch = (seqs: number[]) => seqs.map((seq) => ({ window: telemetryWindow('d', seq), receivedAt: seq }));
+    await thread.write(batch([0, 1]));
+    // In flight when the thread ends: 3,000 windows take far longer to write (~0.3 s) than terminate takes to land.
+    const big = batch(Array.from({ length: 3000 }, (_, i) => i + 2));
+    const inFlight = thread.write(big);
+    await thread.terminate();
+    await expect(inFlight).rejects.toThrow(/exited/);
+    // Retried on a new thread: whatever the old one committed before it died is a duplicate now.
+    const again = await thread.write(big);
+    expect(again.inserted + again.duplicates).toBe(3000);
+    expect(stored()).toHaveLength(3002);
+    expect(t.db.prepare('SELECT COUNT(*) FROM telemetry_gaps').pluck().get()).toBe(0);
+  });
+
   it('behind the ingest: two batches in flight that both fail go back in arrival order, so the retry opens no gap', async () => {
     t.db.exec(`CREATE TRIGGER refuse_all BEFORE INSERT ON telemetry_windows BEGIN SELECT RAISE(ABORT, 'refused'); END`);
     const ingest = new TelemetryIngest(thread, createLogger('silent'), { maxBatch: 5, flushMs: 3_600_000, maxPending: 1000 });

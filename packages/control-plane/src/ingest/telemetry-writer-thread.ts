@@ -73,6 +73,11 @@ export class TelemetryWriterThread implements BatchSink {
     await exited;
   }
 
+  /** Ends the thread at once, as a crash would: what it had not answered fails. For tests of that path. */
+  async terminate(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
   private spawn(): Worker {
     const worker = spawnModuleWorker(import.meta.url, 'telemetry-writer-worker', { workerData: this.init });
     // The control plane's lifecycle ends it (close); an idle writer alone does not keep the process up.
