@@ -11,7 +11,13 @@ export interface WriterInit {
   gapGraceMs: number;
 }
 
-export type ToWriter = { type: 'write'; id: number; windows: string[]; receivedAt: number[] } | { type: 'close' };
+/** A window of a batch: its checked value as JSON, and when the control plane received it (ms). */
+export interface WindowJson {
+  json: string;
+  receivedAt: number;
+}
+
+export type ToWriter = { type: 'write'; id: number; windows: WindowJson[] } | { type: 'close' };
 
 export type FromWriter = { type: 'written'; id: number; result: BatchResult } | { type: 'failed'; id: number; message: string; code?: string };
 
@@ -48,15 +54,10 @@ export class TelemetryWriterThread implements BatchSink {
   write(batch: readonly PendingWindow[]): Promise<BatchResult> {
     const worker = (this.worker ??= this.spawn());
     const id = ++this.nextId;
-    const windows = new Array<string>(batch.length);
-    const receivedAt = new Array<number>(batch.length);
-    batch.forEach((p, i) => {
-      windows[i] = JSON.stringify(p.window);
-      receivedAt[i] = p.receivedAt;
-    });
+    const windows = batch.map((p): WindowJson => ({ json: JSON.stringify(p.window), receivedAt: p.receivedAt }));
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage({ type: 'write', id, windows, receivedAt } satisfies ToWriter);
+      worker.postMessage({ type: 'write', id, windows } satisfies ToWriter);
     });
   }
 

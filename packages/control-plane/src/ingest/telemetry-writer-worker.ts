@@ -46,7 +46,7 @@ port.on('message', (msg: ToWriter) => {
   }
   let reply: FromWriter;
   try {
-    const batch: PendingWindow[] = msg.windows.map((json, i) => ({ window: JSON.parse(json) as TelemetryWindow, receivedAt: msg.receivedAt[i] ?? Date.now(), json }));
+    const batch: PendingWindow[] = msg.windows.map(({ json, receivedAt }) => ({ window: JSON.parse(json) as TelemetryWindow, receivedAt, json }));
     reply = { type: 'written', id: msg.id, result: writer.write(batch) };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

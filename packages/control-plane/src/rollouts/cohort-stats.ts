@@ -27,7 +27,6 @@ export interface ShadowStats {
   challengerMs: Histogram;
 }
 
-
 export function emptyCohortStats(): CohortStats {
   return { devices: new Set(), windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: emptyMap<number>(), latency: emptyHistogram(LATENCY_SPEC) };
 }
@@ -44,7 +43,6 @@ export function emptyShadowStats(): ShadowStats {
     challengerMs: emptyHistogram(LATENCY_SPEC),
   };
 }
-
 
 function addHistogram(into: Histogram, h: Histogram): Histogram {
   return h.spec === into.spec ? mergeHistograms(into, h) : into;

@@ -47,7 +47,6 @@ interface RollupRow {
   shadow_agreed: number;
 }
 
-
 function addLatency(into: LatencyBins, from: LatencyBins): LatencyBins {
   for (const [spec, h] of Object.entries(from)) {
     const have = into[spec];
