@@ -186,7 +186,7 @@ describe('RTSP URL on a peer that is no RTSP server (real ffmpeg)', () => {
     cam.on('incident', (i) => seen.push(i));
     cam.start();
     try {
-      await waitFor(`${n} incidents`, () => seen.length >= n);
+      await waitFor(`${n} incidents`, () => seen.length >= n, 60_000);
     } finally {
       await cam.stop();
       await server.stop();
@@ -195,7 +195,7 @@ describe('RTSP URL on a peer that is no RTSP server (real ffmpeg)', () => {
   }
 
   it('streams garbage: invalid-data, never a crash', async () => {
-    // ffmpeg chews on the garbage for seconds (it looks for an RTSP reply in it) before it gives up: one run is enough.
+    // ffmpeg chews on the garbage (it looks for an RTSP reply in it) before it gives up: one run is enough.
     const [first] = await incidents('garbage', 5000, 1);
     expect(first?.kind).toBe('invalid-data');
   });

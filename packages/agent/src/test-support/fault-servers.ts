@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
 /** A 127.0.0.1 port nothing listens on: connecting is refused. */
@@ -13,9 +13,9 @@ export async function closedPort(): Promise<number> {
 export type FaultBehaviour =
   /** accepts and never says a word: a camera that hangs */
   | 'silent'
-  /** random bytes from the first moment: not the protocol at all */
+  /** random-looking bytes from the first moment: not the protocol at all */
   | 'garbage'
-  /** a valid HTTP multipart header, then random bytes: a camera that streams garbage */
+  /** a valid HTTP multipart header, then random-looking bytes: a camera that streams garbage */
   | 'http-garbage';
 
 /** A TCP server on a free 127.0.0.1 port that misbehaves in one way. */
@@ -49,10 +49,24 @@ export class FaultServer {
     socket.on('close', () => this.sockets.delete(socket));
     if (behaviour === 'silent') return;
     if (behaviour === 'http-garbage') socket.write('HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n');
+    // The same bytes on every run: how long a client chews on garbage depends on what it reads (ffmpeg's RTSP
+    // reader took from 0.2 s to over 20 s on fresh random bytes), and a test must not depend on the draw.
+    const garbage = new GarbageStream();
     // Paced, so a client that keeps reading does not spin this test process.
     const timer = setInterval(() => {
-      if (!socket.destroyed) socket.write(randomBytes(16 * 1024));
+      if (!socket.destroyed) socket.write(garbage.next(16 * 1024));
     }, 20);
     socket.on('close', () => clearInterval(timer));
+  }
+}
+
+/** Deterministic random-looking bytes: SHA-256 of a counter. */
+class GarbageStream {
+  private counter = 0;
+
+  next(bytes: number): Buffer {
+    const blocks: Buffer[] = [];
+    for (let n = 0; n < bytes; n += 32) blocks.push(createHash('sha256').update(`garbage-${this.counter++}`).digest());
+    return Buffer.concat(blocks).subarray(0, bytes);
   }
 }
