@@ -176,6 +176,8 @@ describe('control plane REST API', () => {
   });
 
   it('lists devices with status and last seen, and answers unknown routes in the error shape', async () => {
+    // Last seen is written behind the windows (every few seconds): now, for this read.
+    await cp.services.ingest.flush();
     const list = (await (await fetch(`${api}/devices`, { headers: auth })).json()) as { devices: { id: string; lastSeen: string | null }[] };
     const a = list.devices.find((d) => d.id === 'dev-a');
     expect(a?.lastSeen).toMatch(/^\d{4}-/);

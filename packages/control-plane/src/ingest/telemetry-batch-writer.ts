@@ -1,9 +1,11 @@
 import type { TelemetryWindow } from '@perch/shared';
+import type { Logger } from 'pino';
 import type { GapDetector } from '../telemetry/gap-detector.js';
 import { writeTransaction, type Db } from '../store/database.js';
 import type { DevicePresenceStore } from '../store/device-presence-store.js';
 import { RollupBatch, type TelemetryRollups } from '../store/telemetry-rollups.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
+import { DEFERRED_STATE_DEFAULTS, DeferredTelemetryState, type BatchChanges, type DeferredStateOptions } from './deferred-telemetry-state.js';
 
 export interface PendingWindow {
   window: TelemetryWindow;
@@ -27,23 +29,27 @@ export interface BatchResult {
 }
 
 /**
- * Writes one batch of windows in one transaction: raw windows, sequence
- * gaps, minute and hour rollups and each device's last seen. Everything a
- * window changes commits with it or not at all, so a redelivered window is a
- * no-op everywhere. Statements per batch: one insert per window (and its
- * class counts), per device one sequence read and write and one last-seen
- * update, one upsert per (device, bucket) and resolution.
+ * Writes one batch of windows in one transaction: the raw windows and their
+ * sequence gaps, so a redelivered window is a no-op. Statements per batch:
+ * one insert per window, a gap row where a seq is skipped or filled. What
+ * the windows add to the rollups, highest seqs and last seen is counted in
+ * memory once the batch has committed and written behind it
+ * (DeferredTelemetryState).
  */
 export class TelemetryBatchWriter {
   private readonly tx;
+  readonly state: DeferredTelemetryState;
 
   constructor(
     db: Db,
     private readonly windows: TelemetryStore,
     private readonly gaps: GapDetector,
-    private readonly rollups: TelemetryRollups,
-    private readonly presence: DevicePresenceStore,
+    rollups: TelemetryRollups,
+    presence: DevicePresenceStore,
+    stateOptions: DeferredStateOptions = DEFERRED_STATE_DEFAULTS,
+    log?: Logger,
   ) {
+    this.state = new DeferredTelemetryState(db, gaps, rollups, presence, stateOptions, log);
     this.tx = writeTransaction(db, (byDevice: Map<string, PendingWindow[]>) => this.writeAll(byDevice));
   }
 
@@ -54,39 +60,47 @@ export class TelemetryBatchWriter {
       if (list) list.push(p);
       else byDevice.set(p.window.deviceId, [p]);
     }
-    try {
-      return this.tx(byDevice);
-    } catch (err) {
-      this.gaps.forget();
-      this.rollups.forget();
-      throw err;
-    }
+    const { result, changes } = this.tx(byDevice);
+    this.state.apply(changes);
+    return result;
   }
 
-  private writeAll(byDevice: Map<string, PendingWindow[]>): BatchResult {
+  /** Writes the rollups, sequences and last seen of every committed window now. */
+  flushState(): void {
+    this.state.flushAll();
+  }
+
+  async close(): Promise<void> {
+    this.state.stop();
+  }
+
+  private writeAll(byDevice: Map<string, PendingWindow[]>): { result: BatchResult; changes: BatchChanges } {
     const result: BatchResult = { inserted: 0, duplicates: 0, late: 0, missingOpened: 0, devices: byDevice.size };
-    const rollup = new RollupBatch();
+    const changes: BatchChanges = { devices: new Map(), rollup: new RollupBatch(), lastRowid: 0 };
     for (const [deviceId, list] of byDevice) {
       // In seq order, so windows reordered within one batch open no gap.
       list.sort((a, b) => a.window.seq - b.window.seq);
       const seq = this.gaps.begin(deviceId);
-      let lastAt = 0;
+      let lastSeen = 0;
       for (const { window, receivedAt, json } of list) {
-        lastAt = Math.max(lastAt, receivedAt);
-        const verdict = seq.admit(window.seq, receivedAt, () => this.windows.insertWindow(window, receivedAt, json));
+        lastSeen = Math.max(lastSeen, receivedAt);
+        let rowid = 0;
+        const verdict = seq.admit(window.seq, receivedAt, () => {
+          rowid = this.windows.insertWindow(window, receivedAt, json) ?? 0;
+          return rowid > 0;
+        });
         if (verdict === 'duplicate') {
           result.duplicates++;
           continue;
         }
         result.inserted++;
-        rollup.add(deviceId, window);
+        changes.rollup.add(deviceId, window, rowid);
+        changes.lastRowid = Math.max(changes.lastRowid, rowid);
       }
-      seq.finish(lastAt);
       result.late += seq.late;
       result.missingOpened += seq.opened;
-      this.presence.markSeen(deviceId, lastAt);
+      changes.devices.set(deviceId, { highest: seq.newHighest(), lastSeen });
     }
-    this.rollups.write(rollup);
-    return result;
+    return { result, changes };
   }
 }

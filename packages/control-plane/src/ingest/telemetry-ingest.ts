@@ -7,6 +7,8 @@ import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
 export interface BatchSink {
   /** commits the batch in one transaction, or throws and commits nothing */
   write(batch: readonly PendingWindow[]): BatchResult | Promise<BatchResult>;
+  /** writes what committed batches changed beyond their windows (rollups, sequences, last seen) */
+  flushState?(): void | Promise<void>;
   close?(): Promise<void>;
 }
 
@@ -119,18 +121,27 @@ export class TelemetryIngest {
   /**
    * Writes what waits now, and resolves once nothing is in flight and either
    * nothing waits (true) or a write failed (false: its windows wait for the
-   * next try). A flush also retries at once after a failure.
+   * next try). A flush also retries at once after a failure. `state`: the
+   * rollups, sequences and last seen are written too (readers see them now).
    */
-  flush(): Promise<boolean> {
+  async flush({ state = true } = {}): Promise<boolean> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.pump();
-    return new Promise((resolve) => {
+    const written = await new Promise<boolean>((resolve) => {
       this.idleWaiters.push(resolve);
       this.settleWaiters();
     });
+    if (!written || !state) return written;
+    try {
+      await this.sink.flushState?.();
+      return true;
+    } catch (err) {
+      this.log.error({ err }, 'telemetry rollups, sequences and last seen could not be written now; the writer tries again');
+      return false;
+    }
   }
 
   /** Sends batches while windows wait and the sink has room, unless waiting to retry a failed write. */
@@ -177,7 +188,8 @@ export class TelemetryIngest {
 
   /** Writes what is queued: nothing accepted is lost on shutdown (unless the database refuses it). */
   async stop(): Promise<void> {
-    if (!(await this.flush())) {
+    // The sink's close writes the rest.
+    if (!(await this.flush({ state: false }))) {
       const given = this.pending;
       this.pending = [];
       const lost = this.giveUp(given, 'the control plane stopped before the window could be written');

@@ -8,13 +8,15 @@ import { TelemetryIngest } from './telemetry-ingest.js';
 import { TelemetryWriterThread } from './telemetry-writer-thread.js';
 
 const execFileAsync = promisify(execFile);
+/** Rollups, sequences and last seen written only when asked (or at close): what a test reads is what it flushed. */
+const STATE = { flushMs: 3_600_000, chunkRows: 3 };
 let t: ReturnType<typeof tempDatabase>;
 let thread: TelemetryWriterThread;
 const stored = () => t.db.prepare('SELECT device_id || \':\' || seq FROM telemetry_windows ORDER BY rowid').pluck().all() as string[];
 
 beforeEach(() => {
   t = tempDatabase();
-  thread = new TelemetryWriterThread({ databaseFile: t.file, gapGraceMs: 60_000 }, createLogger('silent'));
+  thread = new TelemetryWriterThread({ databaseFile: t.file, gapGraceMs: 60_000, state: STATE }, createLogger('silent'));
 });
 
 afterEach(async () => {
@@ -35,7 +37,11 @@ describe('telemetry writer thread', () => {
     const json = t.db.prepare('SELECT payload_json FROM telemetry_windows WHERE seq = 3').pluck().get() as string;
     expect(JSON.parse(json)).toEqual(w(3));
     expect(t.db.prepare('SELECT first_seq, last_seq FROM telemetry_gaps WHERE device_id = ?').all('d1')).toEqual([{ first_seq: 2, last_seq: 2 }]);
-    const minute = new TelemetryRollups(t.db).forDevice('d1', 'minute', 0, 1e9);
+    // Rollups and last seen are written behind the windows.
+    const rollups = new TelemetryRollups(t.db);
+    expect(rollups.forDevice('d1', 'minute', 0, 1e9)).toEqual([]);
+    await thread.flushState();
+    const minute = rollups.forDevice('d1', 'minute', 0, 1e9);
     expect(minute.map((r) => [r.bucketStart, r.windows, r.classCounts])).toEqual([
       [120_000, 3, { cat: 1 + 2 + 4 }],
     ]);
@@ -55,6 +61,7 @@ describe('telemetry writer thread', () => {
     // The thread forgot what the failed transaction had cached: the same windows are new again.
     expect(await thread.write(batch)).toMatchObject({ inserted: 2, duplicates: 0, missingOpened: 0 });
     expect(stored()).toEqual(['a:0', 'poison:0']);
+    await thread.flushState();
     expect(new TelemetryRollups(t.db).forDevice('a', 'minute', 0, 1e9).map((r) => r.windows)).toEqual([1]);
   });
 
@@ -71,6 +78,39 @@ describe('telemetry writer thread', () => {
     expect(again.inserted + again.duplicates).toBe(3000);
     expect(stored()).toHaveLength(3002);
     expect(t.db.prepare('SELECT COUNT(*) FROM telemetry_gaps').pluck().get()).toBe(0);
+    await thread.flushState();
+    // Whatever the dead thread had counted and not written, the new one counted again from the windows: each once.
+    const windows = new TelemetryRollups(t.db).forDevice('d', 'hour', 0, 1e12).reduce((n, r) => n + r.windows, 0);
+    expect(windows).toBe(3002);
+    expect(t.db.prepare('SELECT highest_seq FROM telemetry_sequences WHERE device_id = ?').pluck().get('d')).toBe(3001);
+  });
+
+  it('a thread that dies between writes of the rollups: the next one counts the windows after the last complete write, each once', async () => {
+    const w = (seq: number) => ({ window: telemetryWindow(`dev-${seq % 4}`, Math.floor(seq / 4), { start: 60_000 * Math.floor(seq / 8) }), receivedAt: 1000 + seq });
+    await thread.write(Array.from({ length: 40 }, (_, i) => w(i)));
+    await thread.flushState();
+    const watermark = () => t.db.prepare('SELECT through_rowid FROM telemetry_state_watermark').pluck().get() as number;
+    const written = watermark();
+    await thread.write(Array.from({ length: 40 }, (_, i) => w(40 + i)));
+    // As if the thread had died after writing some chunks of its next write and before the last one:
+    // rows written (they name the newest window they count), the watermark still behind.
+    await thread.flushState();
+    t.db.prepare('UPDATE telemetry_state_watermark SET through_rowid = ?').run(written);
+    await thread.terminate();
+    await thread.write([{ window: telemetryWindow('dev-0', 20), receivedAt: 5000 }]);
+    await thread.flushState();
+    const rollups = new TelemetryRollups(t.db);
+    const total = (res: 'minute' | 'hour') =>
+      [0, 1, 2, 3].reduce((n, d) => n + rollups.forDevice(`dev-${d}`, res, 0, 1e12).reduce((m, r) => m + r.windows, 0), 0);
+    expect(total('minute')).toBe(81);
+    expect(total('hour')).toBe(81);
+    expect(watermark()).toBeGreaterThan(written);
+    expect(t.db.prepare('SELECT device_id, highest_seq FROM telemetry_sequences ORDER BY device_id').all()).toEqual([
+      { device_id: 'dev-0', highest_seq: 20 },
+      { device_id: 'dev-1', highest_seq: 19 },
+      { device_id: 'dev-2', highest_seq: 19 },
+      { device_id: 'dev-3', highest_seq: 19 },
+    ]);
   });
 
   it('behind the ingest: two batches in flight that both fail go back in arrival order, so the retry opens no gap', async () => {
@@ -115,7 +155,7 @@ describe('telemetry writer thread in a process with nothing else to do', () => {
       import { createLogger } from '${here}../logger.ts';
       import { telemetryWindow } from '${here}../test-support/telemetry-windows.ts';
       import { TelemetryWriterThread } from '${here}telemetry-writer-thread.ts';
-      const thread = new TelemetryWriterThread({ databaseFile: ${JSON.stringify(t.file)}, gapGraceMs: 60000 }, createLogger('silent'));
+      const thread = new TelemetryWriterThread({ databaseFile: ${JSON.stringify(t.file)}, gapGraceMs: 60000, state: { flushMs: 5000, chunkRows: 2000 } }, createLogger('silent'));
       await thread.write([{ window: telemetryWindow('solo', 0), receivedAt: 1 }]);
       await thread.close();
       console.log('after close');

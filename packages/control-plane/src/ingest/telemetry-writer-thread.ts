@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { spawnModuleWorker } from '@perch/shared';
 import type { Logger } from 'pino';
+import type { DeferredStateOptions } from './deferred-telemetry-state.js';
 import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
 import type { BatchSink } from './telemetry-ingest.js';
 
@@ -9,6 +10,8 @@ export interface WriterInit {
   databaseFile: string;
   /** the gap detector's grace period (ms) */
   gapGraceMs: number;
+  /** when rollups, sequences and last seen are written */
+  state: DeferredStateOptions;
 }
 
 /** A window of a batch: its checked value as JSON, and when the control plane received it (ms). */
@@ -17,12 +20,15 @@ export interface WindowJson {
   receivedAt: number;
 }
 
-export type ToWriter = { type: 'write'; id: number; windows: WindowJson[] } | { type: 'close' };
+export type ToWriter = { type: 'write'; id: number; windows: WindowJson[] } | { type: 'flush-state'; id: number } | { type: 'close' };
 
-export type FromWriter = { type: 'written'; id: number; result: BatchResult } | { type: 'failed'; id: number; message: string; code?: string };
+export type FromWriter =
+  | { type: 'written'; id: number; result: BatchResult }
+  | { type: 'flushed'; id: number }
+  | { type: 'failed'; id: number; message: string; code?: string };
 
 interface Waiting {
-  resolve: (result: BatchResult) => void;
+  resolve: (result: BatchResult | null) => void;
   reject: (err: Error) => void;
 }
 
@@ -51,13 +57,22 @@ export class TelemetryWriterThread implements BatchSink {
     this.worker ??= this.spawn();
   }
 
-  write(batch: readonly PendingWindow[]): Promise<BatchResult> {
+  async write(batch: readonly PendingWindow[]): Promise<BatchResult> {
+    const windows = batch.map((p): WindowJson => ({ json: JSON.stringify(p.window), receivedAt: p.receivedAt }));
+    return (await this.ask((id) => ({ type: 'write', id, windows }))) as BatchResult;
+  }
+
+  /** Writes the rollups, sequences and last seen of every window committed so far. */
+  async flushState(): Promise<void> {
+    await this.ask((id) => ({ type: 'flush-state', id }));
+  }
+
+  private ask(message: (id: number) => ToWriter): Promise<BatchResult | null> {
     const worker = (this.worker ??= this.spawn());
     const id = ++this.nextId;
-    const windows = batch.map((p): WindowJson => ({ json: JSON.stringify(p.window), receivedAt: p.receivedAt }));
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage({ type: 'write', id, windows } satisfies ToWriter);
+      worker.postMessage(message(id));
     });
   }
 
@@ -88,6 +103,7 @@ export class TelemetryWriterThread implements BatchSink {
       if (!w) return;
       this.waiting.delete(m.id);
       if (m.type === 'written') w.resolve(m.result);
+      else if (m.type === 'flushed') w.resolve(null);
       else w.reject(Object.assign(new Error(m.message), m.code === undefined ? {} : { code: m.code }));
     });
     worker.on('error', (err) => this.log.error({ err }, 'telemetry writer thread failed'));

@@ -35,10 +35,13 @@ const checkpoints = setInterval(() => {
     // An I/O error now is the next commit's error too, where it is reported; the next tick tries again.
   }
 }, CHECKPOINT_INTERVAL_MS);
-const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db));
+// Counts again, before the first batch, the windows a crash left out of the rollups, sequences and last seen.
+const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db), init.state);
 
 port.on('message', (msg: ToWriter) => {
   if (msg.type === 'close') {
+    // What the database refuses now is counted again at the next start, from the watermark.
+    void writer.close();
     clearInterval(checkpoints);
     db.close();
     port.close();
@@ -46,8 +49,13 @@ port.on('message', (msg: ToWriter) => {
   }
   let reply: FromWriter;
   try {
-    const batch: PendingWindow[] = msg.windows.map(({ json, receivedAt }) => ({ window: JSON.parse(json) as TelemetryWindow, receivedAt, json }));
-    reply = { type: 'written', id: msg.id, result: writer.write(batch) };
+    if (msg.type === 'flush-state') {
+      writer.flushState();
+      reply = { type: 'flushed', id: msg.id };
+    } else {
+      const batch: PendingWindow[] = msg.windows.map(({ json, receivedAt }) => ({ window: JSON.parse(json) as TelemetryWindow, receivedAt, json }));
+      reply = { type: 'written', id: msg.id, result: writer.write(batch) };
+    }
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     const code = (e as { code?: unknown }).code;

@@ -385,4 +385,66 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE telemetry_rollups_hour ADD COLUMN shadow_agreed INTEGER NOT NULL DEFAULT 0;
     `,
   },
+{
+    version: 11,
+    name: 'rollups, sequences and last seen written behind the windows',
+    sql: `
+      -- The ingest keeps rollups, highest seqs and last seen in memory and writes them every few
+      -- seconds (ingest/deferred-telemetry-state.ts). Keyed by bucket first, a bucket's rows of the
+      -- whole fleet lie together, so such a write dirties a few hundred pages, not one per device.
+      -- through_rowid: the newest window (telemetry_windows rowid) a row counts, so rebuilding from
+      -- the windows after a crash adds each window once.
+      CREATE TABLE telemetry_rollups_minute_by_bucket (
+        bucket_start      INTEGER NOT NULL,
+        device_id         TEXT NOT NULL,
+        windows           INTEGER NOT NULL,
+        frames_received   INTEGER NOT NULL,
+        frames_inferred   INTEGER NOT NULL,
+        frames_dropped    INTEGER NOT NULL,
+        inference_errors  INTEGER NOT NULL,
+        class_counts_json TEXT NOT NULL,
+        latency_json      TEXT NOT NULL,
+        shadow_compared   INTEGER NOT NULL,
+        shadow_agreed     INTEGER NOT NULL,
+        through_rowid     INTEGER NOT NULL,
+        PRIMARY KEY (bucket_start, device_id)
+      ) WITHOUT ROWID;
+      INSERT INTO telemetry_rollups_minute_by_bucket
+        SELECT bucket_start, device_id, windows, frames_received, frames_inferred, frames_dropped, inference_errors,
+               class_counts_json, latency_json, shadow_compared, shadow_agreed, 0
+        FROM telemetry_rollups_minute ORDER BY bucket_start, device_id;
+      DROP TABLE telemetry_rollups_minute;
+      ALTER TABLE telemetry_rollups_minute_by_bucket RENAME TO telemetry_rollups_minute;
+      CREATE INDEX telemetry_rollups_minute_device ON telemetry_rollups_minute (device_id, bucket_start);
+      CREATE TABLE telemetry_rollups_hour_by_bucket (
+        bucket_start      INTEGER NOT NULL,
+        device_id         TEXT NOT NULL,
+        windows           INTEGER NOT NULL,
+        frames_received   INTEGER NOT NULL,
+        frames_inferred   INTEGER NOT NULL,
+        frames_dropped    INTEGER NOT NULL,
+        inference_errors  INTEGER NOT NULL,
+        class_counts_json TEXT NOT NULL,
+        latency_json      TEXT NOT NULL,
+        shadow_compared   INTEGER NOT NULL,
+        shadow_agreed     INTEGER NOT NULL,
+        through_rowid     INTEGER NOT NULL,
+        PRIMARY KEY (bucket_start, device_id)
+      ) WITHOUT ROWID;
+      INSERT INTO telemetry_rollups_hour_by_bucket
+        SELECT bucket_start, device_id, windows, frames_received, frames_inferred, frames_dropped, inference_errors,
+               class_counts_json, latency_json, shadow_compared, shadow_agreed, 0
+        FROM telemetry_rollups_hour ORDER BY bucket_start, device_id;
+      DROP TABLE telemetry_rollups_hour;
+      ALTER TABLE telemetry_rollups_hour_by_bucket RENAME TO telemetry_rollups_hour;
+      CREATE INDEX telemetry_rollups_hour_device ON telemetry_rollups_hour (device_id, bucket_start);
+
+      -- Every window with a rowid up to this one is counted in the rollups, sequences and last seen.
+      CREATE TABLE telemetry_state_watermark (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        through_rowid INTEGER NOT NULL
+      );
+      INSERT INTO telemetry_state_watermark (id, through_rowid) SELECT 1, COALESCE(MAX(rowid), 0) FROM telemetry_windows;
+    `,
+  },
 ];

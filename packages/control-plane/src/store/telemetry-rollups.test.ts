@@ -20,8 +20,11 @@ const repeat = (v: number, n: number) => new Array<number>(n).fill(v);
 const front: CameraSpec = { id: 'front', framesReceived: 10, framesInferred: 9, framesDropped: 1, inferenceErrors: 0, classCounts: { cat: 6, dog: 3 }, latencies: repeat(5.5, 10) };
 const back: CameraSpec = { id: 'back', framesReceived: 20, framesInferred: 18, framesDropped: 2, inferenceErrors: 1, classCounts: { cat: 1, empty: 17 }, latencies: repeat(12.5, 10) };
 
+/** Writes a window, and the rollups with it (they are written behind the windows otherwise). */
 function send(device: string, seq: number, start: number, cameras: CameraSpec[]) {
-  return writer.write([{ window: telemetryWindow(device, seq, { start, cameras }), receivedAt: start + 10_000 }]);
+  const result = writer.write([{ window: telemetryWindow(device, seq, { start, cameras }), receivedAt: start + 10_000 }]);
+  writer.flushState();
+  return result;
 }
 
 function addToGroup(device: string, group: string) {
@@ -118,40 +121,67 @@ describe('group rollups', () => {
   });
 });
 
-describe('rollup sums kept in memory for the newest bucket', () => {
+describe('rollup sums kept in memory and written behind the windows', () => {
   const labels = (n: number): CameraSpec => ({ id: 'front', framesReceived: n, framesInferred: n, classCounts: { dog: n, cat: 1 }, latencies: repeat(3.5, n) });
   const minute = (r: TelemetryRollups, device: string, at: number) => r.forDevice(device, 'minute', at, at + MIN)[0];
+  const windowAt = (device: string, seq: number, start: number, n: number) => ({ window: telemetryWindow(device, seq, { start, cameras: [labels(n)] }), receivedAt: start + 10_000 });
+  const newWriter = () => new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), new TelemetryRollups(t.db), new DevicePresenceStore(t.db));
 
   it('adds in memory, reads back what a fresh instance did not write, and takes a late window for an older bucket', () => {
     const at = T + 3 * HOUR;
     send('m', 0, at, [labels(2)]);
     send('m', 1, at + 10_000, [labels(3)]);
     // A new writer (a restarted control plane) has nothing in memory: it reads the row and adds to it.
-    const again = new TelemetryRollups(t.db);
-    const w2 = new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), again, new DevicePresenceStore(t.db));
-    w2.write([{ window: telemetryWindow('m', 2, { start: at + 20_000, cameras: [labels(4)] }), receivedAt: at + 30_000 }]);
+    const w2 = newWriter();
+    w2.write([windowAt('m', 2, at + 20_000, 4)]);
     // The next minute, then a late window for the first one.
-    w2.write([{ window: telemetryWindow('m', 4, { start: at + MIN, cameras: [labels(1)] }), receivedAt: at + MIN + 10_000 }]);
-    w2.write([{ window: telemetryWindow('m', 3, { start: at + 30_000, cameras: [labels(5)] }), receivedAt: at + MIN + 20_000 }]);
-    const first = minute(again, 'm', at);
+    w2.write([windowAt('m', 4, at + MIN, 1)]);
+    w2.write([windowAt('m', 3, at + 30_000, 5)]);
+    expect(minute(rollups, 'm', at)).toMatchObject({ windows: 2 });
+    w2.flushState();
+    const first = minute(rollups, 'm', at);
     expect(first).toMatchObject({ windows: 4, framesInferred: 2 + 3 + 4 + 5 });
     expect(first?.classCounts).toEqual({ dog: 14, cat: 4 });
     expect(first?.latency).toEqual([expect.objectContaining({ spec: 'latency-ms.v2', sum: 14 * 3.5 })]);
-    expect(minute(again, 'm', at + MIN)).toMatchObject({ windows: 1 });
-    expect(again.forDevice('m', 'hour', at, at + HOUR)[0]).toMatchObject({ windows: 5 });
+    expect(minute(rollups, 'm', at + MIN)).toMatchObject({ windows: 1 });
+    expect(rollups.forDevice('m', 'hour', at, at + HOUR)[0]).toMatchObject({ windows: 5 });
   });
 
-  it('forgets its sums when the batch they were written in is rolled back', () => {
+  it('a writer that stops without writing them (a crash): the next one counts those windows from the stored ones, once', () => {
+    const at = T + 4 * HOUR;
+    send('c', 0, at, [labels(2)]);
+    writer.write([windowAt('c', 1, at + 10_000, 3), windowAt('d', 0, at, 7)]);
+    writer.write([windowAt('c', 2, at + MIN, 4)]);
+    expect(minute(rollups, 'c', at)).toMatchObject({ windows: 1 });
+    // Its memory is gone; the windows are committed.
+    newWriter();
+    expect(minute(rollups, 'c', at)).toMatchObject({ windows: 2, framesInferred: 5 });
+    expect(minute(rollups, 'c', at + MIN)).toMatchObject({ windows: 1, framesInferred: 4 });
+    expect(minute(rollups, 'd', at)).toMatchObject({ windows: 1, framesInferred: 7 });
+    expect(t.db.prepare('SELECT device_id, highest_seq FROM telemetry_sequences ORDER BY device_id').all()).toEqual([
+      { device_id: 'a', highest_seq: 3 },
+      { device_id: 'c', highest_seq: 2 },
+      { device_id: 'd', highest_seq: 0 },
+    ]);
+    expect(t.db.prepare("SELECT last_seen FROM devices WHERE id = 'c'").pluck().get()).toBe(at + MIN + 10_000);
+    // And once more: nothing is counted twice.
+    newWriter();
+    expect(rollups.forDevice('c', 'hour', at, at + HOUR)[0]).toMatchObject({ windows: 3 });
+  });
+
+  it('a batch whose transaction fails counts nothing; its retry counts once', () => {
     const at = T + 5 * HOUR;
     send('f', 0, at, [labels(2)]);
-    const failing = t.db.transaction(() => {
-      send('f', 1, at + 10_000, [labels(3)]);
-      throw new Error('disk full');
-    });
-    expect(() => failing()).toThrow('disk full');
-    rollups.forget();
-    send('f', 2, at + 20_000, [labels(4)]);
-    expect(minute(rollups, 'f', at)).toMatchObject({ windows: 2, framesInferred: 6 });
+    t.db.exec(`CREATE TRIGGER refuse_g BEFORE INSERT ON telemetry_windows WHEN NEW.device_id = 'g' BEGIN SELECT RAISE(ABORT, 'refused'); END`);
+    const batch = [windowAt('f', 1, at + 10_000, 3), windowAt('g', 0, at, 1)];
+    expect(() => writer.write(batch)).toThrow('refused');
+    t.db.exec('DROP TRIGGER refuse_g');
+    writer.write(batch);
+    writer.write([windowAt('f', 2, at + 20_000, 4)]);
+    writer.flushState();
+    expect(minute(rollups, 'f', at)).toMatchObject({ windows: 3, framesInferred: 9 });
+    expect(t.db.prepare("SELECT highest_seq FROM telemetry_sequences WHERE device_id = 'f'").pluck().get()).toBe(2);
+    expect(t.db.prepare('SELECT COUNT(*) FROM telemetry_gaps').pluck().get()).toBe(0);
   });
 });
 
@@ -183,15 +213,16 @@ describe('shadow agreement in the rollups', () => {
     ]);
     writer.write([{ window: withShadow('s1', 1, at + 10_000, shadow(4, 4)), receivedAt: at + 20_000 }]);
     writer.write([{ window: withShadow('s1', 2, at + MIN, null), receivedAt: at + MIN + 10_000 }]);
+    writer.flushState();
     expect(rollups.forDevice('s1', 'minute', at, at + 2 * MIN).map((r) => r.shadow)).toEqual([{ framesCompared: 14, agreed: 13 }, { framesCompared: 0, agreed: 0 }]);
     addToGroup('s1', 'shadowed');
     addToGroup('s2', 'shadowed');
     expect(rollups.forGroup('shadowed', 'hour', at, at + HOUR)[0]?.shadow).toEqual({ framesCompared: 34, agreed: 18 });
     // A fresh instance (a restart) reads the sums back and adds to them.
     const again = new TelemetryRollups(t.db);
-    new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), again, new DevicePresenceStore(t.db)).write([
-      { window: withShadow('s1', 3, at + 20_000, shadow(6, 0)), receivedAt: at + MIN + 20_000 },
-    ]);
+    const restarted = new TelemetryBatchWriter(t.db, new TelemetryStore(t.db), new GapDetector(t.db, 60_000), again, new DevicePresenceStore(t.db));
+    restarted.write([{ window: withShadow('s1', 3, at + 20_000, shadow(6, 0)), receivedAt: at + MIN + 20_000 }]);
+    restarted.flushState();
     expect(again.forDevice('s1', 'minute', at, at + MIN)[0]?.shadow).toEqual({ framesCompared: 20, agreed: 13 });
   });
 });

@@ -80,7 +80,8 @@ function registerFunctions(db: Db): void {
   });
 }
 
-interface Contribution {
+/** A rollup row's sums, or what some windows add to one. */
+export interface Contribution {
   resolution: RollupResolution;
   deviceId: string;
   bucketStart: number;
@@ -93,6 +94,8 @@ interface Contribution {
   latency: LatencyBins;
   shadowCompared: number;
   shadowAgreed: number;
+  /** the newest window (its telemetry_windows rowid) counted */
+  throughRowid: number;
 }
 
 /**
@@ -102,17 +105,18 @@ interface Contribution {
 export class RollupBatch {
   private readonly rows = new Map<string, Contribution>();
 
-  /** Counts a new window in the minute and the hour its windowStart falls in. */
-  add(deviceId: string, w: TelemetryWindow): void {
+  /** Counts a new window (stored as `rowid`) in the minute and the hour its windowStart falls in. */
+  add(deviceId: string, w: TelemetryWindow, rowid: number): void {
     for (const resolution of ROLLUP_RESOLUTIONS) {
       const bucketStart = w.windowStart - (w.windowStart % BUCKET_MS[resolution]);
       const key = `${resolution}\u0000${deviceId}\u0000${bucketStart}`;
       let c = this.rows.get(key);
       if (!c) {
-        c = { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: emptyMap(), latency: emptyMap(), shadowCompared: 0, shadowAgreed: 0 };
+        c = emptyContribution(resolution, deviceId, bucketStart);
         this.rows.set(key, c);
       }
       c.windows++;
+      c.throughRowid = Math.max(c.throughRowid, rowid);
       c.shadowCompared += w.shadow?.framesCompared ?? 0;
       c.shadowAgreed += w.shadow?.agreed ?? 0;
       for (const cam of w.cameras) {
@@ -126,15 +130,19 @@ export class RollupBatch {
     return this.rows.size;
   }
 
-  /** @internal */
   contributions(): IterableIterator<Contribution> {
     return this.rows.values();
   }
 }
 
+export function emptyContribution(resolution: RollupResolution, deviceId: string, bucketStart: number): Contribution {
+  return { resolution, deviceId, bucketStart, windows: 0, framesReceived: 0, framesInferred: 0, framesDropped: 0, inferenceErrors: 0, classCounts: emptyMap(), latency: emptyMap(), shadowCompared: 0, shadowAgreed: 0, throughRowid: 0 };
+}
+
 /** `from` added into `into` (same device and bucket); returns `into`. */
-function addContribution(into: Contribution, from: Contribution): Contribution {
+export function addContribution(into: Contribution, from: Contribution): Contribution {
   into.windows += from.windows;
+  into.throughRowid = Math.max(into.throughRowid, from.throughRowid);
   into.shadowCompared += from.shadowCompared;
   into.shadowAgreed += from.shadowAgreed;
   addFrameTotals(into, from);
@@ -160,25 +168,17 @@ function toRollup(r: RollupRow): Rollup {
 const COLUMNS = 'windows, frames_received, frames_inferred, frames_dropped, inference_errors, class_counts_json, latency_json, shadow_compared, shadow_agreed';
 
 /**
- * Per-minute and per-hour rollups per device, maintained inside the ingest
- * transaction. Group rollups are computed by query from the device rollups
- * joined with `device_groups`, not maintained: a window then costs two
- * upserts whatever groups its device is in, and a device moved to another
- * group shows its history there at once. The query reads members x buckets
- * rows, so the API bounds the span asked for.
+ * Per-minute and per-hour rollups per device. The ingest sums windows into
+ * them in memory and writes whole rows (deferred-telemetry-state.ts). Group
+ * rollups are computed by query from the device rollups joined with
+ * `device_groups`, not maintained: a window then costs the same whatever
+ * groups its device is in, and a device moved to another group shows its
+ * history there at once. The query reads members x buckets rows, so the API
+ * bounds the span asked for.
  */
 export class TelemetryRollups {
-  private readonly insert: Record<RollupResolution, Database.Statement>;
-  private readonly update: Record<RollupResolution, Database.Statement>;
+  private readonly saveStmt: Record<RollupResolution, Database.Statement>;
   private readonly load: Record<RollupResolution, Database.Statement>;
-  /**
-   * The rows of each resolution's newest bucket as last written, so a window
-   * adds to them in memory and writes the sums (no JSON read back and merged
-   * in SQL for every window). Rows of older buckets are read when a late
-   * window needs them. Cleared when a batch's transaction fails.
-   */
-  private readonly open: Record<RollupResolution, Map<string, Contribution>> = { minute: new Map(), hour: new Map() };
-  private readonly newestBucket: Record<RollupResolution, number> = { minute: 0, hour: 0 };
   private readonly deviceRange: Record<RollupResolution, Database.Statement>;
   private readonly groupRange: Record<RollupResolution, Database.Statement>;
   private readonly groupSizeStmt;
@@ -186,21 +186,17 @@ export class TelemetryRollups {
   constructor(db: Db) {
     registerFunctions(db);
     const each = <T>(f: (table: string) => T): Record<RollupResolution, T> => ({ minute: f(TABLES.minute), hour: f(TABLES.hour) });
-    this.insert = each((t) =>
+    this.saveStmt = each((t) =>
       db.prepare(
-        `INSERT INTO ${t} (device_id, bucket_start, ${COLUMNS})
-         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency, @shadowCompared, @shadowAgreed)`,
+        `INSERT INTO ${t} (device_id, bucket_start, ${COLUMNS}, through_rowid)
+         VALUES (@deviceId, @bucketStart, @windows, @framesReceived, @framesInferred, @framesDropped, @inferenceErrors, @classCounts, @latency, @shadowCompared, @shadowAgreed, @throughRowid)
+         ON CONFLICT (bucket_start, device_id) DO UPDATE SET windows = excluded.windows, frames_received = excluded.frames_received,
+           frames_inferred = excluded.frames_inferred, frames_dropped = excluded.frames_dropped, inference_errors = excluded.inference_errors,
+           class_counts_json = excluded.class_counts_json, latency_json = excluded.latency_json,
+           shadow_compared = excluded.shadow_compared, shadow_agreed = excluded.shadow_agreed, through_rowid = excluded.through_rowid`,
       ),
     );
-    this.update = each((t) =>
-      db.prepare(
-        `UPDATE ${t} SET windows = @windows, frames_received = @framesReceived, frames_inferred = @framesInferred, frames_dropped = @framesDropped,
-           inference_errors = @inferenceErrors, class_counts_json = @classCounts, latency_json = @latency,
-           shadow_compared = @shadowCompared, shadow_agreed = @shadowAgreed
-         WHERE device_id = @deviceId AND bucket_start = @bucketStart`,
-      ),
-    );
-    this.load = each((t) => db.prepare(`SELECT bucket_start, ${COLUMNS} FROM ${t} WHERE device_id = ? AND bucket_start = ?`));
+    this.load = each((t) => db.prepare(`SELECT bucket_start, ${COLUMNS}, through_rowid FROM ${t} WHERE bucket_start = ? AND device_id = ?`));
     this.deviceRange = each((t) =>
       db.prepare(`SELECT bucket_start, ${COLUMNS} FROM ${t} WHERE device_id = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start`),
     );
@@ -218,37 +214,27 @@ export class TelemetryRollups {
     this.groupSizeStmt = db.prepare('SELECT COUNT(*) FROM device_groups WHERE group_name = ?').pluck();
   }
 
-  /** Adds a batch's contributions; call inside the ingest transaction (and forget() when it fails). */
-  write(batch: RollupBatch): void {
-    for (const c of batch.contributions()) {
-      const open = this.open[c.resolution];
-      const key = `${c.deviceId}\u0000${c.bucketStart}`;
-      const row = open.get(key) ?? this.stored(c.resolution, c.deviceId, c.bucketStart);
-      const sums = row ? addContribution(row, c) : c;
-      (row ? this.update : this.insert)[c.resolution].run({
-        deviceId: c.deviceId,
-        bucketStart: c.bucketStart,
-        windows: sums.windows,
-        framesReceived: sums.framesReceived,
-        framesInferred: sums.framesInferred,
-        framesDropped: sums.framesDropped,
-        inferenceErrors: sums.inferenceErrors,
-        shadowCompared: sums.shadowCompared,
-        shadowAgreed: sums.shadowAgreed,
-        classCounts: JSON.stringify(sums.classCounts),
-        latency: JSON.stringify(sums.latency),
-      });
-      if (c.bucketStart >= this.newestBucket[c.resolution]) this.keepOpen(c.resolution, key, sums);
-    }
+  /** Writes a row's sums as they are now (rows are whole in memory: no read, no merge in SQL). */
+  save(c: Contribution): void {
+    this.saveStmt[c.resolution].run({
+      deviceId: c.deviceId,
+      bucketStart: c.bucketStart,
+      windows: c.windows,
+      framesReceived: c.framesReceived,
+      framesInferred: c.framesInferred,
+      framesDropped: c.framesDropped,
+      inferenceErrors: c.inferenceErrors,
+      shadowCompared: c.shadowCompared,
+      shadowAgreed: c.shadowAgreed,
+      classCounts: JSON.stringify(c.classCounts),
+      latency: JSON.stringify(c.latency),
+      throughRowid: c.throughRowid,
+    });
   }
 
-  /** After a failed transaction: what is in memory may be ahead of the database. */
-  forget(): void {
-    for (const r of ROLLUP_RESOLUTIONS) this.open[r].clear();
-  }
-
-  private stored(resolution: RollupResolution, deviceId: string, bucketStart: number): Contribution | null {
-    const r = this.load[resolution].get(deviceId, bucketStart) as RollupRow | undefined;
+  /** The stored row of a device and bucket, or null. */
+  stored(resolution: RollupResolution, deviceId: string, bucketStart: number): Contribution | null {
+    const r = this.load[resolution].get(bucketStart, deviceId) as (RollupRow & { through_rowid: number }) | undefined;
     if (!r) return null;
     return {
       resolution,
@@ -263,17 +249,8 @@ export class TelemetryRollups {
       latency: parseLatency(r.latency_json),
       shadowCompared: r.shadow_compared,
       shadowAgreed: r.shadow_agreed,
+      throughRowid: r.through_rowid,
     };
-  }
-
-  // Only the newest bucket stays in memory: a fleet's rows of one minute and one hour, not its history.
-  private keepOpen(resolution: RollupResolution, key: string, row: Contribution): void {
-    const open = this.open[resolution];
-    if (row.bucketStart > this.newestBucket[resolution]) {
-      this.newestBucket[resolution] = row.bucketStart;
-      for (const [k, r] of open) if (r.bucketStart < row.bucketStart) open.delete(k);
-    }
-    open.set(key, row);
   }
 
   /** A device's rollups with bucketStart in [from, to), oldest first. */

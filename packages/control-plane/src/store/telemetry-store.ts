@@ -29,18 +29,18 @@ export class TelemetryStore {
   }
 
   /**
-   * Stores one window; false when (device, seq) is already stored. Runs
-   * inside the caller's batch transaction. Class counts stay in the window's
-   * JSON and the rollups: a table of their own cost three more B-tree
-   * inserts a window, each on another page of the device's.
+   * Stores one window; its rowid, or null when (device, seq) is already
+   * stored. Runs inside the caller's batch transaction. Class counts stay in
+   * the window's JSON and the rollups: a table of their own cost three more
+   * B-tree inserts a window, each on another page of the device's.
    */
-  insertWindow(w: TelemetryWindow, receivedAt: number, json = JSON.stringify(w)): boolean {
+  insertWindow(w: TelemetryWindow, receivedAt: number, json = JSON.stringify(w)): number | null {
     let framesInferred = 0;
     for (const c of w.cameras) framesInferred += c.framesInferred;
     const res = this.insertWindowStmt.run(
       w.deviceId, w.seq, w.windowStart, w.windowEnd, w.model?.sha256 ?? null, framesInferred, json, receivedAt,
     );
-    return res.changes > 0;
+    return res.changes > 0 ? Number(res.lastInsertRowid) : null;
   }
 
   recent(deviceId: string, limit: number): StoredWindow[] {

@@ -15,7 +15,7 @@ describe('schema version 9: raw windows in arrival order', () => {
       const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 9));
       const before = new TelemetryStore(old);
       for (const [device, seq, at] of [['b', 1, 30], ['a', 0, 10], ['a', 1, 20], ['b', 0, 5]] as const) {
-        expect(before.insertWindow(telemetryWindow(device, seq, { start: seq * 10_000 }), at)).toBe(true);
+        expect(before.insertWindow(telemetryWindow(device, seq, { start: seq * 10_000 }), at)).not.toBeNull();
       }
       old.close();
 
@@ -26,8 +26,8 @@ describe('schema version 9: raw windows in arrival order', () => {
         expect(store.recent('a', 10).map((w) => [w.seq, w.receivedAt])).toEqual([[1, 20], [0, 10]]);
         // Rows now in arrival order; (device, seq) still unique.
         expect(db.prepare('SELECT device_id || seq FROM telemetry_windows ORDER BY rowid').pluck().all()).toEqual(['b0', 'a0', 'a1', 'b1']);
-        expect(store.insertWindow(telemetryWindow('a', 1), 99)).toBe(false);
-        expect(store.insertWindow(telemetryWindow('a', 2), 99)).toBe(true);
+        expect(store.insertWindow(telemetryWindow('a', 1), 99)).toBeNull();
+        expect(store.insertWindow(telemetryWindow('a', 2), 99)).toBe(5);
         expect(store.classTotals('a', 0)).toMatchObject({ windows: 3, classCounts: { cat: 18, dog: 9 } });
         expect(db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'telemetry_windows' AND type = 'index' ORDER BY name").pluck().all()).toEqual([
           'telemetry_windows_end',

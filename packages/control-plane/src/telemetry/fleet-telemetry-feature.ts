@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { DEFERRED_STATE_DEFAULTS } from '../ingest/deferred-telemetry-state.js';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { TelemetryIngest } from '../ingest/telemetry-ingest.js';
 import { TelemetryWriterThread } from '../ingest/telemetry-writer-thread.js';
@@ -46,11 +47,17 @@ export class FleetTelemetryFeature {
     this.presence = new DevicePresenceStore(db);
     // With the writer thread, this thread's gaps, rollups and presence stores only read (and the presence store
     // marks connects and disconnects); the thread has its own, on its own connection.
+    const state = { flushMs: config.ingest.stateFlushMs, chunkRows: DEFERRED_STATE_DEFAULTS.chunkRows };
+    const writerLog = log.child({ feature: 'telemetry-writer' });
     this.writerThread =
       config.ingest.writerThread && !db.memory
-        ? new TelemetryWriterThread({ databaseFile: db.name, gapGraceMs: config.gapGraceSeconds * 1000 }, log.child({ feature: 'telemetry-writer' }))
+        ? new TelemetryWriterThread({ databaseFile: db.name, gapGraceMs: config.gapGraceSeconds * 1000, state }, writerLog)
         : null;
-    this.ingest = new TelemetryIngest(this.writerThread ?? new TelemetryBatchWriter(db, windows, this.gaps, this.rollups, this.presence), log, config.ingest);
+    this.ingest = new TelemetryIngest(
+      this.writerThread ?? new TelemetryBatchWriter(db, windows, this.gaps, this.rollups, this.presence, state, writerLog),
+      log,
+      config.ingest,
+    );
     this.sweeper = new PresenceSweeper(
       this.presence,
       { silentAfterMs: config.presence.silentAfterSeconds * 1000, intervalMs: config.presence.sweepSeconds * 1000, isConnected: (id) => broker.isConnected(id) },

@@ -85,20 +85,21 @@ export class DeviceSequence {
     return 'late';
   }
 
-  /** Writes the new highest seq; call once after the device's windows of the batch. */
-  finish(at: number): void {
-    if (this.dirty && this.highest !== null) this.detector.saveHighest(this.deviceId, this.highest, at);
-    this.dirty = false;
+  /** The highest seq this batch stored, or null when it stored none above the one before. */
+  newHighest(): number | null {
+    return this.dirty ? this.highest : null;
   }
 }
 
 /**
  * Per-device sequence tracking: the highest seq stored and the missing
  * ranges below it, persisted in `telemetry_sequences` and `telemetry_gaps`.
- * Writes happen inside the ingest's batch transaction; the common case
- * (the next seq) costs no query per window and one write per device per
- * batch: the highest seqs are cached (the ingest is their only writer;
- * some bytes per device).
+ * Gaps are written inside the ingest's batch transaction. The highest seqs
+ * are kept in memory as committed (the ingest is their only writer; some
+ * bytes per device), so the common case (the next seq) costs no query, and
+ * are written to `telemetry_sequences` behind the windows
+ * (deferred-telemetry-state.ts), which rebuilds them from the windows after
+ * a crash.
  */
 export class GapDetector {
   private readonly highest = new Map<string, number>();
@@ -147,9 +148,10 @@ export class GapDetector {
     return new DeviceSequence(this, deviceId, highest ?? null);
   }
 
-  /** After a batch transaction rolled back: the cache may be ahead of the database. */
-  forget(): void {
-    this.highest.clear();
+  /** A batch that stored `highest` for the device has committed. */
+  committed(deviceId: string, highest: number): void {
+    const known = this.highest.get(deviceId) ?? (this.highestStmt.get(deviceId) as number | undefined) ?? -1;
+    this.highest.set(deviceId, Math.max(known, highest));
   }
 
   /** @internal the gap holding `seq`, if any */
@@ -170,10 +172,14 @@ export class GapDetector {
     if (seq < gap.last_seq) this.insertGapStmt.run(deviceId, seq + 1, gap.last_seq, gap.detected_at);
   }
 
-  /** @internal */
+  /** The highest committed seq in memory, if the device sent any since the start. */
+  committedHighest(deviceId: string): number | undefined {
+    return this.highest.get(deviceId);
+  }
+
+  /** Writes a device's highest seq (never lowers it). */
   saveHighest(deviceId: string, highest: number, at: number): void {
     this.saveHighestStmt.run(deviceId, highest, at);
-    this.highest.set(deviceId, highest);
   }
 
   report(deviceId: string, now: number, limit = 100): GapReport {

@@ -49,12 +49,14 @@ describe('presence sweeper', () => {
     expect(status('said-goodbye')).toBe('offline/shutdown');
     expect(presence.counts()).toEqual({ total: 4, online: 2, offline: 2, unknown: 0, silent: 1 });
 
-    // A telemetry window is a message: online again, last seen moves on.
+    // A telemetry window is a message: online again, last seen moves on (once written behind the window).
     writer.write([{ window: telemetryWindow('quiet', 0), receivedAt: 200_000 }]);
+    writer.flushState();
     expect(status('quiet')).toBe('online');
     expect(devices.get('quiet')?.lastSeen).toBe(200_000);
     // A device that said goodbye stays offline for its own reason until it says otherwise.
     writer.write([{ window: telemetryWindow('said-goodbye', 0), receivedAt: 200_000 }]);
+    writer.flushState();
     expect(status('said-goodbye')).toBe('offline/shutdown');
     expect(sweeper.stats).toEqual({ sweeps: 2, markedSilent: 1 });
   });
@@ -63,6 +65,7 @@ describe('presence sweeper', () => {
     const sweeper = new PresenceSweeper(presence, { silentAfterMs: SILENT_MS, intervalMs: 1000 }, createLogger('silent'));
     devices.setStatus({ deviceId: 'x', state: 'online', since: 0 }, 0);
     writer.write([{ window: telemetryWindow('never-said-online', 0), receivedAt: 0 }]);
+    writer.flushState();
     expect(status('never-said-online')).toBe('unknown');
     expect(sweeper.sweep(SILENT_MS + 1)).toEqual(['never-said-online', 'x']);
     expect(presence.counts()).toMatchObject({ online: 0, offline: 2, silent: 2 });

@@ -30,6 +30,7 @@ const policy = (over: Partial<RetentionOptions> = {}): RetentionOptions => ({
 /** One window per device per day at `ageDays` days before NOW (device clock and receive time agree). */
 function windowsAged(device: string, ages: number[]) {
   writer.write(ages.map((age, i) => ({ window: telemetryWindow(device, i, { start: NOW - age * DAY }), receivedAt: NOW - age * DAY + 10_000 })));
+  writer.flushState();
 }
 
 function eventAged(device: string, seq: number, ageDays: number) {
@@ -54,6 +55,7 @@ describe('retention', () => {
     // A gap detected 20 days ago (with the raw windows it describes) and one detected now.
     writer.write([{ window: telemetryWindow('g', 5, { start: NOW - 20 * DAY }), receivedAt: NOW - 20 * DAY }]);
     writer.write([{ window: telemetryWindow('g', 9, { start: NOW }), receivedAt: NOW }]);
+    writer.flushState();
 
     const job = new RetentionJob(t.db, policy(), log);
     const deleted = await job.run(NOW);

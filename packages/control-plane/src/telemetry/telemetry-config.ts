@@ -20,6 +20,8 @@ export const telemetryConfigSchema = z
         maxPending: z.number().int().min(1).default(50_000),
         /** write batches on a thread of their own (another core) rather than on the thread that runs MQTT and the API */
         writerThread: z.boolean().default(true),
+        /** how often (ms) the rollups, each device's highest seq and last seen are written behind the windows: what the API shows of them is this much behind at most */
+        stateFlushMs: z.number().int().min(10).max(60_000).default(5000),
       })
       .strict()
       .refine((i) => i.maxPending >= i.maxBatch, { message: 'maxPending must be at least maxBatch', path: ['maxPending'] })
