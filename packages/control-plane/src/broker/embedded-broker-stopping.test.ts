@@ -8,6 +8,8 @@ import { EmbeddedBroker } from './embedded-broker.js';
  * A stopping control plane closes its devices' connections: many at once
  * without their wills (the devices did not go offline; 10,000 wills at
  * once overflowed mqemitter's stack), while a lost link still sends one.
+ * And thousands of links lost at once (a site's network going down) are
+ * thousands of wills at once: the broker delivers them all and lives.
  */
 
 const anyDevice = { authenticateDevice: (deviceId: string) => ({ ok: true as const, principal: { kind: 'device' as const, deviceId } }) };
@@ -53,4 +55,27 @@ describe('embedded broker stopping', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(wills).toEqual([deviceTopic('gw-lost', 'status')]);
   });
+
+  it('survives thousands of devices losing their links at once, and delivers every will', async () => {
+    broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
+    await broker.start();
+    const url = `mqtt://127.0.0.1:${broker.port}`;
+    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0 });
+    clients.push(cp);
+    let wills = 0;
+    cp.on('message', () => wills++);
+    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
+    const n = 4000;
+    const devices: MqttClient[] = [];
+    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `site-${i + k}`)))));
+    // The control plane's connection reads slowly meanwhile: deliveries to it wait, and the wills queue in the broker.
+    cp.stream.pause();
+    for (const d of devices) d.stream.destroy();
+    await new Promise((r) => setTimeout(r, 1000));
+    cp.stream.resume();
+    await expect.poll(() => wills, { timeout: 30_000 }).toBe(n);
+    expect(cp.connected).toBe(true);
+    // Still serving: a new device connects.
+    await connectDevice(url, 'after');
+  }, 60_000);
 });

@@ -8,6 +8,35 @@ export interface Migration {
   sql: string;
 }
 
+/** Migration 11's SQL for one resolution's rollup table: the same columns plus through_rowid, keyed by bucket first. */
+function rollupsByBucket(resolution: 'minute' | 'hour'): string {
+  const t = `telemetry_rollups_${resolution}`;
+  return `
+      CREATE TABLE ${t}_by_bucket (
+        bucket_start      INTEGER NOT NULL,
+        device_id         TEXT NOT NULL,
+        windows           INTEGER NOT NULL,
+        frames_received   INTEGER NOT NULL,
+        frames_inferred   INTEGER NOT NULL,
+        frames_dropped    INTEGER NOT NULL,
+        inference_errors  INTEGER NOT NULL,
+        class_counts_json TEXT NOT NULL,
+        latency_json      TEXT NOT NULL,
+        shadow_compared   INTEGER NOT NULL,
+        shadow_agreed     INTEGER NOT NULL,
+        through_rowid     INTEGER NOT NULL,
+        PRIMARY KEY (bucket_start, device_id)
+      ) WITHOUT ROWID;
+      INSERT INTO ${t}_by_bucket
+        SELECT bucket_start, device_id, windows, frames_received, frames_inferred, frames_dropped, inference_errors,
+               class_counts_json, latency_json, shadow_compared, shadow_agreed, 0
+        FROM ${t} ORDER BY bucket_start, device_id;
+      DROP TABLE ${t};
+      ALTER TABLE ${t}_by_bucket RENAME TO ${t};
+      CREATE INDEX ${t}_device ON ${t} (device_id, bucket_start);
+`;
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -394,51 +423,7 @@ export const MIGRATIONS: readonly Migration[] = [
       -- whole fleet lie together, so such a write dirties a few hundred pages, not one per device.
       -- through_rowid: the newest window (telemetry_windows rowid) a row counts, so rebuilding from
       -- the windows after a crash adds each window once.
-      CREATE TABLE telemetry_rollups_minute_by_bucket (
-        bucket_start      INTEGER NOT NULL,
-        device_id         TEXT NOT NULL,
-        windows           INTEGER NOT NULL,
-        frames_received   INTEGER NOT NULL,
-        frames_inferred   INTEGER NOT NULL,
-        frames_dropped    INTEGER NOT NULL,
-        inference_errors  INTEGER NOT NULL,
-        class_counts_json TEXT NOT NULL,
-        latency_json      TEXT NOT NULL,
-        shadow_compared   INTEGER NOT NULL,
-        shadow_agreed     INTEGER NOT NULL,
-        through_rowid     INTEGER NOT NULL,
-        PRIMARY KEY (bucket_start, device_id)
-      ) WITHOUT ROWID;
-      INSERT INTO telemetry_rollups_minute_by_bucket
-        SELECT bucket_start, device_id, windows, frames_received, frames_inferred, frames_dropped, inference_errors,
-               class_counts_json, latency_json, shadow_compared, shadow_agreed, 0
-        FROM telemetry_rollups_minute ORDER BY bucket_start, device_id;
-      DROP TABLE telemetry_rollups_minute;
-      ALTER TABLE telemetry_rollups_minute_by_bucket RENAME TO telemetry_rollups_minute;
-      CREATE INDEX telemetry_rollups_minute_device ON telemetry_rollups_minute (device_id, bucket_start);
-      CREATE TABLE telemetry_rollups_hour_by_bucket (
-        bucket_start      INTEGER NOT NULL,
-        device_id         TEXT NOT NULL,
-        windows           INTEGER NOT NULL,
-        frames_received   INTEGER NOT NULL,
-        frames_inferred   INTEGER NOT NULL,
-        frames_dropped    INTEGER NOT NULL,
-        inference_errors  INTEGER NOT NULL,
-        class_counts_json TEXT NOT NULL,
-        latency_json      TEXT NOT NULL,
-        shadow_compared   INTEGER NOT NULL,
-        shadow_agreed     INTEGER NOT NULL,
-        through_rowid     INTEGER NOT NULL,
-        PRIMARY KEY (bucket_start, device_id)
-      ) WITHOUT ROWID;
-      INSERT INTO telemetry_rollups_hour_by_bucket
-        SELECT bucket_start, device_id, windows, frames_received, frames_inferred, frames_dropped, inference_errors,
-               class_counts_json, latency_json, shadow_compared, shadow_agreed, 0
-        FROM telemetry_rollups_hour ORDER BY bucket_start, device_id;
-      DROP TABLE telemetry_rollups_hour;
-      ALTER TABLE telemetry_rollups_hour_by_bucket RENAME TO telemetry_rollups_hour;
-      CREATE INDEX telemetry_rollups_hour_device ON telemetry_rollups_hour (device_id, bucket_start);
-
+${rollupsByBucket('minute')}${rollupsByBucket('hour')}
       -- Every window with a rowid up to this one is counted in the rollups, sequences and last seen.
       CREATE TABLE telemetry_state_watermark (
         id            INTEGER PRIMARY KEY CHECK (id = 1),
