@@ -1,5 +1,4 @@
 import type { TelemetryWindow } from '@perch/shared';
-import type { Logger } from 'pino';
 import { writeTransaction, type Db } from '../store/database.js';
 import type { DevicePresenceStore } from '../store/device-presence-store.js';
 import { addContribution, emptyContribution, RollupBatch, type Contribution, type TelemetryRollups } from '../store/telemetry-rollups.js';
@@ -13,6 +12,12 @@ export interface DeferredStateOptions {
 }
 
 export const DEFERRED_STATE_DEFAULTS: DeferredStateOptions = { flushMs: 5000, chunkRows: 2000 };
+
+/** Where the state says what went wrong or was done at start: the control plane's logger, or a bridge to it from the writer thread. */
+export interface StateLog {
+  error(fields: { err: unknown; left: number }, msg: string): void;
+  info(fields: { windows: number; after: number }, msg: string): void;
+}
 
 /** What a committed batch of windows changed, beyond the windows and gaps it wrote. */
 export interface BatchChanges {
@@ -65,6 +70,7 @@ export class DeferredTelemetryState {
   /** every window up to this rowid is counted in memory */
   private countedRowid: number;
   private cycle: Cycle | null = null;
+  private lastError: unknown = null;
   private timer: NodeJS.Timeout | null = null;
   private stepping: NodeJS.Immediate | null = null;
   private readonly writeChunk;
@@ -79,7 +85,7 @@ export class DeferredTelemetryState {
     private readonly rollups: TelemetryRollups,
     private readonly presence: DevicePresenceStore,
     private readonly opts: DeferredStateOptions = DEFERRED_STATE_DEFAULTS,
-    private readonly log?: Logger,
+    private readonly log?: StateLog,
   ) {
     this.watermarkStmt = db.prepare('SELECT through_rowid FROM telemetry_state_watermark WHERE id = 1').pluck();
     this.saveWatermarkStmt = db.prepare('UPDATE telemetry_state_watermark SET through_rowid = MAX(through_rowid, ?) WHERE id = 1');
@@ -116,7 +122,7 @@ export class DeferredTelemetryState {
     this.cancelStep();
     if (!this.cycle) this.startCycle();
     while (this.cycle) {
-      if (!this.step()) throw new Error('the telemetry state could not be written (see the log)');
+      if (!this.step()) throw this.lastError;
       if (!this.cycle && (this.dirtyDevices.size > 0 || this.dirtyRows.size > 0)) this.startCycle();
     }
   }
@@ -216,6 +222,7 @@ export class DeferredTelemetryState {
       this.writeChunk(devices, rows, last ? cycle.throughRowid : null);
     } catch (err) {
       this.stats.failures++;
+      this.lastError = err;
       this.log?.error({ err, left: total - from }, 'telemetry rollups, sequences and last seen could not be written; trying again at the next interval');
       for (const id of cycle.devices.slice(Math.min(from, cycle.devices.length))) this.dirtyDevices.add(id);
       for (const row of cycle.rows.slice(Math.max(0, from - cycle.devices.length))) this.dirtyRows.add(rowKey(row));

@@ -1,11 +1,10 @@
 import type { TelemetryWindow } from '@perch/shared';
-import type { Logger } from 'pino';
 import type { GapDetector } from '../telemetry/gap-detector.js';
 import { writeTransaction, type Db } from '../store/database.js';
 import type { DevicePresenceStore } from '../store/device-presence-store.js';
 import { RollupBatch, type TelemetryRollups } from '../store/telemetry-rollups.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
-import { DEFERRED_STATE_DEFAULTS, DeferredTelemetryState, type BatchChanges, type DeferredStateOptions } from './deferred-telemetry-state.js';
+import { DEFERRED_STATE_DEFAULTS, DeferredTelemetryState, type BatchChanges, type DeferredStateOptions, type StateLog } from './deferred-telemetry-state.js';
 
 export interface PendingWindow {
   window: TelemetryWindow;
@@ -47,7 +46,7 @@ export class TelemetryBatchWriter {
     rollups: TelemetryRollups,
     presence: DevicePresenceStore,
     stateOptions: DeferredStateOptions = DEFERRED_STATE_DEFAULTS,
-    log?: Logger,
+    log?: StateLog,
   ) {
     this.state = new DeferredTelemetryState(db, gaps, rollups, presence, stateOptions, log);
     this.tx = writeTransaction(db, (byDevice: Map<string, PendingWindow[]>) => this.writeAll(byDevice));

@@ -97,7 +97,12 @@ describe('telemetry writer thread', () => {
     await thread.flushState();
     t.db.prepare('UPDATE telemetry_state_watermark SET through_rowid = ?').run(written);
     await thread.terminate();
+    // The next thread says so in the control plane's log, from its own thread.
+    const lines: Record<string, unknown>[] = [];
+    const logged = createLogger('info', 'test', { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    thread = new TelemetryWriterThread({ databaseFile: t.file, gapGraceMs: 60_000, state: STATE }, logged);
     await thread.write([{ window: telemetryWindow('dev-0', 20), receivedAt: 5000 }]);
+    expect(lines).toContainEqual(expect.objectContaining({ windows: 40, after: written, msg: expect.stringMatching(/counted again/) }));
     await thread.flushState();
     const rollups = new TelemetryRollups(t.db);
     const total = (res: 'minute' | 'hour') =>
@@ -111,6 +116,16 @@ describe('telemetry writer thread', () => {
       { device_id: 'dev-2', highest_seq: 19 },
       { device_id: 'dev-3', highest_seq: 19 },
     ]);
+  });
+
+  it('a write of the rollups the database refuses fails with its reason, and the next one writes them all', async () => {
+    await thread.write([0, 1, 2].map((seq) => ({ window: telemetryWindow('r', seq, { start: 60_000 }), receivedAt: 1000 + seq })));
+    t.db.exec(`CREATE TRIGGER refuse_rollup BEFORE INSERT ON telemetry_rollups_hour BEGIN SELECT RAISE(ABORT, 'rollups refused'); END`);
+    await expect(thread.flushState()).rejects.toThrow(/rollups refused/);
+    t.db.exec('DROP TRIGGER refuse_rollup');
+    await thread.flushState();
+    expect(new TelemetryRollups(t.db).forDevice('r', 'hour', 0, 1e9).map((r) => r.windows)).toEqual([3]);
+    expect(t.db.prepare("SELECT highest_seq FROM telemetry_sequences WHERE device_id = 'r'").pluck().get()).toBe(2);
   });
 
   it('behind the ingest: two batches in flight that both fail go back in arrival order, so the retry opens no gap', async () => {

@@ -23,6 +23,7 @@ export interface WindowJson {
 export type ToWriter = { type: 'write'; id: number; windows: WindowJson[] } | { type: 'flush-state'; id: number } | { type: 'close' };
 
 export type FromWriter =
+  | { type: 'log'; level: 'error' | 'info'; msg: string; fields: Record<string, unknown> }
   | { type: 'written'; id: number; result: BatchResult }
   | { type: 'flushed'; id: number }
   | { type: 'failed'; id: number; message: string; code?: string };
@@ -99,6 +100,10 @@ export class TelemetryWriterThread implements BatchSink {
     // The control plane's lifecycle ends it (close); an idle writer alone does not keep the process up.
     worker.unref();
     worker.on('message', (m: FromWriter) => {
+      if (m.type === 'log') {
+        this.log[m.level](m.fields, m.msg);
+        return;
+      }
       const w = this.waiting.get(m.id);
       if (!w) return;
       this.waiting.delete(m.id);

@@ -35,8 +35,19 @@ const checkpoints = setInterval(() => {
     // An I/O error now is the next commit's error too, where it is reported; the next tick tries again.
   }
 }, CHECKPOINT_INTERVAL_MS);
+// What the state written behind the windows has to say goes to the control plane's log, on the main thread.
+const say =
+  (level: 'error' | 'info') =>
+  (fields: Record<string, unknown>, msg: string): void => {
+    const err = fields['err'];
+    const plain = err instanceof Error ? { ...fields, err: { message: err.message, code: (err as { code?: unknown }).code } } : fields;
+    port.postMessage({ type: 'log', level, msg, fields: plain } satisfies FromWriter);
+  };
 // Counts again, before the first batch, the windows a crash left out of the rollups, sequences and last seen.
-const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db), init.state);
+const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, init.gapGraceMs), new TelemetryRollups(db), new DevicePresenceStore(db), init.state, {
+  error: say('error'),
+  info: say('info'),
+});
 
 port.on('message', (msg: ToWriter) => {
   if (msg.type === 'close') {
