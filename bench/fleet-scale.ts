@@ -236,7 +236,14 @@ export const fleetScale: Benchmark = {
       notes.push(`simulators: ${processes} processes per fleet; RSS per connection = (RSS held - RSS idle) / devices, idle RSS ${mib(idle.cp)} MiB (control plane), ${mib(idle.bare)} MiB (bare)`);
     } finally {
       for (const f of running.fleets) await f.close().catch(() => undefined);
-      for (const s of running.servers) await s.stop().catch(() => s.kill());
+      for (const s of running.servers) {
+        const stopped = await s.stop().catch(() => {
+          s.kill();
+          return null;
+        });
+        // A crash here (after the fleet has disconnected) is a finding like one at the storm's stop.
+        if (stopped?.error) notes.push(`the ${s.opts.mode === 'bare' ? "bare broker's" : "control plane's"} process failed while stopping at the end of the run, after its fleet disconnected: ${stopped.error}`);
+      }
       // PERCH_BENCH_FLEET_KEEP=1 keeps the servers' logs and data for a look after the run.
       if (process.env['PERCH_BENCH_FLEET_KEEP'] === '1') log(`kept ${dir}`);
       else await rm(dir, { recursive: true, force: true });

@@ -22,8 +22,8 @@ afterEach(async () => {
   broker = null;
 });
 
-async function connectDevice(url: string, id: string): Promise<MqttClient> {
-  const will = { topic: deviceTopic(id, 'status'), payload: Buffer.from('{"state":"offline"}'), qos: 1 as const, retain: false };
+async function connectDevice(url: string, id: string, retain = false): Promise<MqttClient> {
+  const will = { topic: deviceTopic(id, 'status'), payload: Buffer.from('{"state":"offline"}'), qos: 1 as const, retain };
   const c = await mqtt.connectAsync(url, { clientId: id, username: id, password: 'x', reconnectPeriod: 0, will });
   clients.push(c);
   return c;
@@ -67,7 +67,7 @@ describe('embedded broker stopping', () => {
     await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
     const n = 4000;
     const devices: MqttClient[] = [];
-    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `site-${i + k}`)))));
+    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `site-${i + k}`, true)))));
     // The control plane's connection reads slowly meanwhile: deliveries to it wait, and the wills queue in the broker.
     cp.stream.pause();
     for (const d of devices) d.stream.destroy();
@@ -77,5 +77,27 @@ describe('embedded broker stopping', () => {
     expect(cp.connected).toBe(true);
     // Still serving: a new device connects.
     await connectDevice(url, 'after');
+  }, 60_000);
+
+  it('stops while the retained wills of thousands of devices gone at once are still going through it, without a crash', async () => {
+    const b = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
+    broker = b;
+    await b.start();
+    const url = `mqtt://127.0.0.1:${b.port}`;
+    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0, clean: false });
+    cp.on('error', () => undefined);
+    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
+    const n = 8000;
+    const devices: MqttClient[] = [];
+    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `gone-${i + k}`, true)))));
+    // Links dropped without DISCONNECT (their wills go out), then the control plane stops at once. With aedes's
+    // default cap of 100 publishes in flight this overflowed mqemitter's stack: an uncaught RangeError, which
+    // fails this test.
+    await Promise.all(devices.map((d) => d.endAsync(true)));
+    cp.end(true);
+    broker = null;
+    await b.stop();
+    await new Promise((r) => setTimeout(r, 1000));
+    await expect(mqtt.connectAsync(url, { clientId: 'late', username: 'late', password: 'x', reconnectPeriod: 0, connectTimeout: 2000 })).rejects.toThrow();
   }, 60_000);
 });

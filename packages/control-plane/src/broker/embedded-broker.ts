@@ -103,6 +103,10 @@ export class EmbeddedBroker {
     const broker = await Aedes.createBroker({
       // Indexed retained messages: a fleet's subscriptions would otherwise cost N^2 to connect.
       persistence: indexedRetainedPersistence(),
+      // No cap on publishes in flight inside the broker: past aedes's 100, mqemitter queues the rest and
+      // works through the queue by recursion, and thousands of devices gone at once (their retained wills)
+      // with the control plane stopping overflowed the stack. Devices' own in-flight limits bound it instead.
+      concurrency: 0,
       authenticate(client, username, password, done) {
         const admission = access.authenticate(client.id, username, password, isLive);
         if (!admission.ok) {
