@@ -25,9 +25,6 @@ export type EmbeddedBrokerStats = LimitCounts & { connectedClients: number; clie
 
 const principals = new WeakMap<Client, Principal>();
 
-/** Device connections closed together when the control plane stops (see disconnectDevices). */
-const CLOSE_BATCH = 250;
-
 function authError(message: string, returnCode: 3 | 4 | 5 = 4): Error & { returnCode: number } {
   // 3 = server unavailable, 4 = bad username or password, 5 = not authorised (MQTT 3.1.1 CONNACK).
   return Object.assign(new Error(message), { returnCode });
@@ -182,15 +179,9 @@ export class EmbeddedBroker {
     const clients = (broker as unknown as { clients: Record<string, Client> }).clients;
     const devices = Object.values(clients).filter((c) => principals.get(c)?.kind !== 'control-plane');
     // Without their wills: the devices did not go offline, the control plane is going away (their
-    // presence is settled when they reconnect, or by the sweeper). 10,000 wills published at once also
-    // queued up in mqemitter, which works through its queue by recursion, and overflowed the stack.
-    // A few hundred at a time, for the unsubscriptions each close makes.
-    for (let i = 0; i < devices.length; i += CLOSE_BATCH) {
-      const batch = devices.slice(i, i + CLOSE_BATCH);
-      for (const c of batch) (c as unknown as { will: unknown }).will = null;
-      await Promise.all(batch.map((c) => new Promise<void>((resolve) => c.close(() => resolve()))));
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
+    // presence is settled when they reconnect, or by the sweeper).
+    for (const c of devices) (c as unknown as { will: unknown }).will = null;
+    await Promise.all(devices.map((c) => new Promise<void>((resolve) => c.close(() => resolve()))));
     this.serverClosed = closed;
   }
 

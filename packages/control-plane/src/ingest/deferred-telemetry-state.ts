@@ -1,7 +1,7 @@
 import type { TelemetryWindow } from '@perch/shared';
 import { writeTransaction, type Db } from '../store/database.js';
 import type { DevicePresenceStore } from '../store/device-presence-store.js';
-import { addContribution, emptyContribution, RollupBatch, type Contribution, type TelemetryRollups } from '../store/telemetry-rollups.js';
+import { addContribution, emptyContribution, RollupBatch, rollupKey, type Contribution, type TelemetryRollups } from '../store/telemetry-rollups.js';
 import type { GapDetector } from '../telemetry/gap-detector.js';
 
 export interface DeferredStateOptions {
@@ -36,7 +36,11 @@ interface Cycle {
   throughRowid: number;
 }
 
-const rowKey = (c: Pick<Contribution, 'resolution' | 'deviceId' | 'bucketStart'>): string => `${c.resolution}\u0000${c.deviceId}\u0000${c.bucketStart}`;
+/** Positions [from, to) of a cycle: its devices first, then its rows. */
+function part(cycle: Cycle, from: number, to: number): { devices: string[]; rows: Contribution[] } {
+  const n = cycle.devices.length;
+  return { devices: cycle.devices.slice(Math.min(from, n), Math.min(to, n)), rows: cycle.rows.slice(Math.max(0, from - n), Math.max(0, to - n)) };
+}
 
 // Bucket first: a bucket's rows of the whole fleet lie together in the table (migration 11).
 const byTableOrder = (a: Contribution, b: Contribution): number =>
@@ -70,14 +74,12 @@ export class DeferredTelemetryState {
   /** every window up to this rowid is counted in memory */
   private countedRowid: number;
   private cycle: Cycle | null = null;
-  private lastError: unknown = null;
   private timer: NodeJS.Timeout | null = null;
   private stepping: NodeJS.Immediate | null = null;
   private readonly writeChunk;
   private readonly watermarkStmt;
   private readonly saveWatermarkStmt;
   private readonly afterWatermarkStmt;
-  readonly stats = { cycles: 0, rowsWritten: 0, devicesWritten: 0, failures: 0, recovered: 0 };
 
   constructor(
     db: Db,
@@ -122,7 +124,8 @@ export class DeferredTelemetryState {
     this.cancelStep();
     if (!this.cycle) this.startCycle();
     while (this.cycle) {
-      if (!this.step()) throw this.lastError;
+      const failed = this.step();
+      if (failed) throw failed.error;
       if (!this.cycle && (this.dirtyDevices.size > 0 || this.dirtyRows.size > 0)) this.startCycle();
     }
   }
@@ -136,11 +139,6 @@ export class DeferredTelemetryState {
     } catch {
       // Logged by the failed step; the windows are committed, and the watermark is behind them.
     }
-  }
-
-  /** Rollup rows held in memory (for tests and metrics). */
-  get rowsInMemory(): number {
-    return this.rows.size;
   }
 
   private watermark(): number {
@@ -158,13 +156,12 @@ export class DeferredTelemetryState {
       n++;
     }
     if (n === 0) return;
-    this.stats.recovered = n;
     this.log?.info({ windows: n, after: this.watermark() }, 'telemetry state counted again from the windows committed after its last write');
     this.flushAll();
   }
 
   private add(c: Contribution): void {
-    const key = rowKey(c);
+    const key = rollupKey(c.resolution, c.deviceId, c.bucketStart);
     let row = this.rows.get(key);
     if (!row) {
       row = this.rollups.stored(c.resolution, c.deviceId, c.bucketStart) ?? emptyContribution(c.resolution, c.deviceId, c.bucketStart);
@@ -199,7 +196,7 @@ export class DeferredTelemetryState {
   private scheduleStep(): void {
     this.stepping = setImmediate(() => {
       this.stepping = null;
-      if (this.step() && this.cycle) this.scheduleStep();
+      if (!this.step() && this.cycle) this.scheduleStep();
     });
   }
 
@@ -208,37 +205,32 @@ export class DeferredTelemetryState {
     this.stepping = null;
   }
 
-  /** Writes the next chunk of the cycle; false when the database refused it (the cycle's rest is dirty again). */
-  private step(): boolean {
+  /** Writes the next chunk of the cycle; what the database threw when it refused it (the cycle's rest is dirty again). */
+  private step(): { error: unknown } | null {
     const cycle = this.cycle;
-    if (!cycle) return true;
+    if (!cycle) return null;
     const total = cycle.devices.length + cycle.rows.length;
     const from = cycle.next;
     const to = Math.min(total, from + this.opts.chunkRows);
-    const devices = cycle.devices.slice(Math.min(from, cycle.devices.length), Math.min(to, cycle.devices.length));
-    const rows = cycle.rows.slice(Math.max(0, from - cycle.devices.length), Math.max(0, to - cycle.devices.length));
+    const { devices, rows } = part(cycle, from, to);
     const last = to === total;
     try {
       this.writeChunk(devices, rows, last ? cycle.throughRowid : null);
-    } catch (err) {
-      this.stats.failures++;
-      this.lastError = err;
-      this.log?.error({ err, left: total - from }, 'telemetry rollups, sequences and last seen could not be written; trying again at the next interval');
-      for (const id of cycle.devices.slice(Math.min(from, cycle.devices.length))) this.dirtyDevices.add(id);
-      for (const row of cycle.rows.slice(Math.max(0, from - cycle.devices.length))) this.dirtyRows.add(rowKey(row));
+    } catch (error) {
+      this.log?.error({ err: error, left: total - from }, 'telemetry rollups, sequences and last seen could not be written; trying again at the next interval');
+      const rest = part(cycle, from, total);
+      for (const id of rest.devices) this.dirtyDevices.add(id);
+      for (const row of rest.rows) this.dirtyRows.add(rollupKey(row.resolution, row.deviceId, row.bucketStart));
       this.cycle = null;
-      return false;
+      return { error };
     }
-    this.stats.devicesWritten += devices.length;
-    this.stats.rowsWritten += rows.length;
     for (const id of devices) if (!this.dirtyDevices.has(id)) this.lastSeen.delete(id);
     cycle.next = to;
     if (last) {
       this.cycle = null;
-      this.stats.cycles++;
       this.evict();
     }
-    return true;
+    return null;
   }
 
   // Written rows of older buckets leave memory; a late window reads its row back.

@@ -37,7 +37,7 @@ export interface BatchResult {
  */
 export class TelemetryBatchWriter {
   private readonly tx;
-  readonly state: DeferredTelemetryState;
+  private readonly state: DeferredTelemetryState;
 
   constructor(
     db: Db,

@@ -36,7 +36,8 @@ interface Waiting {
 /**
  * The telemetry batch writer on a thread of its own, with its own SQLite
  * connection. Writing is most of a window's CPU on the control plane
- * (sequence, rollups, commit); on the main thread it held MQTT (reading,
+ * (windows, gaps, commit, and the rollups, sequences and last seen behind
+ * them); on the main thread it held MQTT (reading,
  * authorising, acknowledging) off one core while the other idled. The main
  * thread still decodes each window at the boundary and hands the writer its
  * JSON, which the writer stores as is. A thread that dies fails the batches

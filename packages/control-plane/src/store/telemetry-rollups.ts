@@ -80,6 +80,9 @@ function registerFunctions(db: Db): void {
   });
 }
 
+/** One rollup row's identity as a map key. */
+export const rollupKey = (resolution: RollupResolution, deviceId: string, bucketStart: number): string => `${resolution}\u0000${deviceId}\u0000${bucketStart}`;
+
 /** A rollup row's sums, or what some windows add to one. */
 export interface Contribution {
   resolution: RollupResolution;
@@ -109,7 +112,7 @@ export class RollupBatch {
   add(deviceId: string, w: TelemetryWindow, rowid: number): void {
     for (const resolution of ROLLUP_RESOLUTIONS) {
       const bucketStart = w.windowStart - (w.windowStart % BUCKET_MS[resolution]);
-      const key = `${resolution}\u0000${deviceId}\u0000${bucketStart}`;
+      const key = rollupKey(resolution, deviceId, bucketStart);
       let c = this.rows.get(key);
       if (!c) {
         c = emptyContribution(resolution, deviceId, bucketStart);
