@@ -131,7 +131,7 @@ export const fleetScale: Benchmark = {
           entry[side === cpSide ? 'rampCp' : 'rampBare'] = ramp;
         }
         await sleep(5000);
-        type Held = { rss: number; perConnKiB: number; connected: number };
+        type Held = { rss: number; perConnKiB: number; connected: number; heapUsed: number; heapCommitted: number; newSpace: number };
         const memory: Record<string, Held> = {};
         for (const side of [cpSide, bareSide]) {
           const readings: ServerStats[] = [];
@@ -142,12 +142,16 @@ export const fleetScale: Benchmark = {
           const connected = (await side.fleet.stats()).connected;
           const rss = median(readings.map((r) => r.rssBytes));
           const base = side === cpSide ? idle.cp : idle.bare;
-          memory[side.name] = { rss, perConnKiB: (rss - base) / Math.max(1, connected) / 1024, connected };
+          const heapUsed = median(readings.map((r) => r.heapUsedBytes));
+          const heapCommitted = median(readings.map((r) => r.heapCommittedBytes));
+          const newSpace = median(readings.map((r) => r.newSpaceCommittedBytes));
+          memory[side.name] = { rss, perConnKiB: (rss - base) / Math.max(1, connected) / 1024, connected, heapUsed, heapCommitted, newSpace };
         }
         const cpMem = memory['control plane'] as Held;
         const bareMem = memory['bare aedes'] as Held;
         log(`held ${n}: control plane ${mib(cpMem.rss)} MiB (${cpMem.perConnKiB.toFixed(1)} KiB per connection), bare aedes ${mib(bareMem.rss)} MiB (${bareMem.perConnKiB.toFixed(1)} KiB)`);
-        entry.memory = { controlPlaneRssMiB: mib(cpMem.rss), controlPlaneKiBPerConnection: round(cpMem.perConnKiB, 1), controlPlaneConnected: cpMem.connected, bareRssMiB: mib(bareMem.rss), bareKiBPerConnection: round(bareMem.perConnKiB, 1), bareConnected: bareMem.connected };
+        for (const [name, m] of Object.entries(memory)) log(`  ${name}: main thread's V8 heap ${mib(m.heapUsed)} MiB used of ${mib(m.heapCommitted)} MiB resident (new space ${mib(m.newSpace)} MiB)`);
+        entry.memory = { controlPlaneRssMiB: mib(cpMem.rss), controlPlaneKiBPerConnection: round(cpMem.perConnKiB, 1), controlPlaneConnected: cpMem.connected, bareRssMiB: mib(bareMem.rss), bareKiBPerConnection: round(bareMem.perConnKiB, 1), bareConnected: bareMem.connected, controlPlaneHeapUsedMiB: mib(cpMem.heapUsed), controlPlaneHeapCommittedMiB: mib(cpMem.heapCommitted), controlPlaneNewSpaceMiB: mib(cpMem.newSpace) };
 
         // 2. Sustained ingest at each offered rate, rounds alternating A B B A.
         await cpSide.fleet.setTelemetry(null);

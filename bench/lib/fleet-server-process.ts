@@ -12,6 +12,7 @@
  *   filters) that only counts telemetry windows and times their arrival.
  */
 import { createServer, type Server } from 'node:net';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { ControlPlane, createLogger, loadControlPlaneConfig, type ControlPlaneConfigInput } from '@perch/control-plane';
 import { allDevicesFilter, type DeviceTopicKind } from '@perch/shared';
 import { Aedes } from 'aedes';
@@ -45,6 +46,10 @@ export interface ServerStats {
   rssBytes: number;
   anonBytes: number;
   heapUsedBytes: number;
+  /** the main thread's V8 heap: bytes committed (resident or not) and used, all spaces together */
+  heapCommittedBytes: number;
+  /** new space committed: the young generation, sized by --max-semi-space-size */
+  newSpaceCommittedBytes: number;
   connectedClients: number;
   /** telemetry windows: committed (control plane) or delivered to the subscriber (bare) */
   windows: number;
@@ -143,7 +148,8 @@ async function start(c: Extract<ServerCommand, { cmd: 'start' }>): Promise<Recor
   await next.start();
   next.services.fleet.ingest.onBatch((batch, _result, committedAt) => {
     for (const p of batch) {
-      latency.push(committedAt - p.window.windowEnd);
+      const end = windowEndOf(p.payload);
+      if (end !== null) latency.push(committedAt - end);
       ingestLatency.push(committedAt - p.receivedAt);
     }
   });
@@ -153,7 +159,10 @@ async function start(c: Extract<ServerCommand, { cmd: 'start' }>): Promise<Recor
 
 function stats(): ServerStats {
   const mem = resident(process.pid);
-  const common = { mode, rssBytes: mem.rss, anonBytes: mem.anon, heapUsedBytes: process.memoryUsage().heapUsed, droppedLogLines, latencyMs: latency.summary() };
+  const spaces = getHeapSpaceStatistics();
+  const heapCommittedBytes = spaces.reduce((sum, s) => sum + s.physical_space_size, 0);
+  const newSpaceCommittedBytes = spaces.find((s) => s.space_name === 'new_space')?.physical_space_size ?? 0;
+  const common = { mode, rssBytes: mem.rss, anonBytes: mem.anon, heapUsedBytes: process.memoryUsage().heapUsed, heapCommittedBytes, newSpaceCommittedBytes, droppedLogLines, latencyMs: latency.summary() };
   if (mode === 'bare') {
     return { ...common, connectedClients: bare?.broker.connectedClients ?? 0, windows: bare?.delivered ?? 0, controlPlane: null, ingestLatencyMs: null };
   }

@@ -63,8 +63,8 @@ export class TelemetryWindowFactory {
 }
 
 /** Reads `windowEnd` out of a window's first bytes without parsing it all (the bare broker's subscriber only counts). */
-export function windowEndOf(payload: Buffer): number | null {
-  const head = payload.toString('latin1', 0, Math.min(payload.length, 200));
+export function windowEndOf(payload: Uint8Array): number | null {
+  const head = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1', 0, Math.min(payload.byteLength, 200));
   const m = /"windowEnd":(\d+)/.exec(head);
   return m ? Number(m[1]) : null;
 }

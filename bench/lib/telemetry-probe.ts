@@ -25,12 +25,14 @@ export class TelemetryProbe {
     private readonly intervalMs = 10,
   ) {
     this.topic = deviceTopic(deviceId, 'telemetry');
-    cp.services.ingest.onArrival((window) => {
-      if (window.deviceId !== this.deviceId) return;
+    cp.services.ingest.onArrival((received) => {
+      if (received.deviceId !== this.deviceId) return;
       const at = performance.now();
-      const sentAt = this.sent.get(window.seq);
+      // Still undecoded here (the writer decodes): the probe reads its own window's seq.
+      const { seq } = JSON.parse(new TextDecoder().decode(received.payload)) as { seq: number };
+      const sentAt = this.sent.get(seq);
       if (sentAt === undefined) return;
-      this.sent.delete(window.seq);
+      this.sent.delete(seq);
       this.latencies.push(at - sentAt);
     });
   }

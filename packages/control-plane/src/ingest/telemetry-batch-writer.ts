@@ -5,14 +5,14 @@ import type { DevicePresenceStore } from '../store/device-presence-store.js';
 import { RollupBatch, type TelemetryRollups } from '../store/telemetry-rollups.js';
 import type { TelemetryStore } from '../store/telemetry-store.js';
 import { DEFERRED_STATE_DEFAULTS, DeferredTelemetryState, type BatchChanges, type DeferredStateOptions, type StateLog } from './deferred-telemetry-state.js';
+import { decodeReceived, type ReceivedWindow, type RejectedWindow } from './received-telemetry.js';
 
+/** A decoded window to write. */
 export interface PendingWindow {
   window: TelemetryWindow;
   /** when the control plane received it (ms) */
   receivedAt: number;
-  /** called once it is committed (no argument) or will not be (an error): the embedded broker acknowledges the device then */
-  done?: ((err?: Error) => void) | undefined;
-  /** the window as JSON when the caller has it already (the writer thread receives windows so) */
+  /** the window as JSON when the caller has it already (decodeReceived makes it) */
   json?: string;
 }
 
@@ -25,6 +25,8 @@ export interface BatchResult {
   /** seqs newly found missing */
   missingOpened: number;
   devices: number;
+  /** windows of the batch given to writeReceived that did not decode (not written) */
+  rejected: RejectedWindow[];
 }
 
 /**
@@ -52,6 +54,12 @@ export class TelemetryBatchWriter {
     this.tx = writeTransaction(db, (byDevice: Map<string, PendingWindow[]>) => this.writeAll(byDevice));
   }
 
+  /** Decodes the windows as received, then writes those that decode; the others come back in `rejected`. */
+  writeReceived(batch: readonly ReceivedWindow[]): BatchResult {
+    const { windows, rejected } = decodeReceived(batch);
+    return { ...this.write(windows), rejected };
+  }
+
   write(batch: readonly PendingWindow[]): BatchResult {
     const byDevice = new Map<string, PendingWindow[]>();
     for (const p of batch) {
@@ -74,7 +82,7 @@ export class TelemetryBatchWriter {
   }
 
   private writeAll(byDevice: Map<string, PendingWindow[]>): { result: BatchResult; changes: BatchChanges } {
-    const result: BatchResult = { inserted: 0, duplicates: 0, late: 0, missingOpened: 0, devices: byDevice.size };
+    const result: BatchResult = { inserted: 0, duplicates: 0, late: 0, missingOpened: 0, devices: byDevice.size, rejected: [] };
     const changes: BatchChanges = { devices: new Map(), rollup: new RollupBatch(), lastRowid: 0 };
     for (const [deviceId, list] of byDevice) {
       // In seq order, so windows reordered within one batch open no gap.

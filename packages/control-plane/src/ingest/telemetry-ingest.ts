@@ -1,15 +1,27 @@
-import { telemetryWindowSchema, type TelemetryWindow } from '@perch/shared';
 import type { Logger } from 'pino';
-import { defineHandler, MessageNotKept } from '../bus/device-message-dispatcher.js';
-import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
+import { MessageMalformed, MessageNotKept, type RawDeviceMessageHandler } from '../bus/device-message-dispatcher.js';
+import type { ReceivedWindow } from './received-telemetry.js';
+import type { BatchResult } from './telemetry-batch-writer.js';
 
 /** Where batches go: the batch writer in this thread (TelemetryBatchWriter) or on its own (TelemetryWriterThread). */
 export interface BatchSink {
-  /** commits the batch in one transaction, or throws and commits nothing */
-  write(batch: readonly PendingWindow[]): BatchResult | Promise<BatchResult>;
+  /** decodes the batch and commits what decodes in one transaction (the rest comes back rejected), or throws and commits nothing */
+  writeReceived(batch: readonly ReceivedWindow[]): BatchResult | Promise<BatchResult>;
   /** writes what committed batches changed beyond their windows (rollups, sequences, last seen) */
   flushState?(): void | Promise<void>;
   close?(): Promise<void>;
+}
+
+/** A received window waiting for its batch to commit. */
+export interface QueuedWindow extends ReceivedWindow {
+  /** the broker acknowledged it already (the bus path): one that cannot be written is lost, not sent again */
+  acknowledged: boolean;
+  /**
+   * called once it is committed (no argument) or will not be (MessageNotKept;
+   * MessageMalformed when it does not decode): the embedded broker
+   * acknowledges the device then, or not
+   */
+  done?: ((err?: Error) => void) | undefined;
 }
 
 export interface TelemetryIngestOptions {
@@ -41,11 +53,13 @@ export interface IngestStats {
   lost: number;
   /** unacknowledged windows (through the broker's intake) given up: their devices send them again */
   notKept: number;
+  /** windows that did not decode (malformed JSON, not the contract, another device's): dropped */
+  malformed: number;
   lastBatchAt: number | null;
 }
 
 /** What each committed batch was, for metrics. */
-export type BatchListener = (batch: readonly PendingWindow[], result: BatchResult, committedAt: number) => void;
+export type BatchListener = (batch: readonly QueuedWindow[], result: BatchResult, committedAt: number) => void;
 
 /**
  * Batches handed to the sink before the first is answered: with two, the
@@ -61,7 +75,7 @@ const MAX_IN_FLIGHT = 2;
  * are written makes the next batch, so batches grow with the load.
  */
 export class TelemetryIngest {
-  private pending: PendingWindow[] = [];
+  private pending: QueuedWindow[] = [];
   /** the wait for a batch to fill (flushMs) */
   private timer: NodeJS.Timeout | null = null;
   /** after a failed write: the wait before the next try (nothing is sent meanwhile) */
@@ -71,8 +85,8 @@ export class TelemetryIngest {
   private requeued = 0;
   private idleWaiters: ((written: boolean) => void)[] = [];
   private readonly listeners: BatchListener[] = [];
-  private readonly arrivals: ((window: TelemetryWindow) => void)[] = [];
-  readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, notKept: 0, lastBatchAt: null };
+  private readonly arrivals: ((window: ReceivedWindow) => void)[] = [];
+  readonly stats: IngestStats = { received: 0, inserted: 0, duplicates: 0, late: 0, missingOpened: 0, batches: 0, failedBatches: 0, lost: 0, notKept: 0, malformed: 0, lastBatchAt: null };
 
   constructor(
     private readonly sink: BatchSink,
@@ -80,16 +94,14 @@ export class TelemetryIngest {
     private readonly opts: TelemetryIngestOptions = TELEMETRY_INGEST_DEFAULTS,
   ) {}
 
-  handler() {
-    return defineHandler({
+  /** Settles when the window is committed; through the embedded broker's intake, the device's PUBACK goes then. */
+  handler(): RawDeviceMessageHandler {
+    return {
       kind: 'telemetry',
-      schema: telemetryWindowSchema,
-      // Unacknowledged (the embedded broker's intake): settles when the window is committed, and the device's PUBACK goes then.
-      handle: (_deviceId, window, acknowledged) =>
-        acknowledged
-          ? this.enqueue(window)
-          : new Promise<void>((resolve, reject) => this.enqueue(window, Date.now(), (err) => (err ? reject(err) : resolve()))),
-    });
+      raw: true,
+      handle: (deviceId, payload, acknowledged) =>
+        new Promise<void>((resolve, reject) => this.enqueue({ deviceId, payload, receivedAt: Date.now() }, (err) => (err ? reject(err) : resolve()), acknowledged)),
+    };
   }
 
   /** Windows accepted and not yet committed. */
@@ -102,14 +114,15 @@ export class TelemetryIngest {
   }
 
   /** Each window as it arrives, before it waits for its batch (how late windows reach the control plane, apart from the batching). */
-  onArrival(listener: (window: TelemetryWindow) => void): void {
+  onArrival(listener: (window: ReceivedWindow) => void): void {
     this.arrivals.push(listener);
   }
 
-  enqueue(window: TelemetryWindow, receivedAt = Date.now(), done?: (err?: Error) => void): void {
+  /** `acknowledged`: the device has its PUBACK already (by default when nobody waits for `done`). */
+  enqueue(window: ReceivedWindow, done?: (err?: Error) => void, acknowledged = done === undefined): void {
     this.stats.received++;
     for (const l of this.arrivals) l(window);
-    this.pending.push({ window, receivedAt, done });
+    this.pending.push({ ...window, acknowledged, done });
     if (this.pending.length >= this.opts.maxBatch) this.pump();
     else
       this.timer ??= setTimeout(() => {
@@ -165,10 +178,10 @@ export class TelemetryIngest {
     for (const resolve of this.idleWaiters.splice(0)) resolve(!failing);
   }
 
-  private async write(batch: PendingWindow[]): Promise<void> {
+  private async write(batch: QueuedWindow[]): Promise<void> {
     let result: BatchResult;
     try {
-      result = await this.sink.write(batch);
+      result = await this.sink.writeReceived(batch);
     } catch (err) {
       this.failed(batch, err);
       return;
@@ -181,7 +194,17 @@ export class TelemetryIngest {
     s.missingOpened += result.missingOpened;
     s.batches++;
     s.lastBatchAt = committedAt;
-    for (const p of batch) p.done?.();
+    s.malformed += result.rejected.length;
+    if (result.rejected.length === 0) for (const p of batch) p.done?.();
+    else {
+      const reasons = new Map(result.rejected.map((r) => [r.index, r.reason]));
+      batch.forEach((p, i) => {
+        const reason = reasons.get(i);
+        if (reason === undefined) p.done?.();
+        else if (p.done) p.done(new MessageMalformed(reason));
+        else this.log.warn({ deviceId: p.deviceId, reason }, 'dropped telemetry window');
+      });
+    }
     for (const l of this.listeners) l(batch, result, committedAt);
     this.log.debug({ windows: batch.length, inserted: result.inserted, devices: result.devices }, 'telemetry batch written');
   }
@@ -201,13 +224,16 @@ export class TelemetryIngest {
   }
 
   /** Windows that will not be written: those with a waiting device are not acknowledged, the others are lost. Returns how many were lost. */
-  private giveUp(windows: readonly PendingWindow[], why: string): number {
+  private giveUp(windows: readonly QueuedWindow[], why: string): number {
     let lost = 0;
     for (const p of windows) {
-      if (p.done) {
+      if (p.acknowledged) {
+        lost++;
+        p.done?.();
+      } else {
         this.stats.notKept++;
-        p.done(new MessageNotKept(why));
-      } else lost++;
+        p.done?.(new MessageNotKept(why));
+      }
     }
     this.stats.lost += lost;
     return lost;
@@ -215,7 +241,7 @@ export class TelemetryIngest {
 
   // A failed write (disk full, I/O error) keeps its windows for the next try instead of throwing
   // into the dispatcher or, from the timer, out of the process.
-  private failed(batch: PendingWindow[], err: unknown): void {
+  private failed(batch: QueuedWindow[], err: unknown): void {
     this.stats.failedBatches++;
     // Back in arrival order: after what earlier failed batches returned (batches fail in the order sent).
     this.pending.splice(this.requeued, 0, ...batch);

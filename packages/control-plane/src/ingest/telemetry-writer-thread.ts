@@ -3,7 +3,9 @@ import type { Worker } from 'node:worker_threads';
 import { spawnModuleWorker } from '@perch/shared';
 import type { Logger } from 'pino';
 import type { DeferredStateOptions } from './deferred-telemetry-state.js';
-import type { BatchResult, PendingWindow } from './telemetry-batch-writer.js';
+import { packWindows, type PackedWindows } from './packed-windows.js';
+import type { ReceivedWindow } from './received-telemetry.js';
+import type { BatchResult } from './telemetry-batch-writer.js';
 import type { BatchSink } from './telemetry-ingest.js';
 
 export interface WriterInit {
@@ -14,13 +16,7 @@ export interface WriterInit {
   state: DeferredStateOptions;
 }
 
-/** A window of a batch: its checked value as JSON, and when the control plane received it (ms). */
-export interface WindowJson {
-  json: string;
-  receivedAt: number;
-}
-
-export type ToWriter = { type: 'write'; id: number; windows: WindowJson[] } | { type: 'flush-state'; id: number } | { type: 'close' };
+export type ToWriter = { type: 'write'; id: number; windows: PackedWindows } | { type: 'flush-state'; id: number } | { type: 'close' };
 
 export type FromWriter =
   | { type: 'log'; level: 'error' | 'info'; msg: string; fields: Record<string, unknown> }
@@ -39,8 +35,8 @@ interface Waiting {
  * (windows, gaps, commit, and the rollups, sequences and last seen behind
  * them); on the main thread it held MQTT (reading,
  * authorising, acknowledging) off one core while the other idled. The main
- * thread still decodes each window at the boundary and hands the writer its
- * JSON, which the writer stores as is. A thread that dies fails the batches
+ * thread hands it the windows as received; it decodes and checks them
+ * (ReceivedWindow says why there). A thread that dies fails the batches
  * it had (the ingest keeps and retries them) and is started again at the
  * next batch.
  */
@@ -59,9 +55,9 @@ export class TelemetryWriterThread implements BatchSink {
     this.worker ??= this.spawn();
   }
 
-  async write(batch: readonly PendingWindow[]): Promise<BatchResult> {
-    const windows = batch.map((p): WindowJson => ({ json: JSON.stringify(p.window), receivedAt: p.receivedAt }));
-    return (await this.ask((id) => ({ type: 'write', id, windows }))) as BatchResult;
+  async writeReceived(batch: readonly ReceivedWindow[]): Promise<BatchResult> {
+    const { packed, transfer } = packWindows(batch);
+    return (await this.ask((id) => ({ type: 'write', id, windows: packed }), transfer)) as BatchResult;
   }
 
   /** Writes the rollups, sequences and last seen of every window committed so far. */
@@ -69,12 +65,12 @@ export class TelemetryWriterThread implements BatchSink {
     await this.ask((id) => ({ type: 'flush-state', id }));
   }
 
-  private ask(message: (id: number) => ToWriter): Promise<BatchResult | null> {
+  private ask(message: (id: number) => ToWriter, transfer: ArrayBuffer[] = []): Promise<BatchResult | null> {
     const worker = (this.worker ??= this.spawn());
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      worker.postMessage(message(id));
+      worker.postMessage(message(id), transfer);
     });
   }
 

@@ -1,11 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { TelemetryWindow } from '@perch/shared';
 import { connectDatabase } from '../store/database.js';
 import { DevicePresenceStore } from '../store/device-presence-store.js';
 import { TelemetryRollups } from '../store/telemetry-rollups.js';
 import { TelemetryStore } from '../store/telemetry-store.js';
 import { GapDetector } from '../telemetry/gap-detector.js';
-import { TelemetryBatchWriter, type PendingWindow } from './telemetry-batch-writer.js';
+import { unpackWindows } from './packed-windows.js';
+import { TelemetryBatchWriter } from './telemetry-batch-writer.js';
 import type { FromWriter, ToWriter, WriterInit } from './telemetry-writer-thread.js';
 
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -18,8 +18,8 @@ const CHECKPOINT_INTERVAL_MS = 1000;
  */
 const WAL_AUTOCHECKPOINT_PAGES = 8000;
 
-// The telemetry writer thread (see TelemetryWriterThread). Its windows were decoded and checked
-// against the contract on the main thread; the JSON it gets is that checked value.
+// The telemetry writer thread (see TelemetryWriterThread). It gets windows as the broker received
+// them and decodes them itself: those that do not decode come back rejected, for the dispatcher to drop.
 const port = parentPort;
 if (!port) throw new Error('the telemetry writer runs as a worker thread');
 const init = workerData as WriterInit;
@@ -64,8 +64,7 @@ port.on('message', (msg: ToWriter) => {
       writer.flushState();
       reply = { type: 'flushed', id: msg.id };
     } else {
-      const batch: PendingWindow[] = msg.windows.map(({ json, receivedAt }) => ({ window: JSON.parse(json) as TelemetryWindow, receivedAt, json }));
-      reply = { type: 'written', id: msg.id, result: writer.write(batch) };
+      reply = { type: 'written', id: msg.id, result: writer.writeReceived(unpackWindows(msg.windows)) };
     }
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

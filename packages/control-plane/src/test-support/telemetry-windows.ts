@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { emptyHistogram, LATENCY_SPEC, observe, telemetryWindowSchema, type HistogramSpecId, type TelemetryWindow } from '@perch/shared';
+import type { ReceivedWindow } from '../ingest/received-telemetry.js';
 import { openDatabase, type Db } from '../store/database.js';
 
 export interface CameraSpec {
@@ -50,4 +51,9 @@ export function tempDatabase(prefix = 'perch-telemetry-'): { db: Db; dir: string
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A window as the broker hands it to the ingest: its device, its JSON bytes, when it arrived. */
+export function received(window: TelemetryWindow, receivedAt = Date.now()): ReceivedWindow {
+  return { deviceId: window.deviceId, payload: Buffer.from(JSON.stringify(window)), receivedAt };
 }
