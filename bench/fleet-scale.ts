@@ -28,6 +28,7 @@ import { FleetServer } from './lib/fleet-server.js';
 import type { ServerStats } from './lib/fleet-server-process.js';
 import { DEFAULT_WINDOW_SHAPE } from './lib/fleet-windows.js';
 import { envNumber } from './lib/options.js';
+import { unitEnvironment } from './lib/unit-environment.js';
 import { cpuSeconds } from './lib/proc-stats.js';
 import { median, round } from './lib/stats.js';
 
@@ -237,6 +238,7 @@ export const fleetScale: Benchmark = {
           `(class counts, confidence and latency histograms); latency from the window's windowEnd (set at publish) to its commit in SQLite (control plane) or its delivery to the counting subscriber (bare)`,
       );
       if (retainedIndex) notes.push('the bare aedes baseline indexed retained messages by topic, as the control plane does (PERCH_BENCH_FLEET_RETAINED_INDEX=1)');
+      notes.push(`both servers run with the environment of deploy/systemd/perch-control-plane.service: ${JSON.stringify(unitEnvironment('perch-control-plane.service'))}`);
       notes.push(`simulators: ${processes} processes per fleet; RSS per connection = (RSS held - RSS idle) / devices, idle RSS ${mib(idle.cp)} MiB (control plane), ${mib(idle.bare)} MiB (bare)`);
     } finally {
       for (const f of running.fleets) await f.close().catch(() => undefined);
@@ -277,6 +279,12 @@ async function measureRound(side: Side, load: { intervalMs: number; shape: { cam
   const cpu1 = cpuSeconds(side.server.pid);
   await side.fleet.setTelemetry(null);
   await drain(side, log);
+  // A round over the goal says where: the worst latency of each second, publish-to-commit and receive-to-commit
+  // (a stall before the control plane received the windows shows in the first only).
+  if (s1.latencyMs.p99 > 500) {
+    log(`  ${side.name}: worst publish-to-commit by second (ms): ${s1.latencyMs.worstBySecond.join(' ')}`);
+    if (s1.ingestLatencyMs) log(`  ${side.name}: worst receive-to-commit by second (ms): ${s1.ingestLatencyMs.worstBySecond.join(' ')}`);
+  }
   return {
     offeredPerSecond: (f1.windowsProduced - f0.windowsProduced) / dt,
     ingestedPerSecond: (s1.windows - s0.windows) / dt,

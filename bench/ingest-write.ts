@@ -1,7 +1,8 @@
 /**
  * The control plane's telemetry write path alone, in this process: windows
  * as a fleet sends them (bench/lib/fleet-windows.ts), decoded with the
- * contract's schema and written by the real TelemetryBatchWriter into a real
+ * contract's schema and written by the real TelemetryBatchWriter, as the
+ * writer thread does (`writeReceived`: bytes in), into a real
  * SQLite file (raw window and gaps, 500 a transaction; minute and hour
  * rollups, sequences and last seen written behind them). Baseline in the same run: the least a store
  * could do with the same windows: JSON.parse and one INSERT of the bytes
@@ -12,9 +13,8 @@
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { decodeJson, telemetryWindowSchema } from '@perch/shared';
 import Database from 'better-sqlite3';
-import { TelemetryBatchWriter, type PendingWindow } from '../packages/control-plane/src/ingest/telemetry-batch-writer.js';
+import { TelemetryBatchWriter } from '../packages/control-plane/src/ingest/telemetry-batch-writer.js';
 import { openDatabase } from '../packages/control-plane/src/store/database.js';
 import { DevicePresenceStore } from '../packages/control-plane/src/store/device-presence-store.js';
 import { TelemetryRollups } from '../packages/control-plane/src/store/telemetry-rollups.js';
@@ -66,15 +66,15 @@ function perchPass(file: string, payloads: Buffer[], checkpoints: boolean): Pass
   try {
     if (!checkpoints) db.pragma('wal_autocheckpoint = 0');
     const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, 600_000), new TelemetryRollups(db), new DevicePresenceStore(db));
+    // As the writer thread gets them: the bytes as received, with the topic's device and the arrival time.
+    const received = payloads.map((payload) => {
+      const head = JSON.parse(payload.toString('utf8')) as { deviceId: string; windowEnd: number };
+      return { deviceId: head.deviceId, payload, receivedAt: head.windowEnd };
+    });
     const pass = timed(payloads.length, () => {
-      for (let i = 0; i < payloads.length; i += BATCH) {
-        const batch: PendingWindow[] = [];
-        for (const p of payloads.slice(i, i + BATCH)) {
-          const decoded = decodeJson(telemetryWindowSchema, p);
-          if (!decoded.ok) throw new Error(`a fleet window does not decode: ${decoded.error}`);
-          batch.push({ window: decoded.value, receivedAt: decoded.value.windowEnd });
-        }
-        writer.write(batch);
+      for (let i = 0; i < received.length; i += BATCH) {
+        const result = writer.writeReceived(received.slice(i, i + BATCH));
+        if (result.rejected.length > 0) throw new Error(`a fleet window does not decode: ${result.rejected[0]?.reason}`);
         if ((i + BATCH) % STATE_EVERY === 0) writer.flushState();
       }
       writer.flushState();

@@ -39,6 +39,8 @@ export interface LatencySummary {
   p90: number;
   p99: number;
   max: number;
+  /** the worst latency of each second since the reset, by the clock of arrival (ms): where in a round it went wrong */
+  worstBySecond: number[];
 }
 
 export interface ServerStats {
@@ -67,8 +69,12 @@ export interface ServerStats {
 class LatencyLog {
   private values = new Float64Array(1 << 16);
   private n = 0;
+  private since = Date.now();
+  private worst: number[] = [];
 
   push(v: number): void {
+    const second = Math.floor((Date.now() - this.since) / 1000);
+    if (second < 3600 && !((this.worst[second] ?? -1) >= v)) this.worst[second] = v;
     if (this.n === this.values.length) {
       if (this.n >= 1 << 24) return;
       const next = new Float64Array(this.values.length * 2);
@@ -80,12 +86,15 @@ class LatencyLog {
 
   reset(): void {
     this.n = 0;
+    this.since = Date.now();
+    this.worst = [];
   }
 
   summary(): LatencySummary {
     const s = this.values.slice(0, this.n).sort();
     const at = (p: number) => (this.n === 0 ? Number.NaN : (s[Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1))] as number));
-    return { n: this.n, p50: at(50), p90: at(90), p99: at(99), max: this.n === 0 ? Number.NaN : (s[this.n - 1] as number) };
+    const worstBySecond = Array.from(this.worst, (v) => Math.round(v ?? 0));
+    return { n: this.n, p50: at(50), p90: at(90), p99: at(99), max: this.n === 0 ? Number.NaN : (s[this.n - 1] as number), worstBySecond };
   }
 }
 

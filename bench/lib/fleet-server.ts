@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { ControlPlaneConfigInput } from '@perch/control-plane';
 import type { AuditResult } from './fleet-audit.js';
 import type { ServerCommand, ServerMode, ServerStats } from './fleet-server-process.js';
+import { unitEnvironment } from './unit-environment.js';
 
 const SCRIPT = fileURLToPath(new URL('./fleet-server-process.ts', import.meta.url));
 
@@ -56,7 +57,8 @@ export class FleetServer {
     try {
       // PERCH_BENCH_FLEET_SERVER_NODE_ARGS: extra node flags for the server processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
       const extra = process.env['PERCH_BENCH_FLEET_SERVER_NODE_ARGS']?.split(' ').filter((a) => a !== '') ?? [];
-      child = fork(SCRIPT, [], { execArgv: ['--import', 'tsx', ...extra], stdio: ['ignore', fd, fd, 'ipc'] });
+      // Both servers run with the environment the control plane's systemd unit sets (MALLOC_ARENA_MAX).
+      child = fork(SCRIPT, [], { execArgv: ['--import', 'tsx', ...extra], env: { ...process.env, ...unitEnvironment('perch-control-plane.service') }, stdio: ['ignore', fd, fd, 'ipc'] });
     } finally {
       closeSync(fd);
     }
