@@ -47,7 +47,8 @@ export class MessageMalformed extends Error {}
 
 /**
  * Routes every message on a device topic to its handler after decoding it
- * with the handler's schema. A message that does not parse, does not match
+ * with the handler's schema (a raw handler decodes it itself). A message
+ * that does not parse, does not match
  * its topic's device or makes a handler throw is logged and dropped; the
  * control plane keeps serving.
  */
