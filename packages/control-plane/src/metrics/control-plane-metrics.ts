@@ -52,7 +52,8 @@ export class ControlPlaneMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: p });
 
     const mirror = (name: string, help: string, read: (s: IngestStats) => number) => mirroredCounter(registers, `${p}${name}`, help, () => read(sources.ingest.stats));
-    mirror('telemetry_windows_received_total', 'Telemetry windows received and accepted for ingest', (s) => s.received);
+    mirror('telemetry_windows_received_total', 'Telemetry windows received for ingest (those that do not decode included)', (s) => s.received);
+    mirror('telemetry_windows_malformed_total', 'Telemetry windows that did not decode in the writer (malformed JSON, not the contract, another device): dropped', (s) => s.malformed);
     mirror('telemetry_windows_inserted_total', 'Telemetry windows stored for the first time (late ones included)', (s) => s.inserted);
     mirror('telemetry_windows_duplicate_total', 'Telemetry windows already stored (redeliveries)', (s) => s.duplicates);
     mirror('telemetry_windows_late_total', 'Telemetry windows that filled a sequence gap', (s) => s.late);
@@ -81,9 +82,13 @@ export class ControlPlaneMetrics {
       buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
       registers,
     });
-    sources.ingest.onBatch((batch, _result, committedAt) => {
-      batchSize.observe(batch.length);
-      for (const w of batch) lag.observe((committedAt - w.receivedAt) / 1000);
+    sources.ingest.onBatch((batch, result, committedAt) => {
+      // Windows that did not decode were not written: they are counted as malformed, not here.
+      const rejected = new Set(result.rejected.map((r) => r.index));
+      batchSize.observe(batch.length - rejected.size);
+      batch.forEach((w, i) => {
+        if (!rejected.has(i)) lag.observe((committedAt - w.receivedAt) / 1000);
+      });
     });
 
     const webhooks = sources.rolloutWebhooks;

@@ -139,11 +139,18 @@ describe('fleet telemetry API', () => {
   });
 
   it('exposes Prometheus metrics at /metrics', async () => {
+    // One window that does not decode: received, then dropped by the writer as malformed, not stored.
+    const dropped = s.cp.stats.dispatch.dropped;
+    const bad = await connect(s.cp, 'cam-a');
+    await bad.publishAsync(deviceTopic('cam-a', 'telemetry'), Buffer.from('{"deviceId":"cam-a","seq":'), { qos: 1 });
+    await bad.endAsync();
+    await waitUntil(() => s.cp.stats.dispatch.dropped === dropped + 1, 'the malformed window dropped');
     const res = await s.get('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const m = parseMetrics(await res.text());
-    expect(sampleValue(m, 'perch_cp_telemetry_windows_received_total', {})).toBe(received);
+    expect(sampleValue(m, 'perch_cp_telemetry_windows_received_total', {})).toBe(received + 1);
+    expect(sampleValue(m, 'perch_cp_telemetry_windows_malformed_total', {})).toBe(1);
     expect(sampleValue(m, 'perch_cp_telemetry_windows_inserted_total', {})).toBe(received);
     expect(sampleValue(m, 'perch_cp_telemetry_windows_late_total', {})).toBe(1);
     expect(sampleValue(m, 'perch_cp_telemetry_ingest_lag_seconds_count', {})).toBe(received);
