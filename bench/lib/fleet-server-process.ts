@@ -74,7 +74,7 @@ class LatencyLog {
 
   push(v: number): void {
     const second = Math.floor((Date.now() - this.since) / 1000);
-    if (second < 3600 && !((this.worst[second] ?? -1) >= v)) this.worst[second] = v;
+    if (second < 3600 && v > (this.worst[second] ?? -Infinity)) this.worst[second] = v;
     if (this.n === this.values.length) {
       if (this.n >= 1 << 24) return;
       const next = new Float64Array(this.values.length * 2);

@@ -29,16 +29,30 @@ async function connectDevice(url: string, id: string, retain = false): Promise<M
   return c;
 }
 
+/** A started broker and the control plane's connection to it, subscribed to every device's status (where wills go). */
+async function brokerWithControlPlane(cpOptions: { clean?: boolean } = {}): Promise<{ b: EmbeddedBroker; url: string; cp: MqttClient }> {
+  const b = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
+  broker = b;
+  await b.start();
+  const url = `mqtt://127.0.0.1:${b.port}`;
+  const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0, ...cpOptions });
+  clients.push(cp);
+  await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
+  return { b, url, cp };
+}
+
+/** `n` devices with retained wills, connected 500 at a time. */
+async function connectFleet(url: string, prefix: string, n: number): Promise<MqttClient[]> {
+  const devices: MqttClient[] = [];
+  for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `${prefix}-${i + k}`, true)))));
+  return devices;
+}
+
 describe('embedded broker stopping', () => {
   it('disconnects 600 devices without publishing their wills; a device whose link is lost still gets its will out', async () => {
-    broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
-    await broker.start();
-    const url = `mqtt://127.0.0.1:${broker.port}`;
-    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0 });
-    clients.push(cp);
+    const { b, url, cp } = await brokerWithControlPlane();
     const wills: string[] = [];
     cp.on('message', (topic) => wills.push(topic));
-    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
 
     // The will path works: a device whose socket is destroyed has its will delivered.
     const lost = await connectDevice(url, 'gw-lost');
@@ -47,7 +61,7 @@ describe('embedded broker stopping', () => {
 
     const devices = await Promise.all(Array.from({ length: 600 }, (_, i) => connectDevice(url, `gw-${i}`)));
     const closed = Promise.all(devices.map((d) => new Promise<void>((resolve) => d.once('close', () => resolve()))));
-    await broker.disconnectDevices();
+    await b.disconnectDevices();
     await closed;
     expect(devices.every((d) => !d.connected)).toBe(true);
     // The control plane's own connection stays up, and heard no will of the 600.
@@ -57,17 +71,11 @@ describe('embedded broker stopping', () => {
   });
 
   it('survives thousands of devices losing their links at once, and delivers every will', async () => {
-    broker = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
-    await broker.start();
-    const url = `mqtt://127.0.0.1:${broker.port}`;
-    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0 });
-    clients.push(cp);
+    const { url, cp } = await brokerWithControlPlane();
     let wills = 0;
     cp.on('message', () => wills++);
-    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
     const n = 4000;
-    const devices: MqttClient[] = [];
-    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `site-${i + k}`, true)))));
+    const devices = await connectFleet(url, 'site', n);
     // The control plane's connection reads slowly meanwhile: deliveries to it wait, and the wills queue in the broker.
     cp.stream.pause();
     for (const d of devices) d.stream.destroy();
@@ -80,16 +88,9 @@ describe('embedded broker stopping', () => {
   }, 60_000);
 
   it('stops while the retained wills of thousands of devices gone at once are still going through it, without a crash', async () => {
-    const b = new EmbeddedBroker({ host: '127.0.0.1', port: 0, controlPlaneUsername: 'cp', controlPlanePassword: 'cp-secret', devices: anyDevice }, createLogger('silent'));
-    broker = b;
-    await b.start();
-    const url = `mqtt://127.0.0.1:${b.port}`;
-    const cp = await mqtt.connectAsync(url, { clientId: 'cp-1', username: 'cp', password: 'cp-secret', reconnectPeriod: 0, clean: false });
+    const { b, url, cp } = await brokerWithControlPlane({ clean: false });
     cp.on('error', () => undefined);
-    await cp.subscribeAsync('perch/v1/devices/+/status', { qos: 1 });
-    const n = 8000;
-    const devices: MqttClient[] = [];
-    for (let i = 0; i < n; i += 500) devices.push(...(await Promise.all(Array.from({ length: Math.min(500, n - i) }, (_, k) => connectDevice(url, `gone-${i + k}`, true)))));
+    const devices = await connectFleet(url, 'gone', 8000);
     // Links dropped without DISCONNECT (their wills go out), then the control plane stops at once. With aedes's
     // default cap of 100 publishes in flight this overflowed mqemitter's stack: an uncaught RangeError, which
     // fails this test.

@@ -94,6 +94,8 @@ describe('telemetry ingest', () => {
 
   it('decodes windows in the writer: one that does not decode is refused as malformed, with its reason, and the rest of its batch commits', async () => {
     ingest = ingestWith({ maxBatch: 1000, maxPending: 1000 });
+    const told: number[][] = [];
+    ingest.onBatch((batch) => told.push(batch.map((w) => w.receivedAt)));
     const handle = ingest.handler().handle;
     const good = handle('d', encodeJson(telemetryWindow('d', 0)), false);
     const notJson = handle('d', Buffer.from('{"deviceId":'), false);
@@ -109,5 +111,7 @@ describe('telemetry ingest', () => {
     await expect(otherDevice).rejects.toThrow(/payload deviceId e does not match the topic's device d/);
     expect(t.db.prepare('SELECT seq FROM telemetry_windows ORDER BY seq').pluck().all()).toEqual([0, 3]);
     expect(ingest.stats).toMatchObject({ received: 5, inserted: 2, malformed: 3, batches: 1 });
+    // Listeners (metrics: ingest lag, batch size) hear of the two windows written, not of those dropped.
+    expect(told.map((b) => b.length)).toEqual([2]);
   });
 });

@@ -58,7 +58,7 @@ export interface IngestStats {
   lastBatchAt: number | null;
 }
 
-/** What each committed batch was, for metrics. */
+/** What each committed batch was, for metrics: its windows that were written (not those that did not decode). */
 export type BatchListener = (batch: readonly QueuedWindow[], result: BatchResult, committedAt: number) => void;
 
 /**
@@ -100,7 +100,7 @@ export class TelemetryIngest {
       kind: 'telemetry',
       raw: true,
       handle: (deviceId, payload, acknowledged) =>
-        new Promise<void>((resolve, reject) => this.enqueue({ deviceId, payload, receivedAt: Date.now() }, (err) => (err ? reject(err) : resolve()), acknowledged)),
+        new Promise<void>((resolve, reject) => this.queue({ deviceId, payload, receivedAt: Date.now(), acknowledged, done: (err) => (err ? reject(err) : resolve()) })),
     };
   }
 
@@ -120,9 +120,13 @@ export class TelemetryIngest {
 
   /** `acknowledged`: the device has its PUBACK already (by default when nobody waits for `done`). */
   enqueue(window: ReceivedWindow, done?: (err?: Error) => void, acknowledged = done === undefined): void {
+    this.queue({ ...window, acknowledged, done });
+  }
+
+  private queue(q: QueuedWindow): void {
     this.stats.received++;
-    for (const l of this.arrivals) l(window);
-    this.pending.push({ ...window, acknowledged, done });
+    for (const l of this.arrivals) l(q);
+    this.pending.push(q);
     if (this.pending.length >= this.opts.maxBatch) this.pump();
     else
       this.timer ??= setTimeout(() => {
@@ -195,18 +199,22 @@ export class TelemetryIngest {
     s.batches++;
     s.lastBatchAt = committedAt;
     s.malformed += result.rejected.length;
-    if (result.rejected.length === 0) for (const p of batch) p.done?.();
-    else {
-      const reasons = new Map(result.rejected.map((r) => [r.index, r.reason]));
-      batch.forEach((p, i) => {
-        const reason = reasons.get(i);
-        if (reason === undefined) p.done?.();
-        else if (p.done) p.done(new MessageMalformed(reason));
-        else this.log.warn({ deviceId: p.deviceId, reason }, 'dropped telemetry window');
-      });
-    }
-    for (const l of this.listeners) l(batch, result, committedAt);
+    const written = result.rejected.length === 0 ? batch : this.settleRejected(batch, result);
+    for (const p of written) p.done?.();
+    for (const l of this.listeners) l(written, result, committedAt);
     this.log.debug({ windows: batch.length, inserted: result.inserted, devices: result.devices }, 'telemetry batch written');
+  }
+
+  /** Settles the windows of a batch that did not decode (MessageMalformed); returns the others, which were written. */
+  private settleRejected(batch: readonly QueuedWindow[], result: BatchResult): QueuedWindow[] {
+    const reasons = new Map(result.rejected.map((r) => [r.index, r.reason]));
+    return batch.filter((p, i) => {
+      const reason = reasons.get(i);
+      if (reason === undefined) return true;
+      if (p.done) p.done(new MessageMalformed(reason));
+      else this.log.warn({ deviceId: p.deviceId, reason }, 'dropped telemetry window');
+      return false;
+    });
   }
 
   /** Writes what is queued: nothing accepted is lost on shutdown (unless the database refuses it). */

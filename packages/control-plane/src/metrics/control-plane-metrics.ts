@@ -82,13 +82,9 @@ export class ControlPlaneMetrics {
       buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
       registers,
     });
-    sources.ingest.onBatch((batch, result, committedAt) => {
-      // Windows that did not decode were not written: they are counted as malformed, not here.
-      const rejected = new Set(result.rejected.map((r) => r.index));
-      batchSize.observe(batch.length - rejected.size);
-      batch.forEach((w, i) => {
-        if (!rejected.has(i)) lag.observe((committedAt - w.receivedAt) / 1000);
-      });
+    sources.ingest.onBatch((batch, _result, committedAt) => {
+      batchSize.observe(batch.length);
+      for (const w of batch) lag.observe((committedAt - w.receivedAt) / 1000);
     });
 
     const webhooks = sources.rolloutWebhooks;

@@ -1,35 +1,28 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
 import { GapDetector } from '../telemetry/gap-detector.js';
 import { telemetryWindow } from '../test-support/telemetry-windows.js';
-import { openDatabase } from './database.js';
+import { upgradedDatabase } from '../test-support/upgraded-database.js';
 import { DevicePresenceStore } from './device-presence-store.js';
-import { MIGRATIONS } from './migrations.js';
 import { TelemetryRollups } from './telemetry-rollups.js';
 import { TelemetryStore } from './telemetry-store.js';
 
 describe('schema version 11: rollups keyed by bucket, written behind the windows', () => {
   it('keeps the rollups stored before it, counts none of the windows again, and adds to them after', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'perch-state-migration-'));
-    try {
-      const file = join(dir, 'perch.db');
-      const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 11));
-      const write = old.prepare(
-        `INSERT INTO telemetry_rollups_minute (device_id, bucket_start, windows, frames_received, frames_inferred, frames_dropped, inference_errors, class_counts_json, latency_json, shadow_compared, shadow_agreed)
-         VALUES (?, ?, ?, 0, ?, 0, 0, '{"cat":2}', '{}', 0, 0)`,
-      );
-      write.run('a', 60_000, 2, 18);
-      write.run('b', 0, 1, 9);
-      const store = new TelemetryStore(old);
-      store.insertWindow(telemetryWindow('a', 0, { start: 60_000 }), 70_000);
-      store.insertWindow(telemetryWindow('a', 1, { start: 70_000 }), 80_000);
-      old.close();
-
-      const db = openDatabase(file);
-      try {
+    upgradedDatabase(
+      11,
+      (old) => {
+        const write = old.prepare(
+          `INSERT INTO telemetry_rollups_minute (device_id, bucket_start, windows, frames_received, frames_inferred, frames_dropped, inference_errors, class_counts_json, latency_json, shadow_compared, shadow_agreed)
+           VALUES (?, ?, ?, 0, ?, 0, 0, '{"cat":2}', '{}', 0, 0)`,
+        );
+        write.run('a', 60_000, 2, 18);
+        write.run('b', 0, 1, 9);
+        const store = new TelemetryStore(old);
+        store.insertWindow(telemetryWindow('a', 0, { start: 60_000 }), 70_000);
+        store.insertWindow(telemetryWindow('a', 1, { start: 70_000 }), 80_000);
+      },
+      (db) => {
         expect(db.prepare('SELECT through_rowid FROM telemetry_state_watermark').pluck().get()).toBe(2);
         const rollups = new TelemetryRollups(db);
         const writer = new TelemetryBatchWriter(db, new TelemetryStore(db), new GapDetector(db, 60_000), rollups, new DevicePresenceStore(db));
@@ -42,11 +35,7 @@ describe('schema version 11: rollups keyed by bucket, written behind the windows
         expect(db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'telemetry_rollups_minute' AND type = 'index' AND sql IS NOT NULL").pluck().all()).toEqual([
           'telemetry_rollups_minute_device',
         ]);
-      } finally {
-        db.close();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 });

@@ -1,26 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { telemetryWindow } from '../test-support/telemetry-windows.js';
-import { openDatabase } from './database.js';
-import { MIGRATIONS } from './migrations.js';
+import { upgradedDatabase } from '../test-support/upgraded-database.js';
 import { TelemetryStore } from './telemetry-store.js';
 
 describe('schema version 9: raw windows in arrival order', () => {
   it('keeps every window stored before it, still once per (device, seq), and answers the same queries', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'perch-windows-migration-'));
-    try {
-      const file = join(dir, 'perch.db');
-      const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 9));
-      const before = new TelemetryStore(old);
-      for (const [device, seq, at] of [['b', 1, 30], ['a', 0, 10], ['a', 1, 20], ['b', 0, 5]] as const) {
-        expect(before.insertWindow(telemetryWindow(device, seq, { start: seq * 10_000 }), at)).not.toBeNull();
-      }
-      old.close();
-
-      const db = openDatabase(file);
-      try {
+    upgradedDatabase(
+      9,
+      (old) => {
+        const before = new TelemetryStore(old);
+        for (const [device, seq, at] of [['b', 1, 30], ['a', 0, 10], ['a', 1, 20], ['b', 0, 5]] as const) {
+          expect(before.insertWindow(telemetryWindow(device, seq, { start: seq * 10_000 }), at)).not.toBeNull();
+        }
+      },
+      (db) => {
         const store = new TelemetryStore(db);
         expect(store.count()).toBe(4);
         expect(store.recent('a', 10).map((w) => [w.seq, w.receivedAt])).toEqual([[1, 20], [0, 10]]);
@@ -34,11 +27,7 @@ describe('schema version 9: raw windows in arrival order', () => {
           'telemetry_windows_key',
           'telemetry_windows_received',
         ]);
-      } finally {
-        db.close();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 });

@@ -1,14 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TelemetryBatchWriter } from '../ingest/telemetry-batch-writer.js';
-import { openDatabase } from '../store/database.js';
 import { DevicePresenceStore } from '../store/device-presence-store.js';
-import { MIGRATIONS } from '../store/migrations.js';
 import { TelemetryRollups } from '../store/telemetry-rollups.js';
 import { TelemetryStore } from '../store/telemetry-store.js';
 import { tempDatabase, telemetryWindow } from '../test-support/telemetry-windows.js';
+import { upgradedDatabase } from '../test-support/upgraded-database.js';
 import { GapDetector } from './gap-detector.js';
 
 const GRACE_MS = 60_000;
@@ -121,18 +117,15 @@ describe('gap detection', () => {
 
 describe('schema version 5 on a database with telemetry', () => {
   it('backfills sequences and gaps from the windows stored before it', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'perch-gap-migration-'));
-    try {
-      const file = join(dir, 'perch.db');
-      const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 5));
-      const insert = old.prepare(
-        "INSERT INTO telemetry_windows (device_id, seq, window_start, window_end, frames_inferred, payload_json, received_at) VALUES (?, ?, 0, 0, 0, '{}', ?)",
-      );
-      for (const [seq, at] of [[0, 10], [1, 11], [4, 14], [5, 15], [9, 19]] as const) insert.run('old', seq, at);
-      old.close();
-
-      const db = openDatabase(file);
-      try {
+    upgradedDatabase(
+      5,
+      (old) => {
+        const insert = old.prepare(
+          "INSERT INTO telemetry_windows (device_id, seq, window_start, window_end, frames_inferred, payload_json, received_at) VALUES (?, ?, 0, 0, 0, '{}', ?)",
+        );
+        for (const [seq, at] of [[0, 10], [1, 11], [4, 14], [5, 15], [9, 19]] as const) insert.run('old', seq, at);
+      },
+      (db) => {
         const g = new GapDetector(db, GRACE_MS);
         expect(g.report('old', 19)).toMatchObject({
           highestSeq: 9,
@@ -143,11 +136,7 @@ describe('schema version 5 on a database with telemetry', () => {
             { firstSeq: 2, lastSeq: 3, detectedAt: 14 },
           ],
         });
-      } finally {
-        db.close();
-      }
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 });
