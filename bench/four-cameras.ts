@@ -13,7 +13,7 @@ import { waitUntil } from '../test/support/wait-until.js';
 import { bareInference } from './lib/bare-inference.js';
 import { mobileNetV2 } from './lib/bench-models.js';
 import type { Benchmark, BenchReport } from './lib/benchmark.js';
-import { cameraClip } from './lib/camera-clip.js';
+import { cameraClips } from './lib/camera-clip.js';
 import { envNumber } from './lib/options.js';
 import { PerchSite } from './lib/perch-site.js';
 import { childPids, CpuMeter, cpuSeconds, rssBytes } from './lib/proc-stats.js';
@@ -71,8 +71,9 @@ export const fourCameras: Benchmark = {
     // Unset: the agent's own default, which is what ships.
     const maxBatch = process.env['PERCH_BENCH_CAMERA_MAX_BATCH'] ? envNumber('PERCH_BENCH_CAMERA_MAX_BATCH', 4, { min: 1, max: 64, integer: true }) : undefined;
     const ffmpegNice = process.env['PERCH_BENCH_CAMERA_NICE'] ? envNumber('PERCH_BENCH_CAMERA_NICE', 5, { min: 0, max: 19, integer: true }) : undefined;
-    const clip = await cameraClip(options.workDir);
-    log(`camera clip ${clip.cached ? 'reused' : 'encoded'}: ${clip.path} (${clip.encoding})`);
+    const clips = await cameraClips(options.workDir, CAMERAS);
+    for (const c of clips) log(`camera clip ${c.cached ? 'reused' : 'encoded'}: ${c.path} (${c.encoding})`);
+    const clip = clips[0] as (typeof clips)[number];
     const model = await mobileNetV2();
 
     // The yardstick, measured before the site starts so nothing else competes for the CPU.
@@ -86,7 +87,7 @@ export const fourCameras: Benchmark = {
       const registered = await site.register(model, model.version, await readFile(model.modelPath));
       const { agent, pid } = await site.startAgent({
         deviceId: DEVICE_ID,
-        cameras: Array.from({ length: CAMERAS }, (_, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: clip.path } })),
+        cameras: clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
         telemetry: { windowSeconds: WINDOW_SECONDS },
         ...(maxBatch !== undefined ? { inference: { maxBatch } } : {}),
         ...(ffmpegNice !== undefined ? { ffmpegNice } : {}),

@@ -11,7 +11,7 @@ import type { AgentProcess } from '../test/support/agent-process.js';
 import { waitUntil } from '../test/support/wait-until.js';
 import { demoModel, mobileNetV2 } from './lib/bench-models.js';
 import type { Benchmark, BenchReport } from './lib/benchmark.js';
-import { cameraClip } from './lib/camera-clip.js';
+import { cameraClips } from './lib/camera-clip.js';
 import { envNumber } from './lib/options.js';
 import { PerchSite, type RegisteredModel } from './lib/perch-site.js';
 import { childPids, resident, rssBytes } from './lib/proc-stats.js';
@@ -191,7 +191,8 @@ export const memory: Benchmark = {
   async run(options, log): Promise<BenchReport> {
     const soakMinutes = envNumber('PERCH_BENCH_SOAK_MINUTES', 2, { min: 0.5, max: 24 * 60 });
     const swaps = envNumber('PERCH_BENCH_SWAPS', 50, { min: 2, max: 10_000, integer: true });
-    const clip = await cameraClip(options.workDir);
+    const clips = await cameraClips(options.workDir, CAMERAS);
+    const clip = clips[0] as (typeof clips)[number];
     const mobilenet = await mobileNetV2();
     const demo = await demoModel(options.workDir);
     const demoBytes = await readFile(demo.modelPath);
@@ -207,7 +208,7 @@ export const memory: Benchmark = {
 
       const { agent, pid } = await site.startAgent({
         deviceId: 'bench-memory-cameras',
-        cameras: Array.from({ length: CAMERAS }, (_, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: clip.path } })),
+        cameras: clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
         telemetry: { windowSeconds: 5 },
         log: { level: 'info' },
       });

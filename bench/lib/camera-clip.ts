@@ -1,8 +1,8 @@
 /**
- * A 1080p25 H.264 clip that decodes like a CCTV camera's stream, made with
+ * 1080p25 H.264 clips that decode like CCTV cameras' streams, made with
  * the bundled ffmpeg from its own test pattern (nothing downloaded) and
  * cached in the temp folder. Cameras send Main profile (CABAC, deblocking)
- * at a few Mbit/s; decode cost depends on that, so the clip is encoded the
+ * at a few Mbit/s; decode cost depends on that, so the clips are encoded the
  * same way rather than with x264's cheapest settings, which would make the
  * agent look better than it will be on a real camera (an ultrafast clip
  * decodes with about 30 % less CPU here). Light temporal noise stands in for sensor
@@ -26,8 +26,10 @@ export interface CameraClip {
   encoding: string;
 }
 
-const CLIP = { width: 1920, height: 1080, fps: 25, seconds: 10, bitrate: '4M' } as const;
-const ENCODING = `H.264 Main, x264 veryfast, ${CLIP.bitrate}bit/s, GOP 2 s, testsrc2 + temporal noise`;
+const CLIP = { width: 1920, height: 1080, fps: 25, gopSeconds: 2, bitrate: '4M' } as const;
+const ENCODING = `H.264 Main, x264 veryfast, ${CLIP.bitrate}bit/s, GOP ${CLIP.gopSeconds} s, testsrc2 + temporal noise`;
+/** The first camera's clip length; camera k's is k seconds longer, so their loop points never meet. */
+const BASE_SECONDS = 20;
 
 /** The ffmpeg the agent uses by default (@ffmpeg-installer/ffmpeg), unless PERCH_FFMPEG_PATH names another. */
 export function bundledFfmpegPath(): string {
@@ -38,10 +40,25 @@ export function bundledFfmpegPath(): string {
   return installer.path;
 }
 
-/** Encodes the clip once (about 10 s on 2 cores) and reuses it afterwards. */
-export async function cameraClip(workDir: string): Promise<CameraClip & { cached: boolean }> {
-  const file = path.join(workDir, `camera-${CLIP.width}x${CLIP.height}p${CLIP.fps}-${CLIP.seconds}s-main-${CLIP.bitrate}.mp4`);
-  const clip = { path: file, width: CLIP.width, height: CLIP.height, fps: CLIP.fps, seconds: CLIP.seconds, encoding: ENCODING };
+/**
+ * One clip per camera, as `count` cameras that have nothing to do with each
+ * other would send: camera k's keyframes come k/count of a GOP after camera
+ * 0's and its clip is k seconds longer. Cameras reading one shared file,
+ * started together, would decode their keyframes (several times a P-frame's
+ * cost) and reopen the file at the loop point all at the same moment, every
+ * time; that burst, which no real site has, showed as the benchmark's worst
+ * frame ages. Each clip is encoded once (10-20 s on 2 cores) and reused.
+ */
+export async function cameraClips(workDir: string, count: number): Promise<(CameraClip & { cached: boolean })[]> {
+  const clips: (CameraClip & { cached: boolean })[] = [];
+  for (let k = 0; k < count; k++) clips.push(await encodeClip(workDir, BASE_SECONDS + k, (k / count) * CLIP.gopSeconds));
+  return clips;
+}
+
+async function encodeClip(workDir: string, seconds: number, keyframeOffset: number): Promise<CameraClip & { cached: boolean }> {
+  const offset = Number(keyframeOffset.toFixed(3));
+  const file = path.join(workDir, `camera-${CLIP.width}x${CLIP.height}p${CLIP.fps}-${seconds}s-main-${CLIP.bitrate}-key${offset}.mp4`);
+  const clip = { path: file, width: CLIP.width, height: CLIP.height, fps: CLIP.fps, seconds, encoding: ENCODING };
   if (existsSync(file)) return { ...clip, cached: true };
   await mkdir(workDir, { recursive: true });
   const tmp = `${file}.tmp.mp4`;
@@ -50,10 +67,12 @@ export async function cameraClip(workDir: string): Promise<CameraClip & { cached
     [
       '-y', '-hide_banner', '-nostdin', '-loglevel', 'error',
       '-f', 'lavfi', '-i', `testsrc2=size=${CLIP.width}x${CLIP.height}:rate=${CLIP.fps}`,
-      '-t', String(CLIP.seconds),
+      '-t', String(seconds),
       '-vf', 'noise=alls=6:allf=t',
       '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'main', '-pix_fmt', 'yuv420p',
-      '-b:v', CLIP.bitrate, '-maxrate', CLIP.bitrate, '-bufsize', '8M', '-g', String(CLIP.fps * 2),
+      '-b:v', CLIP.bitrate, '-maxrate', CLIP.bitrate, '-bufsize', '8M',
+      // Keyframes at `offset` and every GOP after it (the first frame is one anyway); x264's own limit is set beyond that.
+      '-force_key_frames', `expr:gte(t,${offset}+n_forced*${CLIP.gopSeconds})`, '-g', String(CLIP.fps * CLIP.gopSeconds * 4),
       '-an', tmp,
     ],
     { timeout: 300_000 },

@@ -50,7 +50,7 @@ describe('agent config', () => {
     expect(cfg.trust.rootFile).toBe(join(dir.path, 'root.json'));
     expect(cfg.ffmpegPath).toBe('/usr/bin/ffmpeg');
     expect(cfg.telemetry.windowSeconds).toBe(10);
-    expect(cfg.inference).toEqual({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, pipelineDepth: 2, allowSpinning: false });
+    expect(cfg.inference).toEqual({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, batching: 'auto', pipelineDepth: 2, allowSpinning: false });
     expect(cfg.ffmpegNice).toBe(10);
     expect(cfg.deployment).toEqual({ healthWindowSeconds: 60, maxErrorRate: 0.05, maxLatencyFactor: 5, latencyFloorMs: 50, minFrames: 20 });
     expect(cfg.download).toEqual({ chunkBytes: 1048576, window: 8, requestTimeoutMs: 10000, maxRetries: 5 });

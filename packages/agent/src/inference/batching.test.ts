@@ -8,6 +8,7 @@ import { tempDir } from '../test-support/harness.js';
 import { buildTinyModel, solidFrame } from '../test-support/tiny-model.js';
 import { FrameScheduler, type FrameResult } from './frame-scheduler.js';
 import { InferenceRunner, type BatchResult } from './inference-runner.js';
+import type { BatchingPolicy } from './worker-protocol.js';
 
 
 /** A real runner that also records how many frames each run carried. */
@@ -26,11 +27,11 @@ describe('batching frames of several cameras into one run', () => {
   });
   afterAll(() => dir.remove());
 
-  async function runner(batch: number | 'dynamic', maxBatch: number): Promise<CountingRunner> {
+  async function runner(batch: number | 'dynamic', maxBatch: number, batching: BatchingPolicy = 'always'): Promise<CountingRunner> {
     const model = buildTinyModel({ batch, kind: 'logits' });
     const path = join(dir.path, `m-${String(batch)}.onnx`);
     await writeFile(path, model.bytes);
-    const r = new CountingRunner({ modelPath: path, metadata: model.metadata, intraOpThreads: 1, maxBatch });
+    const r = new CountingRunner({ modelPath: path, metadata: model.metadata, intraOpThreads: 1, maxBatch, batching });
     await r.start();
     return r;
   }
@@ -53,6 +54,36 @@ describe('batching frames of several cameras into one run', () => {
       await expect(r.runBatch([solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1), solidFrame(1, 1, 1)])).rejects.toThrow(/1 to 4 frames/);
     } finally {
       await r.stop();
+    }
+  });
+
+  it("with batching 'auto' the worker times a batch against single frames at load and batches only if a batch is cheaper per frame", async () => {
+    const r = await runner('dynamic', 4, 'auto');
+    try {
+      const c = r.calibration;
+      expect(c).toBeDefined();
+      if (!c) return;
+      expect(c.batch).toBe(4);
+      expect(c.singleMs).toBeGreaterThan(0);
+      expect(c.batchPerFrameMs).toBeGreaterThan(0);
+      // The decision follows the figures: a batch must cost at most 80 % of a single frame, per frame.
+      expect(r.maxBatch).toBe(c.batchPerFrameMs <= 0.8 * c.singleMs ? 4 : 1);
+      // This model is a few operators: a run's fixed cost dominates, and four frames share it.
+      expect(c.batchPerFrameMs).toBeLessThan(0.8 * c.singleMs);
+      const frames = [solidFrame(255, 0, 0), solidFrame(0, 255, 0)];
+      expect((await r.runBatch(frames)).results).toHaveLength(2);
+    } finally {
+      await r.stop();
+    }
+    // 'always' and a fixed batch measure nothing.
+    for (const [batch, batching, maxBatch] of [['dynamic', 'always', 4], [1, 'auto', 1]] as const) {
+      const other = await runner(batch, 4, batching);
+      try {
+        expect(other.calibration).toBeUndefined();
+        expect(other.maxBatch).toBe(maxBatch);
+      } finally {
+        await other.stop();
+      }
     }
   });
 

@@ -9,6 +9,7 @@ import type { TelemetryReporter } from '../telemetry/telemetry-reporter.js';
 import { FrameScheduler, type FrameResult, type RunOutcome } from './frame-scheduler.js';
 import { InferenceRunner } from './inference-runner.js';
 import { ShadowRunner } from './shadow-runner.js';
+import type { BatchingPolicy } from './worker-protocol.js';
 
 export interface PipelineOptions {
   cameras: CameraConfig[];
@@ -19,6 +20,8 @@ export interface PipelineOptions {
   /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
   maxBatch?: number;
   maxBatchDelayMs?: number;
+  /** 'auto' (default): batches only where a batch was measured at load to cost less per frame */
+  batching?: BatchingPolicy;
   /** runs handed to the worker at once (default 2) */
   pipelineDepth?: 1 | 2;
   allowSpinning?: boolean;
@@ -233,9 +236,15 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
       metadata: model.target.custom.metadata,
       intraOpThreads: this.opts.intraOpThreads,
       maxBatch,
+      batching: this.opts.batching ?? 'auto',
       allowSpinning: this.opts.allowSpinning ?? false,
     });
     await runner.start();
+    const c = runner.calibration;
+    if (c) {
+      const cost = { batch: c.batch, singleMs: Number(c.singleMs.toFixed(2)), batchPerFrameMs: Number(c.batchPerFrameMs.toFixed(2)) };
+      this.log.info({ model: modelRefOf(model.target), ...cost, framesPerRun: runner.maxBatch }, runner.maxBatch > 1 ? 'batching cameras: a batch costs less per frame' : 'not batching: a batch costs as much per frame as single frames here');
+    }
     runner.on('exit', (err) => this.onWorkerDeath(runner, err));
     return runner;
   }

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
 import { spawnModuleWorker, type ModelMetadata } from '@perch/shared';
 import { createPreprocessor, type Preprocessor } from './preprocess.js';
-import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { BatchCalibration, BatchingPolicy, FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 export interface InferenceResult {
   probabilities: Float32Array;
@@ -47,6 +47,8 @@ export interface InferenceRunnerOptions {
   intraOpThreads: number;
   /** frames per run when the model's batch dimension is dynamic (default 1) */
   maxBatch?: number;
+  /** 'auto': batches only where the worker measured at load that they cost less per frame (default 'always') */
+  batching?: BatchingPolicy;
   /** let onnxruntime's idle threads spin (default off: they would steal ffmpeg's CPU) */
   allowSpinning?: boolean;
 }
@@ -78,6 +80,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
   private readonly pending = new Map<number, PendingRun>();
   private stopping = false;
   private batch = 1;
+  private measured: BatchCalibration | undefined;
   private readonly preprocess: Preprocessor;
   private readonly frameValues: number;
   private readonly inputPool: Float32Array[] = [];
@@ -97,14 +100,19 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
     return this.opts.metadata;
   }
 
-  /** How many frames one run may carry: 1 unless the model's batch dimension is dynamic. */
+  /** How many frames one run may carry: 1 unless the model's batch dimension is dynamic (and, with batching 'auto', batches pay). */
   get maxBatch(): number {
     return this.batch;
   }
 
+  /** What the worker measured at load to decide on batching ('auto' with a dynamic batch only). */
+  get calibration(): BatchCalibration | undefined {
+    return this.measured;
+  }
+
   async start(): Promise<void> {
     if (this.worker) throw new Error('inference runner already started');
-    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, allowSpinning: this.opts.allowSpinning ?? false, maxBatch: this.opts.maxBatch ?? 1 };
+    const init: WorkerInit = { modelPath: this.opts.modelPath, metadata: this.opts.metadata, intraOpThreads: this.opts.intraOpThreads, allowSpinning: this.opts.allowSpinning ?? false, maxBatch: this.opts.maxBatch ?? 1, batching: this.opts.batching ?? 'always' };
     const worker = spawnModuleWorker(import.meta.url, 'inference-worker', { workerData: init });
     this.worker = worker;
     // Only our own listeners are removed: a Worker keeps internal ones on itself.
@@ -116,6 +124,7 @@ export class InferenceRunner extends EventEmitter<RunnerEvents> {
         onMessage = (msg) => {
           if (msg.type === 'ready') {
             this.batch = msg.maxBatch;
+            this.measured = msg.calibration;
             resolve();
           }
           else if (msg.type === 'load-error') reject(new ModelLoadError(`model failed to load: ${msg.message}`));

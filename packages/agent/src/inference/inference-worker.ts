@@ -14,7 +14,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { inputDims } from './preprocess.js';
 import { toProbabilities } from './postprocess.js';
 import { agentSessionOptions } from './session-options.js';
-import type { FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
+import type { BatchCalibration, FromWorker, ToWorker, WorkerInit } from './worker-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker must run in a worker thread');
@@ -26,7 +26,37 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 
 type RunBatch = (input: Float32Array, frames: number) => Promise<Float32Array>;
 
-async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBatch: number }> {
+/**
+ * A batch is formed only if it costs at most this share of single frames'
+ * time per frame: otherwise the first frame of a batch waits for the
+ * others' compute and no frame gains (on a CPU a batch of four often costs
+ * four single runs).
+ */
+const BATCH_PAYS_RATIO = 0.8;
+/** Calibration times pairs of runs (one frame, a full batch) while within this budget: at least one pair, at most CALIBRATION_PAIRS. */
+const CALIBRATION_BUDGET_MS = 300;
+const CALIBRATION_PAIRS = 3;
+
+/** The best of a few timed runs of each size, after one untimed run of each (ORT plans memory per shape on a shape's first run). */
+async function calibrate(run: RunBatch, batch: number, frameValues: number): Promise<BatchCalibration> {
+  const input = new Float32Array(batch * frameValues);
+  await run(input, 1);
+  await run(input, batch);
+  let singleMs = Number.POSITIVE_INFINITY;
+  let batchMs = Number.POSITIVE_INFINITY;
+  const began = performance.now();
+  for (let i = 0; i < CALIBRATION_PAIRS && (i === 0 || performance.now() - began < CALIBRATION_BUDGET_MS); i++) {
+    let t = performance.now();
+    await run(input, 1);
+    singleMs = Math.min(singleMs, performance.now() - t);
+    t = performance.now();
+    await run(input, batch);
+    batchMs = Math.min(batchMs, performance.now() - t);
+  }
+  return { batch, singleMs, batchPerFrameMs: batchMs / batch };
+}
+
+async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBatch: number; calibration?: BatchCalibration }> {
   const meta = init.metadata;
   const session = await InferenceSession.create(init.modelPath, agentSessionOptions(init.intraOpThreads, init.allowSpinning));
   const info = (m: InferenceSession.ValueMetadata) => ({ name: m.name, type: m.isTensor ? m.type : undefined, shape: m.isTensor ? m.shape : [] });
@@ -52,11 +82,13 @@ async function load(): Promise<{ session: InferenceSession; run: RunBatch; maxBa
   };
   // A warm-up at full batch: a model that fails on it fails here, at load, not on every frame.
   await run(new Float32Array(maxBatch * frameValues), maxBatch);
-  return { session, run, maxBatch };
+  if (maxBatch === 1 || init.batching === 'always') return { session, run, maxBatch };
+  const calibration = await calibrate(run, maxBatch, frameValues);
+  return { session, run, maxBatch: calibration.batchPerFrameMs <= BATCH_PAYS_RATIO * calibration.singleMs ? maxBatch : 1, calibration };
 }
 
 load().then(
-  ({ session, run, maxBatch }) => {
+  ({ session, run, maxBatch, calibration }) => {
     // Runs under way: the thread must not end inside session.run, whose native code aborts the
     // whole process when its thread is torn down beneath it ("terminate called after throwing Napi::Error").
     let running = 0;
@@ -84,7 +116,7 @@ load().then(
         closeWhenIdle();
       });
     });
-    post({ type: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames], maxBatch });
+    post({ type: 'ready', inputNames: [...session.inputNames], outputNames: [...session.outputNames], maxBatch, ...(calibration ? { calibration } : {}) });
   },
   (err: Error) => post({ type: 'load-error', message: err.message }),
 );

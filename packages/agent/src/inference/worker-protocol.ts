@@ -8,6 +8,17 @@ export interface WorkerInit {
   allowSpinning: boolean;
   /** the most frames one run may carry; used only when the model's batch dimension is dynamic */
   maxBatch: number;
+  /** 'auto': batches only if the worker measures that a batch costs less per frame than single frames (see BatchCalibration) */
+  batching: BatchingPolicy;
+}
+
+export type BatchingPolicy = 'auto' | 'always';
+
+/** What a batch of `batch` frames and a single frame cost this model on this box, per frame (ms, best of a few runs at load). */
+export interface BatchCalibration {
+  batch: number;
+  singleMs: number;
+  batchPerFrameMs: number;
 }
 
 /**
@@ -20,7 +31,8 @@ export type ToWorker =
   | { type: 'close' };
 
 export type FromWorker =
-  | { type: 'ready'; inputNames: string[]; outputNames: string[]; maxBatch: number }
+  /** maxBatch: the frames a run may carry from now on; 1 when batching was measured not to pay */
+  | { type: 'ready'; inputNames: string[]; outputNames: string[]; maxBatch: number; calibration?: BatchCalibration }
   | { type: 'load-error'; message: string }
   /** startedAt is an absolute time (timeOrigin + now): the worker's clock has its own origin */
   | { type: 'result'; id: number; probabilities: Float32Array; startedAt: number; inferenceMs: number; input: ArrayBuffer }
