@@ -16,7 +16,7 @@ import type { Benchmark, BenchReport } from './lib/benchmark.js';
 import { cameraClips } from './lib/camera-clip.js';
 import { envNumber } from './lib/options.js';
 import { PerchSite } from './lib/perch-site.js';
-import { childPids, CpuMeter, cpuSeconds, rssBytes } from './lib/proc-stats.js';
+import { childPids, CpuMeter, cpuSeconds, cpusAllowed, rssBytes } from './lib/proc-stats.js';
 import { round } from './lib/stats.js';
 
 const CAMERAS = 4;
@@ -123,6 +123,9 @@ export const fourCameras: Benchmark = {
       const cpCpu = process.cpuUsage(cpStart);
       const agentRss = rssBytes(pid);
       const ffmpegRss = childPids(pid).reduce((s, p) => s + (rssBytes(p) || 0), 0);
+      // Where the agent's decoderCpus put the decoders, and where the agent itself may run.
+      const decoderCpus = [...new Set(childPids(pid).map(cpusAllowed))].join(' / ');
+      const agentCpus = cpusAllowed(pid);
       if (measured.some((w) => !ours(w))) throw new Error('the model changed while measuring');
       await agent.stop();
       // Measured again once the agent has stopped: the yardstick is the mean of both, and their spread shows the machine's drift.
@@ -173,7 +176,7 @@ export const fourCameras: Benchmark = {
           `p95 frame age at result ${ms(p95Result)} ms, in the bin [${p95Lo}, ${p95Hi}) ms, vs 2 x one inference = ${bound.toFixed(1)} ms (goal, judged on the bin's upper edge: ${p95Met ? 'met' : 'NOT met'}); at inference start p95 ${ms(p95Inference)} ms. One inference (bare session.run p50, no other load from this benchmark): ${oneP50.toFixed(2)} ms (${one.p50Ms} before, ${oneAfter.p50Ms} after); a batch of ${CAMERAS}: ${four.p50Ms} ms; in the agent under the cameras' load, inference start to result p50 ~ ${ms(inAgentMs)} ms`,
           `delay by the stream clock before a frame reached the agent (decoding, backlog; above the quickest frame): p50 ${ms(histogramQuantile(all.captureDelay, 0.5))} / p95 ${ms(histogramQuantile(all.captureDelay, 0.95))} ms over ${histogramCount(all.captureDelay)} frames`,
           `CPU over ${wallS.toFixed(0)} s: agent process ${core(agentCpuS)}, its ${ffmpegCpu.processes} ffmpeg processes ${core(ffmpegCpu.seconds)} together (${core(ffmpegCpu.seconds / CAMERAS)} each), control plane (this process) ${core(cpS)}; 2 cores = 200 %`,
-          `RSS at the end: agent ${(agentRss / 2 ** 20).toFixed(0)} MiB, ffmpeg processes ${(ffmpegRss / 2 ** 20).toFixed(0)} MiB together; camera restarts ${restarts}; inference errors ${all.errors}; main-thread loop lag p99 ${ms(lagP99)} ms`,
+          `RSS at the end: agent ${(agentRss / 2 ** 20).toFixed(0)} MiB, ffmpeg processes ${(ffmpegRss / 2 ** 20).toFixed(0)} MiB together; camera restarts ${restarts}; inference errors ${all.errors}; main-thread loop lag p99 ${ms(lagP99)} ms; decoders on CPU ${decoderCpus}, the agent on CPU ${agentCpus}`,
           `the agent takes each camera's frames in its own slot of the wall clock (${(1000 / CAMERA_FPS / CAMERAS).toFixed(0)} ms apart here), so their frames do not arrive at once; four simultaneous frames would put the last result ~${Math.min(CAMERAS * oneP50, four.p50Ms).toFixed(1)} ms (${CAMERAS} inferences or one batch of ${CAMERAS}) after its arrival`,
           `maxBatch ${maxBatch ?? 'agent default'}; ages come from the windows' ${LATENCY_SPEC} histograms (1 ms bins up to 20 ms, then about 10 % wide), interpolated within a bin`,
         ],
@@ -208,6 +211,7 @@ export const fourCameras: Benchmark = {
           },
           rssMiB: { agent: round(agentRss / 2 ** 20, 1), ffmpegTotal: round(ffmpegRss / 2 ** 20, 1) },
           cameraRestarts: restarts,
+          cpus: { decoders: decoderCpus, agent: agentCpus },
           eventLoopLagP99Ms: round(lagP99, 1),
           perWindow: measured.map((w) => {
             const t = totalsOf('all', w.cameras);

@@ -74,6 +74,15 @@ export function childPids(pid: number): number[] {
   return allPids().filter((p) => readStat(p)?.ppid === pid);
 }
 
+/** The CPUs a process may run on, as /proc writes them ("0-1"); '' when it is gone. */
+export function cpusAllowed(pid: number): string {
+  try {
+    return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+}
+
 /** The command line of a process, arguments joined by spaces; '' when it is gone. */
 export function commandLine(pid: number): string {
   try {

@@ -77,7 +77,7 @@ export class Agent {
       log.child({ feature: 'telemetry' }),
     );
     this.pipeline = new InferencePipeline(
-      { cameras: c.cameras, ffmpegPath: c.ffmpegPath, ffmpegNice: c.ffmpegNice, intraOpThreads: c.inference.intraOpThreads, maxBatch: c.inference.maxBatch, maxBatchDelayMs: c.inference.maxBatchDelayMs, batching: c.inference.batching, pipelineDepth: c.inference.pipelineDepth, allowSpinning: c.inference.allowSpinning },
+      { cameras: c.cameras, ffmpegPath: c.ffmpegPath, ffmpegNice: c.ffmpegNice, decoderCpus: c.decoderCpus, intraOpThreads: c.inference.intraOpThreads, maxBatch: c.inference.maxBatch, maxBatchDelayMs: c.inference.maxBatchDelayMs, batching: c.inference.batching, pipelineDepth: c.inference.pipelineDepth, allowSpinning: c.inference.allowSpinning },
       this.telemetry,
       log.child({ feature: 'inference' }),
     );

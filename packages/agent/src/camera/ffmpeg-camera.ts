@@ -7,6 +7,7 @@ import type { Logger } from '../log/logger.js';
 import type { CameraConfig, CameraSource } from './camera-config.js';
 import { cameraHealth, DEFAULT_HEALTH_POLICY, type HealthPolicy } from './camera-health.js';
 import { ffmpegArgs, ffmpegArgv, type ResizeMode } from './ffmpeg-args.js';
+import type { DecoderPlacement } from './decoder-cpus.js';
 import { ffmpegCapabilities } from './ffmpeg-capabilities.js';
 import { FfmpegProcess, type FfmpegExit } from './ffmpeg-process.js';
 import { FrameRateMeter } from './frame-rate-meter.js';
@@ -25,6 +26,8 @@ export interface FfmpegCameraOptions {
   restart?: { minMs: number; maxMs: number };
   /** niceness of ffmpeg (the agent config's ffmpegNice) */
   nice?: number;
+  /** the CPUs each new ffmpeg run goes on (asked at every start: it may change); none: anywhere */
+  placement?: () => DecoderPlacement | null;
   /** where in each frame interval this camera's frame is taken, 0 to 1, so cameras sharing a model take turns */
   phase?: number;
   /** frames must flow this long before the backoff starts again from its smallest window */
@@ -118,6 +121,11 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
     return this.config.id;
   }
 
+  /** The running ffmpeg's process id, if one runs. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   get size(): { width: number; height: number; resize: ResizeMode } {
     return { width: this.opts.width, height: this.opts.height, resize: this.opts.resize ?? 'stretch' };
   }
@@ -199,6 +207,7 @@ export class FfmpegCamera extends EventEmitter<CameraEvents> {
       frameBytes: this.opts.width * this.opts.height * 3,
       redact: (t) => this.redact(t),
       ...(this.opts.nice !== undefined ? { nice: this.opts.nice } : {}),
+      placement: this.opts.placement?.() ?? null,
     });
     this.proc = proc;
     this.runStartedAt = performance.now();

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import type { DecoderPlacement } from './decoder-cpus.js';
+import { formatCpuList } from './cpu-list.js';
 import { FrameAssembler } from './frame-assembler.js';
 import { isNoise, tidyStderrLine } from './stderr-classifier.js';
 import { parseShowinfo, StreamClock } from './stream-clock.js';
@@ -16,6 +18,8 @@ export interface FfmpegProcessOptions {
   redact: (text: string) => string;
   /** niceness to run ffmpeg at; unset leaves it at the agent's */
   nice?: number;
+  /** the CPUs to run ffmpeg on (through taskset, which execs it: same process); unset: anywhere */
+  placement?: DecoderPlacement | null;
 }
 
 /** Why the agent ended this run, when it did. */
@@ -72,7 +76,10 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
       this.clock.frameArrived(frameNumber++, at);
       this.emit('frame', frame, at);
     });
-    this.child = spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const placed = opts.placement;
+    this.child = placed
+      ? spawn(placed.taskset, ['-c', formatCpuList(placed.cpus), opts.ffmpegPath, ...opts.argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(opts.ffmpegPath, opts.argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (opts.nice !== undefined && this.child.pid !== undefined) {
       try {
         setPriority(this.child.pid, opts.nice);
@@ -92,7 +99,7 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
         if (this.partial !== '') this.keep(this.partial);
         resolve({ ...exit, ...(this.killedFor ? { killedFor: this.killedFor } : {}), stderr: [...this.lines] });
       };
-      this.child.on('error', (err) => finish({ code: null, signal: null, spawnError: `cannot run ffmpeg at ${opts.ffmpegPath}: ${err.message}` }));
+      this.child.on('error', (err) => finish({ code: null, signal: null, spawnError: placed ? `cannot run ffmpeg at ${opts.ffmpegPath} through ${placed.taskset}: ${err.message}` : `cannot run ffmpeg at ${opts.ffmpegPath}: ${err.message}` }));
       // 'close' comes after stdout and stderr are drained: no frame or line is lost.
       this.child.on('close', (code, signal) => finish({ code, signal }));
     });

@@ -52,6 +52,7 @@ describe('agent config', () => {
     expect(cfg.telemetry.windowSeconds).toBe(10);
     expect(cfg.inference).toEqual({ intraOpThreads: 1, maxBatch: 4, maxBatchDelayMs: 10, batching: 'auto', pipelineDepth: 2, allowSpinning: false });
     expect(cfg.ffmpegNice).toBe(10);
+    expect(cfg.decoderCpus).toBe('auto');
     expect(cfg.deployment).toEqual({ healthWindowSeconds: 60, maxErrorRate: 0.05, maxLatencyFactor: 5, latencyFloorMs: 50, minFrames: 20 });
     expect(cfg.download).toEqual({ chunkBytes: 1048576, window: 8, requestTimeoutMs: 10000, maxRetries: 5 });
     expect(cfg.log.level).toBe('info');
@@ -91,7 +92,8 @@ describe('agent config', () => {
         'trust: { rootFile: root.json, keys: [] }',
         'telemetry: { windowSeconds: 0 }',
         'ffmpegNice: 20',
-        'inference: { pipelineDepth: 3 }',
+        'decoderCpus: [-1]',
+        'inference: { pipelineDepth: 3, batching: sometimes }',
         'cameras:',
         '  - id: front',
         '    source: { kind: file }',
@@ -118,7 +120,9 @@ describe('agent config', () => {
         'trust',
         'telemetry.windowSeconds',
         'ffmpegNice',
+        'decoderCpus.0',
         'inference.pipelineDepth',
+        'inference.batching',
         'cameras.1.decodeThreads',
         'cameras.0.source.path',
         'cameras.1.fps',

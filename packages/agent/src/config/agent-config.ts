@@ -5,6 +5,7 @@ import { DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, claimTokenSchema, deviceIdSchema 
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { cameraSchema, resolveCameras, type CameraConfig } from '../camera/camera-config.js';
+import type { DecoderCpuSetting } from '../camera/decoder-cpus.js';
 import { DEFAULT_DOWNLOAD_WINDOW } from '../deployment/artifact-downloader.js';
 import { deploymentConfigSchema, type DeploymentConfig } from '../deployment/deployment-config.js';
 import { eventsConfigSchema, type EventsConfig } from '../events/events-config.js';
@@ -98,6 +99,12 @@ const fileSchema = z
      * the short wait. Frames delayed by a starved decoder show as capture delay.
      */
     ffmpegNice: z.number().int().min(0).max(19).default(10),
+    /**
+     * The CPUs the ffmpeg decoders run on. 'auto': all the agent's CPUs but
+     * the last intraOpThreads, left to inference, while the decoders fit in
+     * the rest; 'all': anywhere; a list: those (they must be the agent's).
+     */
+    decoderCpus: z.union([z.enum(['auto', 'all']), z.array(z.number().int().min(0).max(4095)).min(1)]).default('auto'),
     telemetry: z
       .object({ windowSeconds: z.number().min(0.1).max(3600).default(10) })
       .strict()
@@ -170,6 +177,7 @@ export interface AgentConfig {
   trust: { rootFile: string };
   ffmpegPath: string;
   ffmpegNice: number;
+  decoderCpus: DecoderCpuSetting;
   telemetry: { windowSeconds: number };
   inference: { intraOpThreads: number; maxBatch: number; maxBatchDelayMs: number; batching: 'auto' | 'always'; pipelineDepth: 1 | 2; allowSpinning: boolean };
   cameras: CameraConfig[];
@@ -296,6 +304,7 @@ export async function resolveAgentConfig(raw: unknown, baseDir: string, file = '
     trust: { rootFile },
     ffmpegPath,
     ffmpegNice: cfg.ffmpegNice,
+    decoderCpus: cfg.decoderCpus,
     telemetry: cfg.telemetry,
     inference: cfg.inference,
     cameras: cameras.cameras,

@@ -7,6 +7,7 @@ import type { MqttClient } from 'mqtt';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../agent.js';
+import { allowedCpus } from '../camera/cpu-list.js';
 import { resolveAgentConfig } from '../config/agent-config.js';
 import { connectAsync, ControlPlaneDouble } from '../test-support/control-plane-double.js';
 import { CapturedLog, tempDir, waitFor } from '../test-support/harness.js';
@@ -137,6 +138,9 @@ describe('local HTTP endpoints', () => {
     expect(predictions.length).toBeGreaterThan(0);
     expect(predictions.every((p) => model.metadata.labels.includes(p.labels.label ?? ''))).toBe(true);
     expect(sampleValue(m, 'perch_agent_outbox_pending', {})).toBeGreaterThanOrEqual(0);
+    // decoderCpus 'auto': with more than one CPU the decoders stay off the one left to inference.
+    expect(sampleValue(m, 'perch_agent_decoders_confined', {})).toBe((allowedCpus()?.length ?? 1) > 1 ? 1 : 0);
+    expect(sampleValue(m, 'perch_agent_decoder_cpu_cores', {})).toBeGreaterThanOrEqual(0);
     expect(sampleValue(m, 'perch_agent_nodejs_eventloop_lag_p99_seconds', {})).toBeGreaterThanOrEqual(0);
 
     const snap = await get('/snapshot/cam-a');

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { modelRefOf, type CameraState, type ModelTarget } from '@perch/shared';
 import { JitteredBackoff } from '../backoff/jittered-backoff.js';
+import { DecoderCpus, type DecoderCpuSetting } from '../camera/decoder-cpus.js';
 import { FfmpegCamera } from '../camera/ffmpeg-camera.js';
 import type { ResizeMode } from '../camera/ffmpeg-args.js';
 import type { CameraConfig } from '../config/agent-config.js';
@@ -16,6 +17,8 @@ export interface PipelineOptions {
   ffmpegPath: string;
   /** niceness of the ffmpeg processes */
   ffmpegNice?: number;
+  /** the CPUs the decoders may use (default 'auto': all but those left to inference; see DecoderCpus) */
+  decoderCpus?: DecoderCpuSetting;
   intraOpThreads: number;
   /** frames per run for models with a dynamic batch dimension, and how long a batch may wait to fill */
   maxBatch?: number;
@@ -75,6 +78,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   private stopped = false;
   /** the challenger in shadow mode, if any */
   private shadow: ShadowRunner | null = null;
+  private readonly decoderCpus: DecoderCpus;
 
   constructor(
     private readonly opts: PipelineOptions,
@@ -83,6 +87,8 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     private readonly log: Logger,
   ) {
     super();
+    // Throws DecoderCpuError on a list of CPUs the agent may not use: a config error, at startup.
+    this.decoderCpus = new DecoderCpus({ setting: opts.decoderCpus ?? 'auto', inferenceThreads: opts.intraOpThreads }, () => this.cameras.flatMap((c) => c.pid ?? []), log);
     this.scheduler = new FrameScheduler(telemetry.aggregator, log, { maxBatchDelayMs: opts.maxBatchDelayMs ?? 0, pipelineDepth: opts.pipelineDepth });
     this.scheduler.on('result', (r) => this.emit('result', r));
     this.scheduler.on('ran', (run) => {
@@ -103,13 +109,20 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
     return this.shadow?.sampleRate ?? null;
   }
 
+  /** Whether the decoders are kept off inference's CPUs now, and the CPU cores they used over the last sample. */
+  get decoders(): { confined: boolean; coresUsed: number } {
+    return { confined: this.decoderCpus.isConfined, coresUsed: this.decoderCpus.coresUsed };
+  }
+
   start(): void {
     this.stopped = false;
     this.scheduler.start();
+    this.decoderCpus.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.decoderCpus.stop();
     this.clearWorkerRestart();
     await this.stopCameras();
     await this.stopShadow();
@@ -296,7 +309,7 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
       const counters = this.cameraCounters.get(cfg.id);
       const cam = new FfmpegCamera(
         cfg,
-        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, nice: this.opts.ffmpegNice, phase: k / n, ...(counters ? { counters } : {}) },
+        { ffmpegPath: this.opts.ffmpegPath, width, height, resize, restart: this.opts.cameraRestart, nice: this.opts.ffmpegNice, placement: () => this.decoderCpus.placement, phase: k / n, ...(counters ? { counters } : {}) },
         this.log,
       );
       const aggregator = this.telemetry.aggregator;

@@ -12,6 +12,8 @@ export interface RuntimeView {
   outboxPending?: () => number;
   /** the challenger running in shadow mode, if any */
   shadowModel?: () => ModelRef | null;
+  /** whether the decoders are kept off inference's CPUs, and the CPU cores they used lately (see DecoderCpus) */
+  decoders?: () => { confined: boolean; coresUsed: number };
 }
 
 export const METRIC_PREFIX = 'perch_agent_';
@@ -229,6 +231,21 @@ export class AgentMetrics implements FrameObserver {
         help: 'Records waiting in the store-and-forward outbox',
         registers,
         collect: () => pending.set(outboxPending()),
+      });
+    }
+    const decoders = view.decoders;
+    if (decoders) {
+      const confined: Gauge = new Gauge({
+        name: name('decoders_confined'),
+        help: 'Whether the ffmpeg decoders are kept off the CPUs left to inference (1) or run anywhere (0)',
+        registers,
+        collect: () => confined.set(decoders().confined ? 1 : 0),
+      });
+      const cores: Gauge = new Gauge({
+        name: name('decoder_cpu_cores'),
+        help: 'CPU cores the ffmpeg decoders used over the last sample, while they are confined',
+        registers,
+        collect: () => cores.set(decoders().coresUsed),
       });
     }
   }

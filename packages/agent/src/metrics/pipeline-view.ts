@@ -17,6 +17,7 @@ export function pipelineView(pipeline: () => InferencePipeline, outboxPending?: 
       const m = pipeline().shadowModel;
       return m ? modelRefOf(m.target) : null;
     },
+    decoders: () => pipeline().decoders,
     ...(outboxPending ? { outboxPending } : {}),
   };
 }
