@@ -62,6 +62,15 @@ function totalsOf(cameraId: string, cams: CameraWindow[]): CameraTotals {
   return t;
 }
 
+/** PERCH_BENCH_CAMERA_DECODER_CPUS: 'auto', 'all' or a CPU list ("0,1"); unset: the agent's default. */
+function decoderCpusFromEnv(value: string | undefined): 'auto' | 'all' | number[] | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'auto' || value === 'all') return value;
+  const cpus = value.split(',').map(Number);
+  if (cpus.some((c) => !Number.isInteger(c) || c < 0)) throw new Error(`PERCH_BENCH_CAMERA_DECODER_CPUS: 'auto', 'all' or CPU numbers separated by commas, got '${value}'`);
+  return cpus;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const fourCameras: Benchmark = {
@@ -71,6 +80,7 @@ export const fourCameras: Benchmark = {
     // Unset: the agent's own default, which is what ships.
     const maxBatch = process.env['PERCH_BENCH_CAMERA_MAX_BATCH'] ? envNumber('PERCH_BENCH_CAMERA_MAX_BATCH', 4, { min: 1, max: 64, integer: true }) : undefined;
     const ffmpegNice = process.env['PERCH_BENCH_CAMERA_NICE'] ? envNumber('PERCH_BENCH_CAMERA_NICE', 5, { min: 0, max: 19, integer: true }) : undefined;
+    const decoderCpuSetting = decoderCpusFromEnv(process.env['PERCH_BENCH_CAMERA_DECODER_CPUS']);
     const clips = await cameraClips(options.workDir, CAMERAS);
     for (const c of clips) log(`camera clip ${c.cached ? 'reused' : 'encoded'}: ${c.path} (${c.encoding})`);
     const clip = clips[0] as (typeof clips)[number];
@@ -91,6 +101,7 @@ export const fourCameras: Benchmark = {
         telemetry: { windowSeconds: WINDOW_SECONDS },
         ...(maxBatch !== undefined ? { inference: { maxBatch } } : {}),
         ...(ffmpegNice !== undefined ? { ffmpegNice } : {}),
+        ...(decoderCpuSetting !== undefined ? { decoderCpus: decoderCpuSetting } : {}),
         log: { level: 'info' },
       });
       await site.waitOnline(agent);
@@ -187,6 +198,7 @@ export const fourCameras: Benchmark = {
           cameraFps: CAMERA_FPS,
           maxBatch: maxBatch ?? 'agent default',
           ffmpegNice: ffmpegNice ?? 'agent default',
+          decoderCpuSetting: decoderCpuSetting ?? 'agent default',
           windowSeconds: WINDOW_SECONDS,
           measuredSeconds: round(spanS, 1),
           windows: measured.length,

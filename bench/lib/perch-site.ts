@@ -37,6 +37,7 @@ export interface AgentSetup {
   telemetry?: { windowSeconds: number };
   inference?: Record<string, unknown>;
   ffmpegNice?: number;
+  decoderCpus?: 'auto' | 'all' | number[];
   /** default here: a 1 s health window, so swaps are not 60 s apart */
   deployment?: Record<string, unknown>;
   log?: { level: string };

@@ -44,13 +44,17 @@ describe('which CPUs the decoders get', () => {
   const place = (opts: Omit<DecoderCpusOptions, 'inferenceThreads'> & { inferenceThreads?: number }, log = new CapturedLog('info')) =>
     new DecoderCpus({ inferenceThreads: 1, ...opts }, () => [], log.logger);
 
-  it("'auto' leaves the last intraOpThreads CPUs to inference, when there are more CPUs than that", () => {
+  it("'auto' leaves the last intraOpThreads CPUs to inference where at least two are left to the decoders", () => {
     const log = new CapturedLog('info');
     expect(place({ setting: 'auto', allowed: [0, 1, 2, 3] }, log).placement).toEqual({ taskset: 'taskset', cpus: [0, 1, 2] });
     expect(log.find((l) => l.msg === 'decoders kept off the CPUs left to inference')).toMatchObject({ decoderCpus: '0,1,2', inferenceCpus: '3' });
-    expect(place({ setting: 'auto', allowed: [2, 5, 6], inferenceThreads: 2 }).placement?.cpus).toEqual([2]);
-    // Nothing to spare, or nothing known: decoders go anywhere.
-    expect(place({ setting: 'auto', allowed: [0, 1], inferenceThreads: 2 }).placement).toBeNull();
+    expect(place({ setting: 'auto', allowed: [2, 5, 6, 7], inferenceThreads: 2 }).placement?.cpus).toEqual([2, 5]);
+    expect(place({ setting: 'auto', allowed: [0, 1], minDecoderCpus: 1 }).placement?.cpus).toEqual([0]);
+    // Too few to spare (four decoders on one core of two queue behind each other), or nothing known: decoders go anywhere.
+    const few = new CapturedLog('info');
+    expect(place({ setting: 'auto', allowed: [0, 1] }, few).placement).toBeNull();
+    expect(few.find((l) => String(l.msg).startsWith('decoders share the CPUs with inference: too few CPUs'))).toMatchObject({ cpus: '0,1', inferenceThreads: 1 });
+    expect(place({ setting: 'auto', allowed: [2, 5, 6], inferenceThreads: 2 }).placement).toBeNull();
     expect(place({ setting: 'auto', allowed: [0] }).placement).toBeNull();
     expect(place({ setting: 'auto', allowed: null }).placement).toBeNull();
     expect(place({ setting: 'all', allowed: [0, 1, 2, 3] }).placement).toBeNull();
@@ -58,7 +62,7 @@ describe('which CPUs the decoders get', () => {
 
   it("'auto' without taskset says so and places nothing; an explicit list without it, or outside the agent's CPUs, is a startup error", () => {
     const log = new CapturedLog('info');
-    expect(place({ setting: 'auto', allowed: [0, 1], tasksetPath: '/nonexistent/taskset' }, log).placement).toBeNull();
+    expect(place({ setting: 'auto', allowed: [0, 1, 2], tasksetPath: '/nonexistent/taskset' }, log).placement).toBeNull();
     expect(log.messages()).toContain('decoders share the CPUs with inference: taskset (util-linux) is not there to keep them apart');
     expect(place({ setting: [3, 1], allowed: [0, 1, 2, 3] }).placement?.cpus).toEqual([1, 3]);
     expect(() => place({ setting: [1, 7], allowed: [0, 1, 2, 3] })).toThrow(DecoderCpuError);
@@ -116,8 +120,8 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
     const all = hostCpus ?? [];
     const cams: FfmpegCamera[] = [];
     const log = new CapturedLog('info');
-    // Any use counts as saturation here, so the first sample widens.
-    const decoders = new DecoderCpus({ setting: 'auto', inferenceThreads: 1, sampleMs: 200, saturatedShare: 0, saturatedSamples: 1 }, () => cams.flatMap((c) => c.pid ?? []), log.logger);
+    // One CPU left to the decoders is enough here; any use counts as saturation, so the first sample widens.
+    const decoders = new DecoderCpus({ setting: 'auto', inferenceThreads: 1, minDecoderCpus: 1, sampleMs: 200, saturatedShare: 0, saturatedSamples: 1 }, () => cams.flatMap((c) => c.pid ?? []), log.logger);
     try {
       cams.push(camera(decoders, 'first'));
       const first = await running(cams[0] as FfmpegCamera);

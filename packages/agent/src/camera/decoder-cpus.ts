@@ -15,6 +15,8 @@ export interface DecoderCpusOptions {
   tasksetPath?: string;
   /** how often the decoders' CPU use is read (ms) */
   sampleMs?: number;
+  /** 'auto' keeps the decoders apart only if this many CPUs are left to them */
+  minDecoderCpus?: number;
   /** share of their CPUs the decoders may use before 'auto' lets them use all (0-1) */
   saturatedShare?: number;
   /** samples in a row at that share before it does */
@@ -29,7 +31,7 @@ export interface DecoderPlacement {
   cpus: number[];
 }
 
-const DEFAULTS = { tasksetPath: 'taskset', sampleMs: 5000, saturatedShare: 0.85, saturatedSamples: 2 };
+const DEFAULTS = { tasksetPath: 'taskset', sampleMs: 5000, minDecoderCpus: 2, saturatedShare: 0.7, saturatedSamples: 2 };
 /** Linux reports process CPU time in USER_HZ ticks, 100 per second on every architecture Node runs on. */
 const TICKS_PER_SECOND = 100;
 
@@ -39,18 +41,22 @@ export class DecoderCpuError extends Error {
 
 /**
  * Keeps the ffmpeg decoders off the CPUs inference runs on. A decoder that
- * shares a core with inference slows the run it interrupts by a third at
- * p95 (four 1080p decoders on a 2-core box: run p95 12.6 ms, 9.6 ms with
- * the decoders on the other core), and a waking inference thread can wait
- * a whole scheduler slice behind it.
+ * shares a core with inference slows the run it interrupts (four 1080p
+ * decoders on a 2-core box: MobileNetV2 run p95 12.3-13.2 ms, 9.6 ms with
+ * the decoders on the other core), and a waking inference thread can wait a
+ * scheduler slice behind it. But decoders squeezed onto too few CPUs queue
+ * behind each other: on that box, the four on one core reached the agent
+ * ~5 ms later at p95 (capture delay p95 19-25 ms against 13-17 ms), more
+ * than the inference gained.
  *
- * 'auto' leaves the last `inferenceThreads` of the agent's CPUs to
- * inference when there are more CPUs than that, and watches the decoders'
- * CPU use: when they need more than the CPUs left to them (saturatedShare,
- * saturatedSamples in a row), it lets every decoder use every CPU, moving
- * the running ones at once, and says so: frames late from a starved decoder
- * cost more than a slower inference. An explicit list is kept; saturation is
- * only logged. 'all' places nothing.
+ * So 'auto' leaves the last `inferenceThreads` of the agent's CPUs to
+ * inference only where at least `minDecoderCpus` (2) are left to the
+ * decoders, and watches the decoders' CPU use: when they need more than 70 %
+ * of the CPUs left to them (saturatedShare, saturatedSamples in a row), it
+ * lets every decoder use every CPU, moving the running ones at once, and
+ * says so: frames late from a starved decoder cost more than a slower
+ * inference. An explicit list is kept; saturation is only logged. 'all'
+ * places nothing.
  */
 export class DecoderCpus {
   private readonly opts: typeof DEFAULTS & DecoderCpusOptions;
@@ -99,7 +105,11 @@ export class DecoderCpus {
     if (setting === 'all') return null;
     const allowed = this.allowed;
     if (setting === 'auto') {
-      if (!allowed || allowed.length <= inferenceThreads) return null;
+      if (!allowed) return null;
+      if (allowed.length - inferenceThreads < this.opts.minDecoderCpus) {
+        this.log.info({ cpus: formatCpuList(allowed), inferenceThreads }, 'decoders share the CPUs with inference: too few CPUs to leave inference its own and the decoders enough');
+        return null;
+      }
       const cpus = allowed.slice(0, allowed.length - inferenceThreads);
       if (!this.tasksetWorks()) {
         this.log.warn({ taskset: this.opts.tasksetPath }, 'decoders share the CPUs with inference: taskset (util-linux) is not there to keep them apart');
