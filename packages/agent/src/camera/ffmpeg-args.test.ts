@@ -13,9 +13,9 @@ describe('ffmpeg arguments', () => {
     expect(a.input).toBe('/v/front.mp4');
     expect(a.inputOptions).toEqual(expect.arrayContaining(['-stream_loop', '-1', '-re']));
     expect(a.outputOptions.join(' ')).toBe(`-an -sn -vf ${rateFilter(5)},scale=224:160 -fps_mode passthrough -pix_fmt rgb24 -f rawvideo`);
-    // A phase shifts the wall-clock slots the frames are taken in.
-    expect(rateFilter(5, 0.25)).toContain('floor(time(0)*5-0.25)');
-    expect(ffmpegArgs({ kind: 'file', path: '/v/f.mp4', loop: true }, { ...out, phase: 0.5 }).outputOptions.join(' ')).toContain('floor(time(0)*5-0.5)');
+    // A phase shifts the wall-clock slots the frames are taken in (a frame placed by its timestamp carried onto the wall clock).
+    expect(rateFilter(5, 0.25)).toContain('t+ld(1))*5-0.25)');
+    expect(ffmpegArgs({ kind: 'file', path: '/v/f.mp4', loop: true }, { ...out, phase: 0.5 }).outputOptions.join(' ')).toContain('t+ld(1))*5-0.5)');
     // An ffmpeg without severity tags cannot have showinfo's lines told apart: the plain fps filter, no timestamps.
     const plain = ffmpegArgs({ kind: 'file', path: '/v/front.mp4', loop: true }, out, { rtspSocketTimeout: '-timeout', logLevelTags: false, passthroughOption: '-vsync' });
     expect(plain.outputOptions.join(' ')).toBe('-an -sn -vf fps=5,scale=224:160 -pix_fmt rgb24 -f rawvideo');

@@ -50,20 +50,40 @@ export type ArgsCapabilities = Pick<FfmpegCapabilities, 'rtspSocketTimeout' | 'l
 const DEFAULT_CAPABILITIES: ArgsCapabilities = { rtspSocketTimeout: '-timeout', logLevelTags: true, passthroughOption: '-fps_mode' };
 
 /**
+ * How far the wall-clock anchor of the stream's timestamps may rise per
+ * frame (s): 4 us, 0.1 ms/s at 25 fps, faster than a camera's clock drifts
+ * from the box's (50 ppm is 0.05 ms/s) and far slower than decode jitter.
+ */
+const ANCHOR_CREEP_S = 0.000004;
+
+/**
  * The frame-rate limit, keeping each frame's own timestamp. The wall clock
  * is cut into slots of one interval, shifted by `phase` of an interval, and
- * the first frame decoded in each slot is taken (`time(0)` is the wall clock;
- * st/ld keep the last slot taken). Cameras sharing a model get phases spread
- * over the interval, so their frames reach the model one after another
- * rather than at once, whenever each ffmpeg started or restarted. ffmpeg's
- * `fps` filter would instead re-stamp frames onto its own grid, in step
- * with when ffmpeg started, and duplicate frames of a slower source.
+ * the first frame of each slot is taken; cameras sharing a model get phases
+ * spread over the interval, so their frames reach the model one after
+ * another rather than at once, whenever each ffmpeg started or restarted.
+ *
+ * A frame is placed in its slot by its stream timestamp `t` carried onto
+ * the wall clock, not by when its decoding happened to finish: the anchor
+ * (register 1) is wall clock minus `t` of the least delayed frame so far,
+ * rising ANCHOR_CREEP_S a frame so it follows a camera clock slower than
+ * the box's, and taken afresh when a frame is less delayed or more than a
+ * second later (a jump in the timestamps). Placed by decode time, a camera
+ * whose frames fell near a slot's start took one frame or the next, 40 ms
+ * apart, as decoding jitter went (a third to half of one camera's frames in
+ * 5 of 7 runs of the four-camera benchmark), onto the next camera's turn.
+ * Frames without a timestamp are placed by the wall clock. Register 0 keeps
+ * the last slot taken. ffmpeg's `fps` filter would instead re-stamp frames
+ * onto its own grid and duplicate frames of a slower source.
+ *
  * `showinfo` then logs each frame's number and stream timestamp, from which
  * the agent reads how long the frame took to reach it (see StreamClock).
  */
 export function rateFilter(fps: number, phase = 0): string {
-  const slot = `floor(time(0)*${fps}-${Number(phase.toFixed(4))})`;
-  return `select='if(gt(${slot}\\,ld(0))\\,st(0\\,${slot})*0+1\\,0)',showinfo=checksum=0`;
+  const lag = 'time(0)-t';
+  const anchor = `if(isnan(t)\\,0\\,st(1\\,if(eq(n\\,0)+lt(${lag}\\,ld(1))+gt(${lag}\\,ld(1)+1)\\,${lag}\\,ld(1)+${ANCHOR_CREEP_S})))`;
+  const slot = `floor(if(isnan(t)\\,time(0)\\,t+ld(1))*${fps}-${Number(phase.toFixed(4))})`;
+  return `select='${anchor}*0+if(gt(${slot}\\,ld(0))\\,st(0\\,${slot})*0+1\\,0)',showinfo=checksum=0`;
 }
 
 /**
