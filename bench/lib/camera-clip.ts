@@ -28,8 +28,14 @@ export interface CameraClip {
 
 const CLIP = { width: 1920, height: 1080, fps: 25, gopSeconds: 2, bitrate: '4M' } as const;
 const ENCODING = `H.264 Main, x264 veryfast, ${CLIP.bitrate}bit/s, GOP ${CLIP.gopSeconds} s, testsrc2 + temporal noise`;
-/** The first camera's clip length; camera k's is k seconds longer, so their loop points never meet. */
-const BASE_SECONDS = 20;
+/**
+ * The first camera's clip length; camera k's is k seconds longer, so their
+ * loop points never meet. Long enough that the four-camera benchmark's
+ * warm-up and 30 s measurement end before the first loop: at a loop the
+ * decoder is flushed and hands out its held-back frames early, which moves
+ * the agent's timestamp anchor once (a live camera never loops).
+ */
+const BASE_SECONDS = 60;
 
 /** The ffmpeg the agent uses by default (@ffmpeg-installer/ffmpeg), unless PERCH_FFMPEG_PATH names another. */
 export function bundledFfmpegPath(): string {
@@ -47,7 +53,7 @@ export function bundledFfmpegPath(): string {
  * started together, would decode their keyframes (several times a P-frame's
  * cost) and reopen the file at the loop point all at the same moment, every
  * time; that burst, which no real site has, showed as the benchmark's worst
- * frame ages. Each clip is encoded once (10-20 s on 2 cores) and reused.
+ * frame ages. Each clip is encoded once (30-60 s on 2 cores) and reused.
  */
 export async function cameraClips(workDir: string, count: number): Promise<(CameraClip & { cached: boolean })[]> {
   const clips: (CameraClip & { cached: boolean })[] = [];
