@@ -123,7 +123,7 @@ interface Swaps {
 }
 
 /**
- * Alternates the desired model between two versions, waiting for `active`
+ * Alternates the desired model between two models, waiting for `active`
  * each time. If the agent process dies the swaps stop there and the reason
  * (its last stderr lines) is reported: that is a finding, not a bench error.
  */
@@ -200,10 +200,11 @@ export const memory: Benchmark = {
     const site = await PerchSite.start();
     try {
       const big = await site.register(mobilenet, mobilenet.version, await readFile(mobilenet.modelPath));
-      // Two versions of one network, alternated so that every swap is a real download, verification, worker start and switch.
+      // Two copies of one network, alternated so that every swap is a real download, verification, worker start and switch.
+      // Under two names: going back to the older version of one name would be refused as a downgrade.
       const versions: [RegisteredModel, RegisteredModel] = [
         await site.register(demo, '1.0.0', demoBytes),
-        await site.register(demo, '1.0.1', rebadged(demoBytes, 'perch-bench-swap')),
+        await site.register({ ...demo, name: `${demo.name}-b` }, '1.0.0', rebadged(demoBytes, 'perch-bench-swap')),
       ];
 
       const { agent, pid } = await site.startAgent({
@@ -254,7 +255,7 @@ export const memory: Benchmark = {
       const soakOk = soaked.settledGrowth / MiB <= SOAK_BOUND_SETTLED_MIB;
       const soakVerdict = !soakJudged ? `not judged under ${SOAK_MIN_MINUTES_TO_JUDGE} min` : soakOk ? 'within' : 'EXCEEDED';
       return {
-        title: `Agent process memory (VmRSS): ${CAMERAS} x ${clip.width}x${clip.height}p${clip.fps} file cameras at ${CAMERA_FPS} fps, ${mobilenet.name} soak ${soakMinutes} min, ${swaps} swaps between two versions of ${demo.name}`,
+        title: `Agent process memory (VmRSS): ${CAMERAS} x ${clip.width}x${clip.height}p${clip.fps} file cameras at ${CAMERA_FPS} fps, ${mobilenet.name} soak ${soakMinutes} min, ${swaps} swaps between two copies of ${demo.name}`,
         table: {
           columns: ['phase', 'RSS MiB', 'note'],
           rows: [
