@@ -79,6 +79,8 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   /** the challenger in shadow mode, if any */
   private shadow: ShadowRunner | null = null;
   private readonly decoderCpus: DecoderCpus;
+  /** frames per run each model (by sha256) was timed to deserve with batching 'auto': timed once, not at every swap or worker restart */
+  private readonly framesPerRun = new Map<string, number>();
 
   constructor(
     private readonly opts: PipelineOptions,
@@ -244,17 +246,20 @@ export class InferencePipeline extends EventEmitter<PipelineEvents> {
   }
 
   private async startRunner(model: ModelToRun, maxBatch = this.opts.maxBatch ?? 1): Promise<InferenceRunner> {
+    const sha256 = model.target.hashes.sha256;
+    const timed = (this.opts.batching ?? 'auto') === 'auto' ? this.framesPerRun.get(sha256) : undefined;
     const runner = new InferenceRunner({
       modelPath: model.modelPath,
       metadata: model.target.custom.metadata,
       intraOpThreads: this.opts.intraOpThreads,
-      maxBatch,
-      batching: this.opts.batching ?? 'auto',
+      maxBatch: timed === undefined ? maxBatch : Math.min(maxBatch, timed),
+      batching: timed === undefined ? (this.opts.batching ?? 'auto') : 'always',
       allowSpinning: this.opts.allowSpinning ?? false,
     });
     await runner.start();
     const c = runner.calibration;
     if (c) {
+      this.framesPerRun.set(sha256, runner.maxBatch);
       const cost = { batch: c.batch, singleMs: Number(c.singleMs.toFixed(2)), batchPerFrameMs: Number(c.batchPerFrameMs.toFixed(2)) };
       this.log.info({ model: modelRefOf(model.target), ...cost, framesPerRun: runner.maxBatch }, runner.maxBatch > 1 ? 'batching cameras: a batch costs less per frame' : 'not batching: a batch costs as much per frame as single frames here');
     }
