@@ -101,8 +101,9 @@ const fileSchema = z
     ffmpegNice: z.number().int().min(0).max(19).default(10),
     /**
      * The CPUs the ffmpeg decoders run on. 'auto': all the agent's CPUs but
-     * the last intraOpThreads, left to inference, while the decoders fit in
-     * the rest; 'all': anywhere; a list: those (they must be the agent's).
+     * the last intraOpThreads, left to inference, where at least two are
+     * left to the decoders and until they use 70 % of them (see
+     * DecoderCpus); 'all': anywhere; a list: those (they must be the agent's).
      */
     decoderCpus: z.union([z.enum(['auto', 'all']), z.array(z.number().int().min(0).max(4095)).min(1)]).default('auto'),
     telemetry: z
