@@ -29,8 +29,14 @@ const SOAK_WARMUP_SHARE = 1 / 3;
 const SOAK_WARMUP_MAX_S = 600;
 /** Shorter soaks are reported but not judged: a few minutes of GC noise look like a trend either way. */
 const SOAK_MIN_MINUTES_TO_JUDGE = 10;
-/** Swaps before the baseline reading: the first one replaces the soak's bigger model, whose memory is not a swap's. */
-const WARMUP_SWAPS = 2;
+/**
+ * Swaps before the baseline reading, as the soak has its warm-up: the first
+ * replaces the soak's bigger model, whose memory is not a swap's, and RSS
+ * climbs 15-25 MiB over the first 20-30 swaps before it levels off (150
+ * swaps with cameras: +16 MiB by swap 33, then +0.09 MiB a swap), which
+ * after only 2 read as 0.6 MiB a swap over 50.
+ */
+const WARMUP_SWAPS = 20;
 /** Pause after the last swap before readings are taken, so the old worker's memory has been handed back. */
 const SETTLE_AFTER_SWAP_MS = 3000;
 /**
