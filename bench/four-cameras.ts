@@ -8,6 +8,7 @@
  * ready within two inferences of its arrival (p95).
  */
 import { readFile } from 'node:fs/promises';
+import { parseCpuList, type DecoderCpuSetting } from '@perch/agent';
 import { emptyHistogram, histogramCount, LATENCY_SPEC, histogramQuantile, histogramQuantileBin, mergeHistograms, type CameraWindow, type Histogram, type TelemetryWindow } from '@perch/shared';
 import { waitUntil } from '../test/support/wait-until.js';
 import { bareInference } from './lib/bare-inference.js';
@@ -62,13 +63,10 @@ function totalsOf(cameraId: string, cams: CameraWindow[]): CameraTotals {
   return t;
 }
 
-/** PERCH_BENCH_CAMERA_DECODER_CPUS: 'auto', 'all' or a CPU list ("0,1"); unset: the agent's default. */
-function decoderCpusFromEnv(value: string | undefined): 'auto' | 'all' | number[] | undefined {
+/** PERCH_BENCH_CAMERA_DECODER_CPUS: 'auto', 'all' or a CPU list ("0,1", "0-2"); unset: the agent's default. */
+function decoderCpusFromEnv(value: string | undefined): DecoderCpuSetting | undefined {
   if (value === undefined || value === '') return undefined;
-  if (value === 'auto' || value === 'all') return value;
-  const cpus = value.split(',').map(Number);
-  if (cpus.some((c) => !Number.isInteger(c) || c < 0)) throw new Error(`PERCH_BENCH_CAMERA_DECODER_CPUS: 'auto', 'all' or CPU numbers separated by commas, got '${value}'`);
-  return cpus;
+  return value === 'auto' || value === 'all' ? value : parseCpuList(value);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -81,9 +79,8 @@ export const fourCameras: Benchmark = {
     const maxBatch = process.env['PERCH_BENCH_CAMERA_MAX_BATCH'] ? envNumber('PERCH_BENCH_CAMERA_MAX_BATCH', 4, { min: 1, max: 64, integer: true }) : undefined;
     const ffmpegNice = process.env['PERCH_BENCH_CAMERA_NICE'] ? envNumber('PERCH_BENCH_CAMERA_NICE', 5, { min: 0, max: 19, integer: true }) : undefined;
     const decoderCpuSetting = decoderCpusFromEnv(process.env['PERCH_BENCH_CAMERA_DECODER_CPUS']);
-    const clips = await cameraClips(options.workDir, CAMERAS);
-    for (const c of clips) log(`camera clip ${c.cached ? 'reused' : 'encoded'}: ${c.path} (${c.encoding})`);
-    const clip = clips[0] as (typeof clips)[number];
+    const clip = await cameraClips(options.workDir, CAMERAS);
+    for (const c of clip.clips) log(`camera clip ${c.cached ? 'reused' : 'encoded'}: ${c.path} (${clip.encoding})`);
     const model = await mobileNetV2();
 
     // The yardstick, measured before the site starts so nothing else competes for the CPU.
@@ -97,7 +94,7 @@ export const fourCameras: Benchmark = {
       const registered = await site.register(model, model.version, await readFile(model.modelPath));
       const { agent, pid } = await site.startAgent({
         deviceId: DEVICE_ID,
-        cameras: clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
+        cameras: clip.clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
         telemetry: { windowSeconds: WINDOW_SECONDS },
         ...(maxBatch !== undefined ? { inference: { maxBatch } } : {}),
         ...(ffmpegNice !== undefined ? { ffmpegNice } : {}),

@@ -197,8 +197,7 @@ export const memory: Benchmark = {
   async run(options, log): Promise<BenchReport> {
     const soakMinutes = envNumber('PERCH_BENCH_SOAK_MINUTES', 2, { min: 0.5, max: 24 * 60 });
     const swaps = envNumber('PERCH_BENCH_SWAPS', 50, { min: 2, max: 10_000, integer: true });
-    const clips = await cameraClips(options.workDir, CAMERAS);
-    const clip = clips[0] as (typeof clips)[number];
+    const clip = await cameraClips(options.workDir, CAMERAS);
     const mobilenet = await mobileNetV2();
     const demo = await demoModel(options.workDir);
     const demoBytes = await readFile(demo.modelPath);
@@ -215,7 +214,7 @@ export const memory: Benchmark = {
 
       const { agent, pid } = await site.startAgent({
         deviceId: 'bench-memory-cameras',
-        cameras: clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
+        cameras: clip.clips.map((c, i) => ({ id: `cam${i + 1}`, fps: CAMERA_FPS, source: { kind: 'file', path: c.path } })),
         telemetry: { windowSeconds: 5 },
         log: { level: 'info' },
       });

@@ -17,13 +17,13 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export interface CameraClip {
-  path: string;
+/** The clips of `count` cameras: one format, a file each. */
+export interface CameraClips {
   width: number;
   height: number;
   fps: number;
-  seconds: number;
   encoding: string;
+  clips: { path: string; seconds: number; cached: boolean }[];
 }
 
 const CLIP = { width: 1920, height: 1080, fps: 25, gopSeconds: 2, bitrate: '4M' } as const;
@@ -55,16 +55,16 @@ export function bundledFfmpegPath(): string {
  * time; that burst, which no real site has, showed as the benchmark's worst
  * frame ages. Each clip is encoded once (30-60 s on 2 cores) and reused.
  */
-export async function cameraClips(workDir: string, count: number): Promise<(CameraClip & { cached: boolean })[]> {
-  const clips: (CameraClip & { cached: boolean })[] = [];
+export async function cameraClips(workDir: string, count: number): Promise<CameraClips> {
+  const clips: CameraClips['clips'] = [];
   for (let k = 0; k < count; k++) clips.push(await encodeClip(workDir, BASE_SECONDS + k, (k / count) * CLIP.gopSeconds));
-  return clips;
+  return { width: CLIP.width, height: CLIP.height, fps: CLIP.fps, encoding: ENCODING, clips };
 }
 
-async function encodeClip(workDir: string, seconds: number, keyframeOffset: number): Promise<CameraClip & { cached: boolean }> {
+async function encodeClip(workDir: string, seconds: number, keyframeOffset: number): Promise<CameraClips['clips'][number]> {
   const offset = Number(keyframeOffset.toFixed(3));
   const file = path.join(workDir, `camera-${CLIP.width}x${CLIP.height}p${CLIP.fps}-${seconds}s-main-${CLIP.bitrate}-key${offset}.mp4`);
-  const clip = { path: file, width: CLIP.width, height: CLIP.height, fps: CLIP.fps, seconds, encoding: ENCODING };
+  const clip = { path: file, seconds };
   if (existsSync(file)) return { ...clip, cached: true };
   await mkdir(workDir, { recursive: true });
   const tmp = `${file}.tmp.mp4`;

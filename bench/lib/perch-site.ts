@@ -8,6 +8,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { DecoderCpuSetting } from '@perch/agent';
 import { ControlPlane, createLogger, loadControlPlaneConfig } from '@perch/control-plane';
 import type { ReportedState, TelemetryWindow } from '@perch/shared';
 import { AgentProcess } from '../../test/support/agent-process.js';
@@ -37,7 +38,7 @@ export interface AgentSetup {
   telemetry?: { windowSeconds: number };
   inference?: Record<string, unknown>;
   ffmpegNice?: number;
-  decoderCpus?: 'auto' | 'all' | number[];
+  decoderCpus?: DecoderCpuSetting;
   /** default here: a 1 s health window, so swaps are not 60 s apart */
   deployment?: Record<string, unknown>;
   log?: { level: string };

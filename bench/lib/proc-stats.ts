@@ -5,9 +5,7 @@
  * threads, onnxruntime's native allocations and everything V8 does not see.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-
-/** Clock ticks per second of utime/stime in /proc/<pid>/stat: 100 on every Linux build Perch targets. */
-const CLOCK_TICKS_PER_SECOND = 100;
+import { allowedCpus, formatCpuList, processStat } from '@perch/agent';
 
 /** Resident memory in bytes: the total (VmRSS) and its anonymous part (heaps, arenas, stacks); the rest is mapped files and shared memory. */
 export interface Resident {
@@ -35,32 +33,9 @@ export function rssBytes(pid: number): number {
   return resident(pid).rss;
 }
 
-interface StatFields {
-  ppid: number;
-  /** user + system CPU seconds of the process itself (all its threads, not its children) */
-  cpuSeconds: number;
-}
-
-function readStat(pid: number): StatFields | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // The command name is in parentheses and may itself hold spaces or ')': the fields start after the last ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // After the name: state(3) ppid(4) ... utime(14) stime(15), counted from 1 with pid and name as 1 and 2.
-  const ppid = Number(fields[1]);
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  if (![ppid, utime, stime].every(Number.isFinite)) return null;
-  return { ppid, cpuSeconds: (utime + stime) / CLOCK_TICKS_PER_SECOND };
-}
-
 /** CPU seconds (user + system) the process has used so far; NaN when it is gone. */
 export function cpuSeconds(pid: number): number {
-  return readStat(pid)?.cpuSeconds ?? Number.NaN;
+  return processStat(pid)?.cpuSeconds ?? Number.NaN;
 }
 
 function allPids(): number[] {
@@ -71,16 +46,12 @@ function allPids(): number[] {
 
 /** Direct children of a process (e.g. the agent's ffmpeg processes). */
 export function childPids(pid: number): number[] {
-  return allPids().filter((p) => readStat(p)?.ppid === pid);
+  return allPids().filter((p) => processStat(p)?.ppid === pid);
 }
 
-/** The CPUs a process may run on, as /proc writes them ("0-1"); '' when it is gone. */
+/** The CPUs a process may run on ("0,1"); '' when it is gone. */
 export function cpusAllowed(pid: number): string {
-  try {
-    return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '';
-  } catch {
-    return '';
-  }
+  return formatCpuList(allowedCpus(`/proc/${pid}/status`) ?? []);
 }
 
 /** The command line of a process, arguments joined by spaces; '' when it is gone. */

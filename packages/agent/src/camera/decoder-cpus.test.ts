@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ffmpegInstaller from '@ffmpeg-installer/ffmpeg';
@@ -12,10 +11,7 @@ const ffmpegPath = process.env.PERCH_FFMPEG_PATH ?? ffmpegInstaller.path;
 const hostCpus = allowedCpus();
 
 /** The CPUs a running process may use, as /proc says. */
-function cpusOf(pid: number): number[] {
-  const line = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return parseCpuList(line?.[1] ?? '');
-}
+const cpusOf = (pid: number): number[] | null => allowedCpus(`/proc/${pid}/status`);
 
 describe('CPU lists', () => {
   it('reads and writes the form /proc and taskset use', () => {
@@ -127,7 +123,7 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
       const first = await running(cams[0] as FfmpegCamera);
       expect(cpusOf(first)).toEqual(all.slice(0, -1));
       decoders.start();
-      await waitFor('the running decoder moved to every CPU', () => cpusOf(first).length === all.length);
+      await waitFor('the running decoder moved to every CPU', () => cpusOf(first)?.length === all.length);
       expect(decoders.isConfined).toBe(false);
       expect(decoders.placement).toBeNull();
       expect(log.messages()).toContain('decoders need more than the CPUs left to them: letting them use every CPU (inference will be slower)');

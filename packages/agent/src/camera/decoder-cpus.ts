@@ -1,8 +1,8 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log/logger.js';
 import { allowedCpus, formatCpuList } from './cpu-list.js';
+import { processStat } from './process-stat.js';
 
 /** The config's decoderCpus: 'auto', 'all', or the CPUs to keep the decoders on. */
 export type DecoderCpuSetting = 'auto' | 'all' | number[];
@@ -32,8 +32,6 @@ export interface DecoderPlacement {
 }
 
 const DEFAULTS = { tasksetPath: 'taskset', sampleMs: 5000, minDecoderCpus: 2, saturatedShare: 0.7, saturatedSamples: 2 };
-/** Linux reports process CPU time in USER_HZ ticks, 100 per second on every architecture Node runs on. */
-const TICKS_PER_SECOND = 100;
 
 export class DecoderCpuError extends Error {
   override readonly name = 'DecoderCpuError';
@@ -63,12 +61,12 @@ export class DecoderCpus {
   private readonly allowed: number[] | null;
   private confined: number[] | null;
   private timer: NodeJS.Timeout | null = null;
-  private readonly lastTicks = new Map<number, number>();
+  /** each running decoder's CPU seconds at the last sample */
+  private readonly lastCpu = new Map<number, number>();
   private lastSampleAt = 0;
   private saturatedRun = 0;
   private warnedSaturated = false;
-  /** CPU cores the decoders used over the last sample */
-  coresUsed = 0;
+  private cores = 0;
 
   constructor(
     options: DecoderCpusOptions,
@@ -79,6 +77,16 @@ export class DecoderCpus {
     this.opts = { ...DEFAULTS, ...options };
     this.allowed = options.allowed === undefined ? allowedCpus() : options.allowed;
     this.confined = this.resolve();
+  }
+
+  /** Whether decoders are being kept off inference's CPUs now. */
+  get isConfined(): boolean {
+    return this.confined !== null;
+  }
+
+  /** CPU cores the decoders used over the last sample. */
+  get coresUsed(): number {
+    return this.cores;
   }
 
   /** Where a decoder started now goes, or null: anywhere. */
@@ -97,7 +105,7 @@ export class DecoderCpus {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.lastTicks.clear();
+    this.lastCpu.clear();
   }
 
   private resolve(): number[] | null {
@@ -137,23 +145,23 @@ export class DecoderCpus {
     const now = performance.now();
     const seconds = (now - this.lastSampleAt) / 1000;
     this.lastSampleAt = now;
-    let ticks = 0;
+    let used = 0;
     const seen = new Set<number>();
     for (const pid of this.pids()) {
-      const total = cpuTicks(pid);
-      if (total === null) continue;
+      const cpu = processStat(pid)?.cpuSeconds;
+      if (cpu === undefined) continue;
       seen.add(pid);
-      const before = this.lastTicks.get(pid);
-      if (before !== undefined) ticks += total - before;
-      this.lastTicks.set(pid, total);
+      const before = this.lastCpu.get(pid);
+      if (before !== undefined) used += cpu - before;
+      this.lastCpu.set(pid, cpu);
     }
-    for (const pid of this.lastTicks.keys()) if (!seen.has(pid)) this.lastTicks.delete(pid);
+    for (const pid of this.lastCpu.keys()) if (!seen.has(pid)) this.lastCpu.delete(pid);
     if (seconds <= 0) return;
-    this.coresUsed = ticks / TICKS_PER_SECOND / seconds;
-    const share = this.coresUsed / confined.length;
+    this.cores = used / seconds;
+    const share = this.cores / confined.length;
     this.saturatedRun = share >= this.opts.saturatedShare ? this.saturatedRun + 1 : 0;
     if (this.saturatedRun < this.opts.saturatedSamples) return;
-    const figures = { decoderCpus: formatCpuList(confined), coresUsed: Number(this.coresUsed.toFixed(2)) };
+    const figures = { decoderCpus: formatCpuList(confined), coresUsed: Number(this.cores.toFixed(2)) };
     if (this.opts.setting !== 'auto') {
       if (!this.warnedSaturated) this.log.warn(figures, 'decoders use all the CPUs decoderCpus gives them: frames will arrive late');
       this.warnedSaturated = true;
@@ -176,24 +184,4 @@ export class DecoderCpus {
       });
     }
   }
-
-  /** Whether decoders are being kept off inference's CPUs now. */
-  get isConfined(): boolean {
-    return this.confined !== null;
-  }
-}
-
-/** utime + stime of a process, in ticks; null when it is gone. */
-function cpuTicks(pid: number): number | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return Number.isFinite(utime) && Number.isFinite(stime) ? utime + stime : null;
 }

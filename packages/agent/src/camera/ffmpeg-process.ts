@@ -99,7 +99,7 @@ export class FfmpegProcess extends EventEmitter<ProcessEvents> {
         if (this.partial !== '') this.keep(this.partial);
         resolve({ ...exit, ...(this.killedFor ? { killedFor: this.killedFor } : {}), stderr: [...this.lines] });
       };
-      this.child.on('error', (err) => finish({ code: null, signal: null, spawnError: placed ? `cannot run ffmpeg at ${opts.ffmpegPath} through ${placed.taskset}: ${err.message}` : `cannot run ffmpeg at ${opts.ffmpegPath}: ${err.message}` }));
+      this.child.on('error', (err) => finish({ code: null, signal: null, spawnError: `cannot run ffmpeg at ${opts.ffmpegPath}${placed ? ` through ${placed.taskset}` : ''}: ${err.message}` }));
       // 'close' comes after stdout and stderr are drained: no frame or line is lost.
       this.child.on('close', (code, signal) => finish({ code, signal }));
     });

@@ -37,11 +37,14 @@ const BATCH_PAYS_RATIO = 0.8;
 const CALIBRATION_BUDGET_MS = 300;
 const CALIBRATION_PAIRS = 3;
 
-/** The best of a few timed runs of each size, after one untimed run of each (ORT plans memory per shape on a shape's first run). */
+/**
+ * The best of a few timed runs of each size, after an untimed single run
+ * (ORT plans memory per shape on a shape's first run; the full batch had
+ * its first run as the load's warm-up).
+ */
 async function calibrate(run: RunBatch, batch: number, frameValues: number): Promise<BatchCalibration> {
   const input = new Float32Array(batch * frameValues);
   await run(input, 1);
-  await run(input, batch);
   let singleMs = Number.POSITIVE_INFINITY;
   let batchMs = Number.POSITIVE_INFINITY;
   const began = performance.now();
