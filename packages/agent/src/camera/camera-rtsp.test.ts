@@ -132,7 +132,7 @@ describe('RTSP camera (real ffmpeg, GStreamer RTSP server)', () => {
         () => watched.frames.length >= 2 && timed.frames.length >= 2,
         60_000,
       ).catch((err: Error) => {
-        throw new Error(`${err.message} (watched ${watched.frames.length}, timed ${timed.frames.length}; timed's incidents: ${timed.incidents.map((i) => i.kind).join(', ')})`);
+        throw new Error(`${err.message} (watched ${watched.frames.length}, timed ${timed.frames.length}; timed's incidents: ${timed.incidents.map((i) => i.kind).join(', ')}; server ${server.unexpectedExit ?? 'running'})`);
       });
       server.pause();
       await waitFor('a stall', () => (watched.cam.state().stalls ?? 0) >= 1);

@@ -59,7 +59,9 @@ def main():
         '! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=%d '
         '! rtph264pay name=pay0 pt=96 config-interval=-1 )' % (w, h, args.fps, args.fps)
     )
-    factory.set_shared(True)
+    # A pipeline per client, not one shared: gst-rtsp-server aborts (an assertion in
+    # gst_rtsp_media_get_rates) when two clients join one shared media at the same instant.
+    factory.set_shared(False)
 
     if args.flip_size is not None:
         sizes = [args.size, args.flip_size]

@@ -32,9 +32,12 @@ export interface RtspServerOptions {
 export class RtspTestServer {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
+  private killing = false;
   /** resolution changes the server has made so far */
   sizeChanges = 0;
   port = 0;
+  /** how the server ended when no test asked it to, with its last words; null while it runs or after kill() */
+  unexpectedExit: string | null = null;
 
   private constructor(
     private readonly opts: RtspServerOptions,
@@ -60,9 +63,11 @@ export class RtspTestServer {
 
   /** SIGKILL: the server vanishes without a word, as a camera losing power does. */
   async kill(): Promise<void> {
+    this.killing = true;
     this.child?.kill('SIGKILL');
     await this.exited;
     this.child = null;
+    this.killing = false;
   }
 
   /** Starts the server again on the port it had. */
@@ -97,8 +102,14 @@ export class RtspTestServer {
     // stdin stays open: the server exits when it closes, so a crashed test run leaves none behind.
     const child = spawn(PYTHON, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
-    this.exited = new Promise((resolve) => child.once('close', () => resolve()));
     let stderr = '';
+    this.unexpectedExit = null;
+    this.exited = new Promise((resolve) =>
+      child.once('close', (code, signal) => {
+        if (!this.killing) this.unexpectedExit = `exited (${signal ?? `code ${String(code)}`}): ${stderr.trim()}`;
+        resolve();
+      }),
+    );
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (t: string) => (stderr = (stderr + t).slice(-4000)));
     this.port = await new Promise<number>((resolve, reject) => {
