@@ -112,6 +112,22 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
     }
   });
 
+  it("'all' places nothing, and the decoders' CPU use is measured all the same", async () => {
+    let cam: FfmpegCamera | null = null;
+    const decoders = new DecoderCpus({ setting: 'all', inferenceThreads: 1, sampleMs: 200 }, () => (cam?.pid === undefined ? [] : [cam.pid]), new CapturedLog('warn').logger);
+    cam = camera(decoders, 'anywhere');
+    try {
+      const pid = await running(cam);
+      expect(cpusOf(pid)).toEqual(hostCpus);
+      decoders.start();
+      await waitFor('a measurement of the decoder', () => decoders.coresUsed > 0);
+      expect(decoders.isConfined).toBe(false);
+    } finally {
+      decoders.stop();
+      await cam.stop();
+    }
+  });
+
   it.skipIf((hostCpus?.length ?? 0) < 2)("'auto' lets saturated decoders use every CPU, moving the running ones, and starts the next ones anywhere", async () => {
     const all = hostCpus ?? [];
     const cams: FfmpegCamera[] = [];
@@ -130,6 +146,10 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
       cams.push(camera(decoders, 'second'));
       const second = await running(cams[1] as FfmpegCamera);
       expect(cpusOf(second)).toEqual(all);
+      // Widened, the decoders are still measured: their use shows, and with none left it falls to nothing.
+      await waitFor('a measurement of the widened decoders', () => decoders.coresUsed > 0);
+      await Promise.all(cams.map((c) => c.stop()));
+      await waitFor('no decoder use once they are stopped', () => decoders.coresUsed === 0);
     } finally {
       decoders.stop();
       await Promise.all(cams.map((c) => c.stop()));

@@ -94,9 +94,9 @@ export class DecoderCpus {
     return this.confined ? { taskset: this.opts.tasksetPath, cpus: this.confined } : null;
   }
 
-  /** Starts watching the decoders' CPU use (only while they are confined). */
+  /** Starts measuring the decoders' CPU use; while they are confined, it also decides whether they need every CPU. */
   start(): void {
-    if (this.timer || !this.confined) return;
+    if (this.timer) return;
     this.lastSampleAt = performance.now();
     this.timer = setInterval(() => this.sample(), this.opts.sampleMs);
     this.timer.unref();
@@ -140,8 +140,6 @@ export class DecoderCpus {
 
   /** Reads the decoders' CPU time since the last sample; a decoder seen for the first time counts from now. */
   private sample(): void {
-    const confined = this.confined;
-    if (!confined) return;
     const now = performance.now();
     const seconds = (now - this.lastSampleAt) / 1000;
     this.lastSampleAt = now;
@@ -158,6 +156,8 @@ export class DecoderCpus {
     for (const pid of this.lastCpu.keys()) if (!seen.has(pid)) this.lastCpu.delete(pid);
     if (seconds <= 0) return;
     this.cores = used / seconds;
+    const confined = this.confined;
+    if (!confined) return;
     const share = this.cores / confined.length;
     this.saturatedRun = share >= this.opts.saturatedShare ? this.saturatedRun + 1 : 0;
     if (this.saturatedRun < this.opts.saturatedSamples) return;
@@ -173,7 +173,6 @@ export class DecoderCpus {
   /** From now on decoders go anywhere; the running ones are moved now. */
   private widen(figures: Record<string, unknown>): void {
     this.confined = null;
-    this.stop();
     const everywhere = this.allowed ? formatCpuList(this.allowed) : null;
     this.log.warn({ ...figures, now: everywhere }, 'decoders need more than the CPUs left to them: letting them use every CPU (inference will be slower)');
     if (!everywhere) return;

@@ -243,7 +243,7 @@ export class AgentMetrics implements FrameObserver {
       });
       const cores: Gauge = new Gauge({
         name: name('decoder_cpu_cores'),
-        help: 'CPU cores the ffmpeg decoders used over the last sample, while they are confined',
+        help: 'CPU cores the ffmpeg decoders used over the last sample (5 s), confined or not',
         registers,
         collect: () => cores.set(decoders().coresUsed),
       });
