@@ -83,6 +83,14 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
     );
   }
 
+  /** One camera, and a DecoderCpus with these options that watches its ffmpeg. */
+  function watchedCamera(options: DecoderCpusOptions, id: string): { decoders: DecoderCpus; cam: FfmpegCamera } {
+    let cam: FfmpegCamera | null = null;
+    const decoders = new DecoderCpus(options, () => (cam?.pid === undefined ? [] : [cam.pid]), new CapturedLog('warn').logger);
+    cam = camera(decoders, id);
+    return { decoders, cam };
+  }
+
   async function running(cam: FfmpegCamera): Promise<number> {
     let frames = 0;
     cam.on('frame', () => frames++);
@@ -95,10 +103,8 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
 
   it('starts ffmpeg on the CPUs given, and measures what the decoders use without moving them while they fit', async () => {
     const only = [(hostCpus ?? [0])[0] ?? 0];
-    let cam: FfmpegCamera | null = null;
     // A share that is never reached: the decoders stay where they are.
-    const decoders = new DecoderCpus({ setting: only, inferenceThreads: 1, sampleMs: 300, saturatedShare: 1.01, saturatedSamples: 1 }, () => (cam?.pid === undefined ? [] : [cam.pid]), new CapturedLog('warn').logger);
-    cam = camera(decoders, 'pinned');
+    const { decoders, cam } = watchedCamera({ setting: only, inferenceThreads: 1, sampleMs: 300, saturatedShare: 1.01, saturatedSamples: 1 }, 'pinned');
     try {
       const pid = await running(cam);
       expect(cpusOf(pid)).toEqual(only);
@@ -113,9 +119,7 @@ describe.skipIf(hostCpus === null)('decoders on their CPUs (real ffmpeg, taskset
   });
 
   it("'all' places nothing, and the decoders' CPU use is measured all the same", async () => {
-    let cam: FfmpegCamera | null = null;
-    const decoders = new DecoderCpus({ setting: 'all', inferenceThreads: 1, sampleMs: 200 }, () => (cam?.pid === undefined ? [] : [cam.pid]), new CapturedLog('warn').logger);
-    cam = camera(decoders, 'anywhere');
+    const { decoders, cam } = watchedCamera({ setting: 'all', inferenceThreads: 1, sampleMs: 200 }, 'anywhere');
     try {
       const pid = await running(cam);
       expect(cpusOf(pid)).toEqual(hostCpus);
